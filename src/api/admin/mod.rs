@@ -1,0 +1,40 @@
+//! The operator's API under `/api/admin`, behind the admin bearer token.
+
+mod log;
+mod projections;
+mod properties;
+
+use actix_web::web;
+
+use super::ApiError;
+
+/// Admin listings return 1 to 1,000 items a page.
+fn check_page_limit(limit: usize) -> Result<(), ApiError> {
+    if (1..=1000).contains(&limit) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_limit",
+            "limit must be between 1 and 1000",
+        ))
+    }
+}
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/api/admin")
+            .route("/properties", web::post().to(properties::register))
+            .route("/properties", web::get().to(properties::list))
+            .route(
+                "/properties/{id}/hostnames",
+                web::put().to(properties::set_hostnames),
+            )
+            .route("/streams/{stream}", web::get().to(log::read_stream))
+            .route("/log", web::get().to(log::head))
+            .route("/projections", web::get().to(projections::list))
+            .route(
+                "/projections/{name}/rebuild",
+                web::post().to(projections::rebuild),
+            ),
+    );
+}

@@ -1,0 +1,83 @@
+//! `POST /api/admin/properties` registers a property; `GET` lists them.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::{AdminAuth, ApiError, AppState};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    domain: String,
+    #[serde(default = "utc")]
+    timezone: String,
+    name: Option<String>,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+pub async fn register(
+    _: AdminAuth,
+    body: web::Json<RegisterBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let property = state
+        .properties
+        .register(&body.domain, &body.timezone, body.name.as_deref())
+        .await?;
+    Ok(HttpResponse::Created().json(property))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    /// Return properties whose domain sorts after this one.
+    after: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+pub async fn list(
+    _: AdminAuth,
+    query: web::Query<ListQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    super::check_page_limit(query.limit as usize)?;
+    let properties = state
+        .properties
+        .list(query.after.as_deref(), query.limit)
+        .await?;
+    let next = (properties.len() == query.limit as usize)
+        .then(|| properties.last().map(|p| p.domain.clone()))
+        .flatten();
+    Ok(HttpResponse::Ok().json(json!({"properties": properties, "next_after": next})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostnamesBody {
+    hostnames: Vec<String>,
+}
+
+/// `PUT /api/admin/properties/{id}/hostnames`: the hostnames besides the domain and its
+/// subdomains that may send browser hits (`*.example.com` for all subdomains of example.com).
+pub async fn set_hostnames(
+    _: AdminAuth,
+    id: web::Path<String>,
+    body: web::Json<HostnamesBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::not_found("property_not_found", "property is not registered"))?;
+    let property = state
+        .properties
+        .allow_hostnames(id, body.into_inner().hostnames)
+        .await?;
+    Ok(HttpResponse::Ok().json(property))
+}

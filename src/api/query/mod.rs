@@ -1,0 +1,200 @@
+//! Query APIs: thin adapters from each API's shape to the one [`Query`](crate::query::Query) model.
+//! What they share — authorisation, date ranges, time labels, error mapping — lives here.
+
+pub mod v1;
+pub mod v2;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest};
+use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+
+use super::{bearer, ApiError, AppState};
+use crate::domain::Domain;
+use crate::query::engine::EngineError;
+use crate::query::{DateRange, Grain, QueryError};
+use crate::services::PropertyRecord;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v2/query", web::post().to(v2::query))
+        .route(
+            "/api/v1/stats/realtime/visitors",
+            web::get().to(v1::realtime_visitors),
+        )
+        .route("/api/v1/stats/aggregate", web::get().to(v1::aggregate))
+        .route("/api/v1/stats/timeseries", web::get().to(v1::timeseries))
+        .route("/api/v1/stats/breakdown", web::get().to(v1::breakdown));
+}
+
+/// A property the caller may read: the bearer token is that property's read key, or the admin
+/// token. Anything else is `401`, whether or not the site exists, so keys reveal nothing about
+/// other tenants.
+pub struct Site {
+    pub property: Arc<PropertyRecord>,
+    pub tz: Tz,
+}
+
+impl Site {
+    pub async fn authorize(
+        req: &HttpRequest,
+        state: &AppState,
+        site_id: &str,
+    ) -> Result<Self, ApiError> {
+        let token = bearer(req).ok_or_else(ApiError::unauthorized)?;
+        let is_admin = state
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| super::constant_time_eq(t.as_bytes(), token.as_bytes()));
+        let property = match Domain::parse(site_id) {
+            Ok(domain) => state.properties.by_domain(&domain).await?,
+            Err(_) => None,
+        };
+        match property {
+            Some(p)
+                if is_admin || super::constant_time_eq(p.read_key.as_bytes(), token.as_bytes()) =>
+            {
+                let tz = p.timezone.parse::<Tz>().unwrap_or(chrono_tz::UTC);
+                Ok(Self { property: p, tz })
+            }
+            None if is_admin => Err(ApiError::not_found(
+                "site_not_found",
+                format!("no property `{site_id}`"),
+            )),
+            _ => Err(ApiError::unauthorized()),
+        }
+    }
+
+    pub fn today(&self) -> NaiveDate {
+        Utc::now().with_timezone(&self.tz).date_naive()
+    }
+
+    pub fn first_day(&self) -> NaiveDate {
+        self.property
+            .registered_at
+            .with_timezone(&self.tz)
+            .date_naive()
+    }
+
+    /// A named period relative to `date` (default today).
+    pub fn period(
+        &self,
+        field: &str,
+        name: &str,
+        date: Option<NaiveDate>,
+    ) -> Result<DateRange, QueryError> {
+        DateRange::named(name, date.unwrap_or_else(|| self.today()), self.first_day())
+            .ok_or_else(|| QueryError::new(field, format!("unknown period `{name}`")))
+    }
+
+    /// `[from, to]`, each a date or an ISO 8601 datetime with an offset; both ends inclusive.
+    pub fn explicit_range(
+        &self,
+        field: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<DateRange, QueryError> {
+        let local = |s: &str, i: usize| -> Result<NaiveDateTime, QueryError> {
+            if let Ok(day) = s.parse::<NaiveDate>() {
+                // An end date includes its whole day.
+                let day = if i == 1 { day + Duration::days(1) } else { day };
+                return Ok(day.and_time(chrono::NaiveTime::MIN));
+            }
+            DateTime::<FixedOffset>::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&self.tz).naive_local() + Duration::seconds(i as i64))
+                .map_err(|_| {
+                    QueryError::new(
+                        format!("{field}[{i}]"),
+                        "expected YYYY-MM-DD or an ISO 8601 datetime",
+                    )
+                })
+        };
+        Ok(DateRange {
+            from: local(from, 0)?,
+            to: local(to, 1)?,
+        })
+    }
+
+    /// A local time as an ISO 8601 datetime with the property's offset.
+    pub fn iso(&self, t: NaiveDateTime) -> String {
+        self.tz
+            .from_local_datetime(&t)
+            .earliest()
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_else(|| t.to_string())
+    }
+}
+
+/// Every time label of a range at a grain, as the engine formats them.
+pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
+    use chrono::{Datelike, Months, Timelike};
+    let start = match grain {
+        Grain::Hour => range
+            .from
+            .with_minute(0)
+            .and_then(|t| t.with_second(0))
+            .unwrap_or(range.from),
+        Grain::Day => range.from.date().and_time(chrono::NaiveTime::MIN),
+        Grain::Week => {
+            let d = range.from.date();
+            (d - Duration::days(d.weekday().num_days_from_monday() as i64))
+                .and_time(chrono::NaiveTime::MIN)
+        }
+        Grain::Month => range
+            .from
+            .date()
+            .with_day(1)
+            .unwrap_or(range.from.date())
+            .and_time(chrono::NaiveTime::MIN),
+    };
+    let mut labels = Vec::new();
+    let mut t = start;
+    while t < range.to && labels.len() < 10_000 {
+        labels.push(match grain {
+            Grain::Hour => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            _ => t.format("%Y-%m-%d").to_string(),
+        });
+        t = match grain {
+            Grain::Hour => t + Duration::hours(1),
+            Grain::Day => t + Duration::days(1),
+            Grain::Week => t + Duration::days(7),
+            Grain::Month => t.checked_add_months(Months::new(1)).unwrap_or(range.to),
+        };
+    }
+    labels
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        ApiError::bad_request("invalid_query", e.to_string())
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Invalid(q) => q.into(),
+            EngineError::Database(e) => e.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_cover_the_range_at_each_grain() {
+        let r = DateRange::days("2026-11-01".parse().unwrap(), "2026-11-03".parse().unwrap());
+        assert_eq!(
+            time_labels(&r, Grain::Day),
+            vec!["2026-11-01", "2026-11-02", "2026-11-03"]
+        );
+        assert_eq!(time_labels(&r, Grain::Hour).len(), 72);
+        assert_eq!(
+            time_labels(&r, Grain::Week),
+            vec!["2026-10-26", "2026-11-02"]
+        );
+        assert_eq!(time_labels(&r, Grain::Month), vec!["2026-11-01"]);
+    }
+}

@@ -1,0 +1,249 @@
+//! Plausible Stats API v2: `POST /api/v2/query`.
+//!
+//! ```json
+//! {"site_id": "shop.example", "metrics": ["visitors", "pageviews"], "date_range": "7d",
+//!  "dimensions": ["time:day"], "filters": [["contains", "event:page", ["/blog"]]],
+//!  "order_by": [["visitors", "desc"]], "pagination": {"limit": 100, "offset": 0},
+//!  "include": {"time_labels": true}}
+//! ```
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Map, Value};
+
+use super::{time_labels, Site};
+use crate::api::{ApiError, AppState};
+use crate::query::{
+    engine, DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
+};
+
+pub async fn query(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
+    })?;
+    let Value::Object(obj) = value else {
+        return Err(QueryError::new("body", "must be a JSON object").into());
+    };
+    let site_id = string(&obj, "site_id")?;
+    let site = Site::authorize(&req, &state, &site_id).await?;
+    let query = parse(&obj, &site)?;
+    let results = engine::run(&state.pool, &query).await?;
+
+    let mut meta = Map::new();
+    let time = query.dimensions.iter().find_map(|d| match d {
+        Dimension::Time(g) => Some(*g),
+        _ => None,
+    });
+    if let (Some(g), Some(true)) = (
+        time,
+        obj.get("include")
+            .and_then(|i| i.get("time_labels"))
+            .and_then(Value::as_bool),
+    ) {
+        meta.insert("time_labels".into(), json!(time_labels(&query.range, g)));
+    }
+    let mut echo = obj.clone();
+    echo.insert(
+        "date_range".into(),
+        json!([
+            site.iso(query.range.from),
+            site.iso(query.range.to - chrono::Duration::seconds(1))
+        ]),
+    );
+    Ok(HttpResponse::Ok().json(json!({"results": results, "meta": meta, "query": echo})))
+}
+
+fn string(obj: &Map<String, Value>, field: &str) -> Result<String, QueryError> {
+    match obj.get(field) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        None | Some(Value::Null) => Err(QueryError::new(field, "is required")),
+        Some(_) => Err(QueryError::new(field, "must be a string")),
+    }
+}
+
+fn strings(v: &Value, field: &str) -> Result<Vec<String>, QueryError> {
+    let Value::Array(items) = v else {
+        return Err(QueryError::new(field, "must be a list of strings"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            s.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| QueryError::new(format!("{field}[{i}]"), "must be a string"))
+        })
+        .collect()
+}
+
+pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError> {
+    let range = match obj.get("date_range") {
+        Some(Value::String(name)) => site.period("date_range", name, None)?,
+        Some(Value::Array(pair)) if pair.len() == 2 => {
+            let pair = strings(&Value::Array(pair.clone()), "date_range")?;
+            site.explicit_range("date_range", &pair[0], &pair[1])?
+        }
+        None => return Err(QueryError::new("date_range", "is required")),
+        Some(_) => {
+            return Err(QueryError::new(
+                "date_range",
+                "must be a period name or [from, to]",
+            ))
+        }
+    };
+    let metrics = strings(obj.get("metrics").unwrap_or(&Value::Null), "metrics")?
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            Metric::parse(m).ok_or_else(|| {
+                QueryError::new(format!("metrics[{i}]"), format!("unknown metric `{m}`"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let dimensions = match obj.get("dimensions") {
+        None | Some(Value::Null) => vec![],
+        Some(v) => strings(v, "dimensions")?
+            .iter()
+            .enumerate()
+            .map(|(i, d)| dimension(d, &range, &format!("dimensions[{i}]")))
+            .collect::<Result<_, _>>()?,
+    };
+    let filters = match obj.get("filters") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(fs)) if fs.is_empty() => None,
+        Some(Value::Array(fs)) => Some(Filter::And(
+            fs.iter()
+                .enumerate()
+                .map(|(i, f)| filter(f, &range, &format!("filters[{i}]")))
+                .collect::<Result<_, _>>()?,
+        )),
+        Some(_) => return Err(QueryError::new("filters", "must be a list")),
+    };
+    let order_by = match obj.get("order_by") {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| order(item, &range, &format!("order_by[{i}]")))
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(QueryError::new(
+                "order_by",
+                "must be a list of [key, direction]",
+            ))
+        }
+    };
+    let page = obj.get("pagination");
+    let number = |key: &str, default: u64| match page.and_then(|p| p.get(key)) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            QueryError::new(
+                format!("pagination.{key}"),
+                "must be a non-negative integer",
+            )
+        }),
+    };
+    let query = Query {
+        property_id: site.property.id,
+        range,
+        metrics,
+        dimensions,
+        filters,
+        order_by,
+        limit: number("limit", 10_000)? as usize,
+        offset: number("offset", 0)? as usize,
+    };
+    query.validate()?;
+    Ok(query)
+}
+
+fn dimension(s: &str, range: &DateRange, field: &str) -> Result<Dimension, QueryError> {
+    Dimension::parse(s, range)
+        .ok_or_else(|| QueryError::new(field, format!("unknown dimension `{s}`")))
+}
+
+fn filter(v: &Value, range: &DateRange, field: &str) -> Result<Filter, QueryError> {
+    let Value::Array(parts) = v else {
+        return Err(QueryError::new(field, "must be a list"));
+    };
+    let op = parts
+        .first()
+        .and_then(Value::as_str)
+        .ok_or_else(|| QueryError::new(format!("{field}[0]"), "must be an operator"))?;
+    let arg = |i: usize| {
+        parts
+            .get(i)
+            .ok_or_else(|| QueryError::new(format!("{field}[{i}]"), "is missing"))
+    };
+    match op {
+        "and" | "or" => {
+            let Value::Array(children) = arg(1)? else {
+                return Err(QueryError::new(
+                    format!("{field}[1]"),
+                    "must be a list of filters",
+                ));
+            };
+            let children = children
+                .iter()
+                .enumerate()
+                .map(|(i, c)| filter(c, range, &format!("{field}[1][{i}]")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(if op == "and" {
+                Filter::And(children)
+            } else {
+                Filter::Or(children)
+            })
+        }
+        "not" => Ok(Filter::Not(Box::new(filter(
+            arg(1)?,
+            range,
+            &format!("{field}[1]"),
+        )?))),
+        other => {
+            let op = Op::parse(other).ok_or_else(|| {
+                QueryError::new(format!("{field}[0]"), format!("unknown operator `{other}`"))
+            })?;
+            let dim = arg(1)?
+                .as_str()
+                .ok_or_else(|| QueryError::new(format!("{field}[1]"), "must be a dimension"))?;
+            let dimension = dimension(dim, range, &format!("{field}[1]"))?;
+            if dimension.is_time() {
+                return Err(QueryError::new(
+                    format!("{field}[1]"),
+                    "time dimensions cannot be filtered",
+                ));
+            }
+            let values = strings(arg(2)?, &format!("{field}[2]"))?;
+            Ok(Filter::Leaf {
+                op,
+                dimension,
+                values,
+            })
+        }
+    }
+}
+
+fn order(v: &Value, range: &DateRange, field: &str) -> Result<(OrderKey, Direction), QueryError> {
+    let pair = strings(v, field)?;
+    let [key, dir] = pair.as_slice() else {
+        return Err(QueryError::new(field, "must be [key, direction]"));
+    };
+    let key = match Metric::parse(key) {
+        Some(m) => OrderKey::Metric(m),
+        None => OrderKey::Dimension(dimension(key, range, &format!("{field}[0]"))?),
+    };
+    let dir = match dir.as_str() {
+        "asc" => Direction::Asc,
+        "desc" => Direction::Desc,
+        _ => {
+            return Err(QueryError::new(
+                format!("{field}[1]"),
+                "must be asc or desc",
+            ))
+        }
+    };
+    Ok((key, dir))
+}

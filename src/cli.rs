@@ -1,0 +1,257 @@
+//! The `footfall` command line: `serve`, `migrate`, `property`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::domain::Domain;
+use crate::eventlog::EventLogError;
+use crate::projections::{self, generations, generations::RebuildError};
+use crate::services::RegisterError;
+use crate::startup::{self, Application, Core};
+
+#[derive(Parser)]
+#[command(name = "footfall", version, about = "Event-sourced web analytics")]
+pub struct Cli {
+    /// A file of KEY=VALUE lines; environment variables override it.
+    #[arg(long, global = true, env = "FOOTFALL_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Migrate the database, then serve HTTP (and run projections, with the `project` role).
+    Serve {
+        /// Roles of this node: collect, project, query, admin (default: all). Overrides FOOTFALL_ROLES.
+        #[arg(long, value_delimiter = ',')]
+        roles: Option<Vec<String>>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage properties.
+    #[command(subcommand)]
+    Property(PropertyCommand),
+    /// Drive a running footfall with realistic traffic and report throughput and latency.
+    Loadgen(LoadgenArgs),
+    /// Rebuild a projection's read models from the event log, without downtime, with a progress
+    /// bar. The rebuild runs on whichever node leads it: a running server, or this command.
+    Rebuild {
+        /// The projection: `hits` or `properties`.
+        name: String,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct LoadgenArgs {
+    /// The footfall to load.
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    /// Registers the properties it needs (`p<i>.loadgen.example`) with this token.
+    #[arg(long, env = "FOOTFALL_ADMIN_TOKEN")]
+    pub admin_token: String,
+    /// Properties to spread traffic over (Zipf-distributed).
+    #[arg(long, default_value_t = 100_000)]
+    pub properties: usize,
+    /// Closed loop: clients sending without pause.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Open loop: hits per second on a fixed schedule (instead of --concurrency).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 30.0)]
+    pub duration: f64,
+    /// Stop after this many hits.
+    #[arg(long)]
+    pub hits: Option<u64>,
+    /// Protocol mix.
+    #[arg(long, value_delimiter = ',', default_value = "plausible,umami,gtag")]
+    pub protocols: Vec<crate::loadgen::Wire>,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the load generator; it needs no database, so no configuration.
+pub async fn loadgen(args: LoadgenArgs) -> Result<(), CliError> {
+    let report = crate::loadgen::run(crate::loadgen::Options {
+        url: args.url.trim_end_matches('/').to_owned(),
+        admin_token: args.admin_token,
+        properties: args.properties,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        duration: std::time::Duration::from_secs_f64(args.duration.max(0.0)),
+        hits: args.hits,
+        protocols: args.protocols,
+        seed: args.seed,
+    })
+    .await?;
+    if args.json {
+        print_json(&report)
+    } else {
+        writeln!(std::io::stdout(), "{}", report.text())?;
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum PropertyCommand {
+    /// Register a property and print it as JSON.
+    Add {
+        #[arg(long)]
+        domain: String,
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// If the domain is taken, print the existing property instead of failing.
+        #[arg(long)]
+        if_absent: bool,
+    },
+    /// Print properties as JSON.
+    List {
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Startup(#[from] startup::StartupError),
+    #[error(transparent)]
+    Register(#[from] RegisterError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Rebuild(#[from] RebuildError),
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    #[error(transparent)]
+    Loadgen(#[from] crate::loadgen::LoadgenError),
+    #[error("no projection `{0}` (known: hits, properties)")]
+    UnknownProjection(String),
+}
+
+pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
+    match command {
+        Command::Loadgen(args) => loadgen(args).await?,
+        Command::Serve { .. } => {
+            Application::build(config)
+                .await?
+                .run_until_stopped()
+                .await?
+        }
+        Command::Migrate => {
+            startup::migrate(&startup::pool(&config)?).await?;
+            tracing::info!("migrations applied");
+        }
+        Command::Property(PropertyCommand::Add {
+            domain,
+            timezone,
+            name,
+            if_absent,
+        }) => {
+            // Runs the properties projection too (it waits if a server already leads it), so the
+            // property is usable as soon as this returns.
+            let core = Core::start(&config, true).await?;
+            let property = match core
+                .properties
+                .register(&domain, &timezone, name.as_deref())
+                .await
+            {
+                Err(RegisterError::DomainTaken(_)) if if_absent => {
+                    let domain = Domain::parse(&domain).map_err(RegisterError::from)?;
+                    match core.properties.by_domain(&domain).await? {
+                        Some(existing) => (*existing).clone(),
+                        None => return Err(RegisterError::DomainTaken(domain.to_string()).into()),
+                    }
+                }
+                other => other?,
+            };
+            print_json(&property)?;
+        }
+        Command::Rebuild { name } => {
+            let projection =
+                projections::by_name(&name).ok_or(CliError::UnknownProjection(name))?;
+            let core = Core::start(&config, true).await?;
+            let generation = generations::start_rebuild(&core.pool, &*projection).await?;
+            tracing::info!(
+                projection = projection.name(),
+                generation,
+                "rebuild started"
+            );
+            rebuild_progress(&core, projection.name(), generation).await?;
+        }
+        Command::Property(PropertyCommand::List { limit }) => {
+            let core = Core::start(&config, false).await?;
+            print_json(&core.properties.list(None, limit).await?)?;
+        }
+    }
+    Ok(())
+}
+
+/// Draws a progress bar on stderr until the new generation is live.
+async fn rebuild_progress(core: &Core, name: &str, generation: i32) -> Result<(), CliError> {
+    let mut err = std::io::stderr().lock();
+    loop {
+        let head = core.log.head().await?.position;
+        let status = generations::status(&core.pool, head).await?;
+        let Some(p) = status.iter().find(|p| p.name == name) else {
+            return Err(CliError::UnknownProjection(name.to_owned()));
+        };
+        match &p.rebuild {
+            Some(r) if r.generation == generation => {
+                let done = if p.head == 0 {
+                    1.0
+                } else {
+                    r.checkpoint as f64 / p.head as f64
+                };
+                let filled = (done * 30.0).round() as usize;
+                let eta = r
+                    .eta_seconds
+                    .map_or_else(|| "?".to_owned(), |s| format!("{s:.0}s"));
+                write!(
+                    err,
+                    "\r[{}{}] {:5.1}%  {}/{} events  {:.0} events/s  ETA {eta}   ",
+                    "#".repeat(filled.min(30)),
+                    "-".repeat(30 - filled.min(30)),
+                    done * 100.0,
+                    r.checkpoint,
+                    p.head,
+                    r.events_per_second
+                )?;
+            }
+            _ if p.generation >= generation => {
+                writeln!(
+                    err,
+                    "\rrebuilt `{name}`: generation {} is live at position {}{}",
+                    p.generation,
+                    p.checkpoint,
+                    " ".repeat(40)
+                )?;
+                return Ok(());
+            }
+            _ => {}
+        }
+        err.flush()?;
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await; // refresh interval
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}

@@ -1,0 +1,207 @@
+//! The property aggregate: one merchant site. Its events live in `property-<id>`; the uniqueness of
+//! its domain is reserved by a `DomainClaimed` event in `domain-<domain>`, written in the same
+//! append with expected state "no stream".
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::{Domain, DomainError, Event, PropertyCredentials, PropertyId, PropertyName, Timezone};
+
+/// Command: register a new property.
+#[derive(Debug, Clone)]
+pub struct RegisterProperty {
+    pub id: PropertyId,
+    pub domain: Domain,
+    pub timezone: Timezone,
+    pub name: PropertyName,
+    pub credentials: PropertyCredentials,
+    pub at: DateTime<Utc>,
+}
+
+/// Event: a property was registered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PropertyRegistered {
+    pub property_id: PropertyId,
+    pub domain: Domain,
+    pub timezone: Timezone,
+    pub name: PropertyName,
+    #[serde(flatten)]
+    pub credentials: PropertyCredentials,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// Event: a domain was reserved for a property. Lives in the domain's claim stream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DomainClaimed {
+    pub domain: Domain,
+    pub property_id: PropertyId,
+}
+
+/// Command: set the extra hostnames a property accepts browser hits from.
+#[derive(Debug, Clone)]
+pub struct AllowHostnames {
+    pub hostnames: Vec<String>,
+}
+
+/// Event: the hostnames a property accepts browser hits from, besides its domain and subdomains.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostnamesAllowed {
+    pub property_id: PropertyId,
+    pub hostnames: Vec<String>,
+}
+
+/// Whether a browser hit from page host `host` may be recorded for a property: its domain, any
+/// subdomain of it, or an allowed hostname (`*.example.com` allows the subdomains of example.com).
+pub fn hostname_allowed(domain: &str, allowed: &[String], host: &str) -> bool {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    let matches = |pattern: &str| match pattern.strip_prefix("*.") {
+        Some(parent) => host.ends_with(&format!(".{parent}")),
+        None => host == pattern || host.ends_with(&format!(".{pattern}")),
+    };
+    matches(domain) || allowed.iter().any(|a| matches(a))
+}
+
+/// The property aggregate's state, rebuilt from its stream.
+#[derive(Debug, Clone, Default)]
+pub struct Property {
+    registered: Option<PropertyRegistered>,
+}
+
+impl Property {
+    /// Decides which events registering produces. The domain claim goes to a separate stream; the
+    /// caller appends both atomically where the log allows it.
+    pub fn handle(
+        &self,
+        cmd: RegisterProperty,
+    ) -> Result<(PropertyRegistered, DomainClaimed), DomainError> {
+        if self.registered.is_some() {
+            return Err(DomainError::PropertyAlreadyRegistered);
+        }
+        let claim = DomainClaimed {
+            domain: cmd.domain.clone(),
+            property_id: cmd.id,
+        };
+        let registered = PropertyRegistered {
+            property_id: cmd.id,
+            domain: cmd.domain,
+            timezone: cmd.timezone,
+            name: cmd.name,
+            credentials: cmd.credentials,
+            registered_at: cmd.at,
+        };
+        Ok((registered, claim))
+    }
+
+    /// Validates and normalises the hostnames (`shop.example`, `*.shop.example`).
+    pub fn allow_hostnames(&self, cmd: AllowHostnames) -> Result<HostnamesAllowed, DomainError> {
+        let Some(registered) = &self.registered else {
+            return Err(DomainError::PropertyNotRegistered);
+        };
+        if cmd.hostnames.len() > 100 {
+            return Err(DomainError::InvalidHostnames);
+        }
+        let mut hostnames = Vec::with_capacity(cmd.hostnames.len());
+        for h in cmd.hostnames {
+            let (wildcard, name) = match h.trim().strip_prefix("*.") {
+                Some(rest) => ("*.", rest.to_owned()),
+                None => ("", h.trim().to_owned()),
+            };
+            let name = Domain::parse(&name).map_err(|_| DomainError::InvalidHostnames)?;
+            let normalised = format!("{wildcard}{name}");
+            if !hostnames.contains(&normalised) {
+                hostnames.push(normalised);
+            }
+        }
+        Ok(HostnamesAllowed {
+            property_id: registered.property_id,
+            hostnames,
+        })
+    }
+
+    pub fn apply(&mut self, event: &Event) {
+        match event {
+            Event::PropertyRegistered(e) => self.registered = Some(e.clone()),
+            Event::HostnamesAllowed(_) | Event::DomainClaimed(_) | Event::HitRecorded(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_domain_its_subdomains_and_allowed_hostnames_may_send() {
+        let allowed = vec!["127.0.0.1".to_owned(), "*.cdn.example".to_owned()];
+        assert!(hostname_allowed("shop.example", &[], "shop.example"));
+        assert!(hostname_allowed("shop.example", &[], "blog.Shop.example"));
+        assert!(!hostname_allowed("shop.example", &[], "evilshop.example"));
+        assert!(hostname_allowed("shop.example", &allowed, "127.0.0.1"));
+        assert!(hostname_allowed("shop.example", &allowed, "a.cdn.example"));
+        assert!(!hostname_allowed("shop.example", &allowed, "cdn.example"));
+    }
+
+    #[test]
+    fn given_registered_when_allowing_hostnames_then_they_are_normalised() {
+        let mut property = Property::default();
+        assert_eq!(
+            property
+                .allow_hostnames(AllowHostnames { hostnames: vec![] })
+                .unwrap_err(),
+            DomainError::PropertyNotRegistered
+        );
+        let (registered, _) = property.handle(register()).unwrap();
+        property.apply(&Event::PropertyRegistered(registered));
+        let e = property
+            .allow_hostnames(AllowHostnames {
+                hostnames: vec![
+                    "*.CDN.example".into(),
+                    "a.example".into(),
+                    "a.example".into(),
+                ],
+            })
+            .unwrap();
+        assert_eq!(e.hostnames, vec!["*.cdn.example", "a.example"]);
+        let bad = AllowHostnames {
+            hostnames: vec!["http://x".into()],
+        };
+        assert_eq!(
+            property.allow_hostnames(bad).unwrap_err(),
+            DomainError::InvalidHostnames
+        );
+    }
+
+    fn register() -> RegisterProperty {
+        RegisterProperty {
+            id: PropertyId::parse("0190c7e6-5b8f-7000-8000-000000000001").unwrap(),
+            domain: Domain::parse("shop.example").unwrap(),
+            timezone: Timezone::parse("Europe/Berlin").unwrap(),
+            name: PropertyName::parse("Shop").unwrap(),
+            credentials: PropertyCredentials {
+                measurement_id: "G-ABCDEFGHIJ".into(),
+                api_secret: "secret".into(),
+                read_key: "read".into(),
+            },
+            at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn given_no_events_when_register_then_registered_and_domain_claimed() {
+        let (registered, claim) = Property::default().handle(register()).unwrap();
+        assert_eq!(registered.domain.as_str(), "shop.example");
+        assert_eq!(claim.property_id, registered.property_id);
+        assert_eq!(claim.domain, registered.domain);
+    }
+
+    #[test]
+    fn given_registered_when_register_again_then_refused() {
+        let mut property = Property::default();
+        let (registered, _) = property.handle(register()).unwrap();
+        property.apply(&Event::PropertyRegistered(registered));
+        assert_eq!(
+            property.handle(register()).unwrap_err(),
+            DomainError::PropertyAlreadyRegistered
+        );
+    }
+}

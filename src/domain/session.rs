@@ -1,0 +1,165 @@
+//! Sessionization: a visit is a visitor's run of hits with no gap longer than the session timeout.
+//! Pure: a session's state and what one hit does to it.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// A visit ends after this long without a hit.
+pub const SESSION_TIMEOUT: Duration = Duration::minutes(30);
+
+/// What sessionization needs of a hit.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionHit<'a> {
+    /// Global position of the hit's event; the first hit's position is the session id.
+    pub position: i64,
+    pub at: DateTime<Utc>,
+    pub is_pageview: bool,
+    pub interactive: bool,
+    pub page: &'a str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: i64,
+    pub visitor_key: i64,
+    pub started_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub pageviews: i32,
+    pub events: i32,
+    /// Interactive events other than pageviews (they keep a visit from being a bounce).
+    pub interactive: i32,
+    pub entry_page: String,
+    pub exit_page: String,
+}
+
+impl Session {
+    pub fn start(visitor_key: i64, hit: SessionHit<'_>) -> Self {
+        let mut s = Self {
+            id: hit.position,
+            visitor_key,
+            started_at: hit.at,
+            last_at: hit.at,
+            pageviews: 0,
+            events: 0,
+            interactive: 0,
+            entry_page: String::new(),
+            exit_page: String::new(),
+        };
+        s.add(hit);
+        s
+    }
+
+    /// Whether the hit continues this visit.
+    pub fn accepts(&self, at: DateTime<Utc>) -> bool {
+        at >= self.started_at - SESSION_TIMEOUT && at <= self.last_at + SESSION_TIMEOUT
+    }
+
+    pub fn add(&mut self, hit: SessionHit<'_>) {
+        self.events += 1;
+        if hit.is_pageview {
+            self.pageviews += 1;
+            if self.entry_page.is_empty() || hit.at < self.started_at {
+                self.entry_page = hit.page.to_owned();
+            }
+            if hit.at >= self.last_at || self.exit_page.is_empty() {
+                self.exit_page = hit.page.to_owned();
+            }
+        } else if hit.interactive {
+            self.interactive += 1;
+        }
+        self.extend_to(hit.at);
+    }
+
+    /// Stretches the visit to `at` without counting a hit (engagement pings).
+    pub fn extend_to(&mut self, at: DateTime<Utc>) {
+        self.started_at = self.started_at.min(at);
+        self.last_at = self.last_at.max(at);
+    }
+
+    /// A single-pageview visit with no interaction.
+    pub fn is_bounce(&self) -> bool {
+        self.pageviews <= 1 && self.interactive == 0
+    }
+
+    pub fn duration_secs(&self) -> i64 {
+        (self.last_at - self.started_at).num_seconds()
+    }
+}
+
+/// Applies a visitor's hit to their latest session: it continues it, or starts a new one.
+/// Returns the session the hit belongs to.
+pub fn sessionize(latest: Option<Session>, visitor_key: i64, hit: SessionHit<'_>) -> Session {
+    match latest {
+        Some(mut s) if s.accepts(hit.at) => {
+            s.add(hit);
+            s
+        }
+        _ => Session::start(visitor_key, hit),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(min: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + min * 60, 0).unwrap()
+    }
+
+    fn view(position: i64, min: i64, page: &str) -> SessionHit<'_> {
+        SessionHit {
+            position,
+            at: at(min),
+            is_pageview: true,
+            interactive: true,
+            page,
+        }
+    }
+
+    #[test]
+    fn hits_within_thirty_minutes_make_one_visit() {
+        let s = sessionize(None, 7, view(1, 0, "/a"));
+        let s = sessionize(Some(s), 7, view(2, 10, "/b"));
+        let s = sessionize(Some(s), 7, view(3, 40, "/c"));
+        assert_eq!((s.id, s.pageviews, s.duration_secs()), (1, 3, 40 * 60));
+        assert_eq!((s.entry_page.as_str(), s.exit_page.as_str()), ("/a", "/c"));
+        assert!(!s.is_bounce());
+    }
+
+    #[test]
+    fn a_31_minute_gap_starts_a_new_visit() {
+        let s = sessionize(None, 7, view(1, 0, "/a"));
+        let s = sessionize(Some(s), 7, view(2, 31, "/b"));
+        assert_eq!((s.id, s.pageviews, s.entry_page.as_str()), (2, 1, "/b"));
+        assert!(s.is_bounce());
+    }
+
+    #[test]
+    fn an_interactive_event_prevents_a_bounce_but_a_non_interactive_one_does_not() {
+        let s = sessionize(None, 7, view(1, 0, "/a"));
+        let quiet = SessionHit {
+            position: 2,
+            at: at(1),
+            is_pageview: false,
+            interactive: false,
+            page: "/a",
+        };
+        let s = sessionize(Some(s), 7, quiet);
+        assert!(s.is_bounce());
+        let click = SessionHit {
+            interactive: true,
+            position: 3,
+            ..quiet
+        };
+        assert!(!sessionize(Some(s), 7, click).is_bounce());
+    }
+
+    #[test]
+    fn an_earlier_hit_within_the_window_extends_the_visit_backwards() {
+        let s = sessionize(None, 7, view(1, 20, "/b"));
+        let s = sessionize(Some(s), 7, view(2, 5, "/a"));
+        assert_eq!(
+            (s.started_at, s.entry_page.as_str(), s.exit_page.as_str()),
+            (at(5), "/a", "/b")
+        );
+    }
+}

@@ -1,0 +1,13 @@
+//! footfall: an event-sourced, CQRS web-analytics backend.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod eventlog;
+pub mod loadgen;
+pub mod projections;
+pub mod query;
+pub mod services;
+pub mod startup;
+pub mod telemetry;

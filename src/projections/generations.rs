@@ -1,0 +1,330 @@
+//! Generations of read models: creating one, starting a rebuild, switching a caught-up rebuild in
+//! atomically, and dropping retired tables after a grace period.
+//!
+//! Every change here runs under one transaction-level advisory lock, so nodes never race on them.
+
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, PgPool, Row};
+
+use super::{table, Projection};
+use crate::eventlog::Position;
+
+pub type Generation = i32;
+
+/// How long a retired generation's tables outlive the switch, so reads that started on them finish.
+pub const RETIRED_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct GenerationRow {
+    pub projection: String,
+    pub generation: Generation,
+    pub state: String,
+    pub position: i64,
+    pub events_per_second: f64,
+    pub created_at: DateTime<Utc>,
+    pub live_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    /// 409: a rebuild of this projection is already running.
+    #[error("a rebuild of `{0}` is already running")]
+    AlreadyRunning(String),
+    /// 503.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+async fn lock(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('footfall.generations'))")
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+async fn next_generation(tx: &mut PgConnection, name: &str) -> Result<Generation, sqlx::Error> {
+    let max: Option<Generation> = sqlx::query_scalar(
+        "SELECT max(generation) FROM projection_generations WHERE projection = $1",
+    )
+    .bind(name)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(max.unwrap_or(0) + 1)
+}
+
+async fn create_tables(
+    tx: &mut PgConnection,
+    p: &dyn Projection,
+    g: Generation,
+) -> Result<(), sqlx::Error> {
+    for statement in p.ddl(g) {
+        sqlx::query(&statement).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+async fn point_views(
+    tx: &mut PgConnection,
+    p: &dyn Projection,
+    g: Generation,
+) -> Result<(), sqlx::Error> {
+    for base in p.tables() {
+        // Drop and create (not CREATE OR REPLACE): a new generation may have new columns.
+        sqlx::query(&format!("DROP VIEW IF EXISTS {base}"))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "CREATE VIEW {base} AS SELECT * FROM {}",
+            table(base, g)
+        ))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Makes sure the projection has a live generation (a new database gets generation 1, which its
+/// runner fills from the start of the log).
+pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx).await?;
+    let live: Option<Generation> = sqlx::query_scalar(
+        "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'live'",
+    )
+    .bind(p.name())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if live.is_none() {
+        let g = next_generation(&mut tx, p.name()).await?;
+        create_tables(&mut tx, p, g).await?;
+        sqlx::query(
+            "INSERT INTO projection_generations (projection, generation, state, live_at) VALUES ($1, $2, 'live', now())",
+        )
+        .bind(p.name())
+        .bind(g)
+        .execute(&mut *tx)
+        .await?;
+        point_views(&mut tx, p, g).await?;
+    }
+    tx.commit().await
+}
+
+/// Starts a rebuild: a new generation, built from position 0 beside the live one.
+pub async fn start_rebuild(pool: &PgPool, p: &dyn Projection) -> Result<Generation, RebuildError> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx).await?;
+    let building: Option<Generation> = sqlx::query_scalar(
+        "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'building'",
+    )
+    .bind(p.name())
+    .fetch_optional(&mut *tx)
+    .await?;
+    if building.is_some() {
+        return Err(RebuildError::AlreadyRunning(p.name().to_owned()));
+    }
+    let g = next_generation(&mut tx, p.name()).await?;
+    create_tables(&mut tx, p, g).await?;
+    sqlx::query("INSERT INTO projection_generations (projection, generation, state) VALUES ($1, $2, 'building')")
+        .bind(p.name())
+        .bind(g)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
+/// Switches a rebuilding generation in once it has applied at least what the live one has. The
+/// row locks make the live runner's next checkpoint write fail, so it stops writing.
+pub async fn switch_if_caught_up(
+    pool: &PgPool,
+    p: &dyn Projection,
+) -> Result<Option<Generation>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx).await?;
+    let rows = sqlx::query(
+        "SELECT generation, state, position FROM projection_generations \
+         WHERE projection = $1 AND state IN ('live', 'building') FOR UPDATE",
+    )
+    .bind(p.name())
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut live = None;
+    let mut building = None;
+    for r in &rows {
+        let entry = (
+            r.try_get::<Generation, _>("generation")?,
+            r.try_get::<i64, _>("position")?,
+        );
+        match r.try_get::<String, _>("state")?.as_str() {
+            "live" => live = Some(entry),
+            _ => building = Some(entry),
+        }
+    }
+    let Some((new, new_pos)) = building else {
+        return Ok(None);
+    };
+    if live.is_some_and(|(_, live_pos)| new_pos < live_pos) {
+        return Ok(None);
+    }
+    sqlx::query(
+        "UPDATE projection_generations SET state = 'retired', retired_at = now() WHERE projection = $1 AND state = 'live'",
+    )
+    .bind(p.name())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE projection_generations SET state = 'live', live_at = now() WHERE projection = $1 AND generation = $2",
+    )
+    .bind(p.name())
+    .bind(new)
+    .execute(&mut *tx)
+    .await?;
+    point_views(&mut tx, p, new).await?;
+    tx.commit().await?;
+    tracing::info!(
+        projection = p.name(),
+        generation = new,
+        "rebuilt generation switched in"
+    );
+    Ok(Some(new))
+}
+
+/// Drops the tables of generations retired for longer than the grace period.
+pub async fn drop_retired(
+    pool: &PgPool,
+    p: &dyn Projection,
+    grace: Duration,
+) -> Result<(), sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    lock(&mut tx).await?;
+    let retired: Vec<Generation> = sqlx::query_scalar(
+        "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'retired' \
+         AND NOT dropped AND retired_at < now() - make_interval(secs => $2)",
+    )
+    .bind(p.name())
+    .bind(grace.as_secs_f64())
+    .fetch_all(&mut *tx)
+    .await?;
+    for g in retired {
+        for base in p.tables() {
+            sqlx::query(&format!("DROP TABLE IF EXISTS {} CASCADE", table(base, g)))
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query("UPDATE projection_generations SET dropped = true WHERE projection = $1 AND generation = $2")
+            .bind(p.name())
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await
+}
+
+/// The live and building generations of every projection.
+pub async fn list(pool: &PgPool) -> Result<Vec<GenerationRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT projection, generation, state, position, events_per_second, created_at, live_at \
+         FROM projection_generations WHERE state IN ('live', 'building') ORDER BY projection, generation",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The live generation's checkpoint.
+pub async fn live_position(pool: &PgPool, name: &str) -> Result<Position, sqlx::Error> {
+    let pos: Option<i64> = sqlx::query_scalar(
+        "SELECT position FROM projection_generations WHERE projection = $1 AND state = 'live'",
+    )
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    Ok(Position(pos.unwrap_or(0) as u64))
+}
+
+/// Waits until the projection's live generation has applied `position`, at most `deadline`.
+/// Gives read-your-writes to commands whose callers read the projection next.
+pub async fn wait_for(pool: &PgPool, name: &str, position: Position, deadline: Duration) -> bool {
+    let poll_interval = Duration::from_millis(5);
+    let until = Instant::now() + deadline;
+    loop {
+        if live_position(pool, name).await.is_ok_and(|p| p >= position) {
+            return true;
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(poll_interval).await;
+    }
+}
+
+/// What the admin API and the CLI show of a projection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProjectionStatus {
+    pub name: String,
+    /// The generation serving reads.
+    pub generation: Generation,
+    /// `live`, or `rebuilding` while a new generation is being built.
+    pub state: &'static str,
+    pub checkpoint: i64,
+    pub head: i64,
+    pub lag: i64,
+    pub events_per_second: f64,
+    pub eta_seconds: Option<f64>,
+    pub rebuild: Option<RebuildStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RebuildStatus {
+    pub generation: Generation,
+    pub checkpoint: i64,
+    pub events_per_second: f64,
+    pub eta_seconds: Option<f64>,
+}
+
+fn eta(head: i64, position: i64, rate: f64) -> Option<f64> {
+    let left = (head - position).max(0) as f64;
+    if left == 0.0 {
+        Some(0.0)
+    } else if rate > 0.0 {
+        Some((left / rate * 10.0).round() / 10.0)
+    } else {
+        None
+    }
+}
+
+/// The status of every projection, given the log head.
+pub async fn status(pool: &PgPool, head: Position) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
+    let head = head.0 as i64;
+    let rows = list(pool).await?;
+    let mut out = Vec::new();
+    for live in rows.iter().filter(|r| r.state == "live") {
+        let rebuild = rows
+            .iter()
+            .find(|r| r.projection == live.projection && r.state == "building")
+            .map(|b| RebuildStatus {
+                generation: b.generation,
+                checkpoint: b.position,
+                events_per_second: b.events_per_second,
+                eta_seconds: eta(head, b.position, b.events_per_second),
+            });
+        out.push(ProjectionStatus {
+            name: live.projection.clone(),
+            generation: live.generation,
+            state: if rebuild.is_some() {
+                "rebuilding"
+            } else {
+                "live"
+            },
+            checkpoint: live.position,
+            head,
+            lag: (head - live.position).max(0),
+            events_per_second: live.events_per_second,
+            eta_seconds: eta(head, live.position, live.events_per_second),
+            rebuild,
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,95 @@
+//! Projections fold events from the log into read models. Each projection file has a pure `fold`
+//! and a writer that applies the fold's result; the [`runner`] feeds it.
+//!
+//! Read models live in *generations*: tables named `<base>_g<n>`, served through views named
+//! `<base>`. A rebuild builds generation n+1 from position 0 with the current code while
+//! generation n serves reads, then switches the views in one transaction (see [`generations`]).
+
+pub mod generations;
+pub mod hits;
+pub mod properties;
+pub mod runner;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+use crate::domain::DecodeError;
+use crate::eventlog::{EventLogError, RecordedEvent, StreamFilter};
+
+pub use generations::{wait_for, Generation};
+pub use runner::ProjectionManager;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    /// An event the current code cannot read: a bug to fix, never skipped silently.
+    #[error("event at position {position} cannot be decoded: {source}")]
+    Decode { position: u64, source: DecodeError },
+}
+
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name, used in the admin API and as the key of its generations.
+    fn name(&self) -> &'static str;
+
+    /// The stream categories it reads.
+    fn filter(&self) -> StreamFilter;
+
+    /// Base names of its tables. Generation `g` has tables `<base>_g<g>`; a view `<base>` serves
+    /// the live generation.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// DDL that creates generation `g`'s tables.
+    fn ddl(&self, g: Generation) -> Vec<String>;
+
+    /// A writer for generation `g`. It may cache; after any error the runner makes a new one.
+    fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter>;
+}
+
+#[async_trait]
+pub trait ProjectionWriter: Send {
+    /// Applies a batch inside the runner's transaction.
+    async fn apply(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError>;
+}
+
+/// The table of generation `g` of a read model.
+pub fn table(base: &str, g: Generation) -> String {
+    format!("{base}_g{g}")
+}
+
+/// Every projection footfall runs.
+pub fn all() -> Vec<Arc<dyn Projection>> {
+    vec![
+        Arc::new(properties::PropertiesProjection),
+        Arc::new(hits::HitsProjection),
+    ]
+}
+
+pub fn by_name(name: &str) -> Option<Arc<dyn Projection>> {
+    all().into_iter().find(|p| p.name() == name)
+}
+
+/// Decodes a batch, failing on the first event the code cannot read.
+pub fn decode_all(
+    events: &[RecordedEvent],
+) -> Result<Vec<(u64, crate::domain::Event)>, ProjectionError> {
+    events
+        .iter()
+        .map(|e| {
+            e.decode()
+                .map(|d| (e.position.0, d))
+                .map_err(|source| ProjectionError::Decode {
+                    position: e.position.0,
+                    source,
+                })
+        })
+        .collect()
+}

@@ -1,0 +1,394 @@
+//! The one internal query model. The query APIs (Plausible Stats v2 and v1) are adapters that
+//! build a [`Query`]; [`engine`] plans and runs it against the read models.
+
+pub mod engine;
+
+use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime};
+use serde::Serialize;
+
+/// A validation error that names the offending field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct QueryError {
+    pub field: String,
+    pub message: String,
+}
+
+impl QueryError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Visitors,
+    Visits,
+    Pageviews,
+    Events,
+    ViewsPerVisit,
+    BounceRate,
+    VisitDuration,
+    Percentage,
+}
+
+impl Metric {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "visitors" => Self::Visitors,
+            "visits" => Self::Visits,
+            "pageviews" => Self::Pageviews,
+            "events" => Self::Events,
+            "views_per_visit" => Self::ViewsPerVisit,
+            "bounce_rate" => Self::BounceRate,
+            "visit_duration" => Self::VisitDuration,
+            "percentage" => Self::Percentage,
+            _ => return None,
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Visitors => "visitors",
+            Self::Visits => "visits",
+            Self::Pageviews => "pageviews",
+            Self::Events => "events",
+            Self::ViewsPerVisit => "views_per_visit",
+            Self::BounceRate => "bounce_rate",
+            Self::VisitDuration => "visit_duration",
+            Self::Percentage => "percentage",
+        }
+    }
+
+    /// Metrics computed from whole visits, which event dimensions cannot split.
+    pub fn is_per_visit(&self) -> bool {
+        matches!(
+            self,
+            Self::ViewsPerVisit | Self::BounceRate | Self::VisitDuration
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Grain {
+    Hour,
+    Day,
+    Week,
+    Month,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Dimension {
+    Time(Grain),
+    Page,
+    Name,
+    Hostname,
+    Prop(String),
+}
+
+impl Dimension {
+    /// Parses a dimension; `time` picks a grain that suits the range.
+    pub fn parse(s: &str, range: &DateRange) -> Option<Self> {
+        Some(match s {
+            "time" => Self::Time(range.auto_grain()),
+            "time:hour" => Self::Time(Grain::Hour),
+            "time:day" => Self::Time(Grain::Day),
+            "time:week" => Self::Time(Grain::Week),
+            "time:month" => Self::Time(Grain::Month),
+            "event:page" => Self::Page,
+            "event:name" => Self::Name,
+            "event:hostname" => Self::Hostname,
+            _ => match s.strip_prefix("event:props:") {
+                Some(key) if !key.is_empty() => Self::Prop(key.to_owned()),
+                _ => return None,
+            },
+        })
+    }
+
+    pub fn is_time(&self) -> bool {
+        matches!(self, Self::Time(_))
+    }
+
+    /// The `rollup_daily` dimension it is kept under, if any.
+    pub fn rollup_name(&self) -> Option<String> {
+        use crate::projections::hits::{DIM_HOSTNAME, DIM_NAME, DIM_PAGE, DIM_PROP_PREFIX};
+        match self {
+            Self::Page => Some(DIM_PAGE.into()),
+            Self::Name => Some(DIM_NAME.into()),
+            Self::Hostname => Some(DIM_HOSTNAME.into()),
+            Self::Prop(k) => Some(format!("{DIM_PROP_PREFIX}{k}")),
+            Self::Time(_) => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Is,
+    IsNot,
+    Contains,
+    ContainsNot,
+    Matches,
+    MatchesNot,
+}
+
+impl Op {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "is" => Self::Is,
+            "is_not" => Self::IsNot,
+            "contains" => Self::Contains,
+            "contains_not" => Self::ContainsNot,
+            "matches" => Self::Matches,
+            "matches_not" => Self::MatchesNot,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    Leaf {
+        op: Op,
+        dimension: Dimension,
+        values: Vec<String>,
+    },
+    And(Vec<Filter>),
+    Or(Vec<Filter>),
+    Not(Box<Filter>),
+}
+
+/// A range of local time in the property's zone: `[from, to)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DateRange {
+    pub from: NaiveDateTime,
+    pub to: NaiveDateTime,
+}
+
+impl DateRange {
+    pub fn days(first: NaiveDate, last: NaiveDate) -> Self {
+        Self {
+            from: first.and_time(chrono::NaiveTime::MIN),
+            to: (last + Duration::days(1)).and_time(chrono::NaiveTime::MIN),
+        }
+    }
+
+    /// A named period relative to `today` (in the property's zone). `start` is the first day the
+    /// property has data for (for `all`).
+    pub fn named(name: &str, today: NaiveDate, start: NaiveDate) -> Option<Self> {
+        let month_start = today.with_day(1)?;
+        let months_back = |n: u32| month_start.checked_sub_months(Months::new(n));
+        let month_end = month_start.checked_add_months(Months::new(1))? - Duration::days(1);
+        Some(match name {
+            "day" => Self::days(today, today),
+            "7d" | "28d" | "30d" | "91d" => {
+                let n: i64 = name.trim_end_matches('d').parse().ok()?;
+                Self::days(today - Duration::days(n - 1), today)
+            }
+            "month" => Self::days(month_start, month_end),
+            "6mo" => Self::days(months_back(5)?, month_end),
+            "12mo" => Self::days(months_back(11)?, month_end),
+            "year" => Self::days(
+                today.with_ordinal(1)?,
+                NaiveDate::from_ymd_opt(today.year(), 12, 31)?,
+            ),
+            "all" => Self::days(start.min(today), today),
+            _ => return None,
+        })
+    }
+
+    /// The same length, just before.
+    pub fn previous(&self) -> Self {
+        let len = self.to - self.from;
+        Self {
+            from: self.from - len,
+            to: self.from,
+        }
+    }
+
+    pub fn is_day_aligned(&self) -> bool {
+        self.from.time() == chrono::NaiveTime::MIN && self.to.time() == chrono::NaiveTime::MIN
+    }
+
+    pub fn is_hour_aligned(&self) -> bool {
+        use chrono::Timelike;
+        [self.from, self.to]
+            .iter()
+            .all(|t| t.minute() == 0 && t.second() == 0 && t.nanosecond() == 0)
+    }
+
+    pub fn auto_grain(&self) -> Grain {
+        let days = (self.to - self.from).num_hours() as f64 / 24.0;
+        if days <= 1.0 {
+            Grain::Hour
+        } else if days <= 40.0 {
+            Grain::Day
+        } else if days <= 186.0 {
+            Grain::Week
+        } else {
+            Grain::Month
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Asc,
+    Desc,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderKey {
+    Metric(Metric),
+    Dimension(Dimension),
+}
+
+#[derive(Debug, Clone)]
+pub struct Query {
+    pub property_id: uuid::Uuid,
+    pub range: DateRange,
+    pub metrics: Vec<Metric>,
+    pub dimensions: Vec<Dimension>,
+    pub filters: Option<Filter>,
+    pub order_by: Vec<(OrderKey, Direction)>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+impl Query {
+    pub const MAX_LIMIT: usize = 10_000;
+
+    /// Checks the combinations the read models cannot answer.
+    pub fn validate(&self) -> Result<(), QueryError> {
+        if self.metrics.is_empty() {
+            return Err(QueryError::new(
+                "metrics",
+                "at least one metric is required",
+            ));
+        }
+        if self.range.to <= self.range.from {
+            return Err(QueryError::new(
+                "date_range",
+                "the range must end after it starts",
+            ));
+        }
+        let event_dims = self.dimensions.iter().any(|d| !d.is_time());
+        if let Some(m) = self
+            .metrics
+            .iter()
+            .find(|m| m.is_per_visit())
+            .filter(|_| event_dims)
+        {
+            return Err(QueryError::new(
+                "metrics",
+                format!("`{}` cannot be broken down by an event dimension", m.name()),
+            ));
+        }
+        if self.metrics.contains(&Metric::Percentage) && !event_dims {
+            return Err(QueryError::new(
+                "metrics",
+                "`percentage` needs a non-time dimension",
+            ));
+        }
+        if self.dimensions.iter().filter(|d| d.is_time()).count() > 1 {
+            return Err(QueryError::new("dimensions", "at most one time dimension"));
+        }
+        if self.limit == 0 || self.limit > Self::MAX_LIMIT {
+            return Err(QueryError::new(
+                "pagination.limit",
+                format!("must be 1 to {}", Self::MAX_LIMIT),
+            ));
+        }
+        for (key, _) in &self.order_by {
+            let known = match key {
+                OrderKey::Metric(m) => self.metrics.contains(m),
+                OrderKey::Dimension(d) => self.dimensions.contains(d),
+            };
+            if !known {
+                return Err(QueryError::new(
+                    "order_by",
+                    "can only order by a queried metric or dimension",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A result row: dimension labels, then metric values, in the query's order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultRow {
+    pub dimensions: Vec<String>,
+    pub metrics: Vec<serde_json::Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn named_ranges_are_calendar_ranges_ending_today() {
+        let today = d("2026-11-22");
+        let r = DateRange::named("7d", today, d("2020-01-01")).unwrap();
+        assert_eq!(r, DateRange::days(d("2026-11-16"), d("2026-11-22")));
+        assert_eq!(
+            DateRange::named("month", today, today).unwrap(),
+            DateRange::days(d("2026-11-01"), d("2026-11-30"))
+        );
+        assert_eq!(
+            DateRange::named("6mo", today, today).unwrap().from.date(),
+            d("2026-06-01")
+        );
+        assert_eq!(
+            DateRange::named("year", today, today).unwrap().to.date(),
+            d("2027-01-01")
+        );
+        assert_eq!(
+            DateRange::named("all", today, d("2026-10-02"))
+                .unwrap()
+                .from
+                .date(),
+            d("2026-10-02")
+        );
+        assert!(DateRange::named("3w", today, today).is_none());
+    }
+
+    #[test]
+    fn the_previous_period_has_the_same_length() {
+        let r = DateRange::days(d("2026-11-16"), d("2026-11-22"));
+        assert_eq!(
+            r.previous(),
+            DateRange::days(d("2026-11-09"), d("2026-11-15"))
+        );
+    }
+
+    #[test]
+    fn visit_metrics_cannot_be_split_by_event_dimensions() {
+        let range = DateRange::days(d("2026-11-01"), d("2026-11-02"));
+        let q = Query {
+            property_id: uuid::Uuid::nil(),
+            range,
+            metrics: vec![Metric::BounceRate],
+            dimensions: vec![Dimension::Page],
+            filters: None,
+            order_by: vec![],
+            limit: 10,
+            offset: 0,
+        };
+        assert_eq!(q.validate().unwrap_err().field, "metrics");
+        let ok = Query {
+            dimensions: vec![Dimension::parse("time", &range).unwrap()],
+            ..q
+        };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.dimensions[0], Dimension::Time(Grain::Day));
+    }
+}

@@ -1,0 +1,10 @@
+//! Application services: they load state, call the domain, and write through the event log. The
+//! HTTP handlers and the CLI are thin adapters over them.
+
+pub mod collector;
+pub mod properties;
+pub mod salts;
+
+pub use collector::{Client, CollectError, Collector};
+pub use properties::{Properties, PropertyRecord, RegisterError};
+pub use salts::Salts;

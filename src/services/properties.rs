@@ -1,0 +1,341 @@
+//! Registering properties (through the event log) and looking them up (through the `properties`
+//! read model, with an in-process cache on the collection hot path).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::domain::{
+    AllowHostnames, Domain, DomainError, Event, Property, PropertyCredentials, PropertyId,
+    PropertyName, RegisterProperty, Timezone,
+};
+use crate::eventlog::{EventData, EventLog, EventLogError, ExpectedState, StreamAppend};
+use crate::projections::{self, properties::NAME as PROPERTIES};
+
+/// A property as the read model holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct PropertyRecord {
+    pub id: Uuid,
+    pub domain: String,
+    pub timezone: String,
+    pub name: String,
+    pub measurement_id: String,
+    pub api_secret: String,
+    pub read_key: String,
+    pub registered_at: DateTime<Utc>,
+    /// Hostnames besides the domain and its subdomains that may send browser hits.
+    pub hostnames: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// 400: a field is invalid.
+    #[error(transparent)]
+    Invalid(#[from] DomainError),
+    /// 409: another property has this domain.
+    #[error("domain `{0}` is already registered")]
+    DomainTaken(String),
+    /// 503: the event log could not be written.
+    #[error(transparent)]
+    Log(#[from] EventLogError),
+    /// 503: the read model could not be read.
+    #[error("database unavailable")]
+    Database(#[from] sqlx::Error),
+}
+
+enum Cached {
+    Known(Arc<PropertyRecord>),
+    Unknown(Instant),
+}
+
+/// How long "no such domain" is remembered. Registration clears it on the registering node; other
+/// nodes see a new property after at most this long.
+const NEGATIVE_TTL: Duration = Duration::from_secs(1);
+/// The cache is cleared when it grows past this many domains (junk domains cannot grow it forever).
+const MAX_CACHED: usize = 2_000_000;
+/// How long registration waits for the read model, so that the caller can use the property at once.
+const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct Properties {
+    log: Arc<dyn EventLog>,
+    pool: PgPool,
+    cache: Arc<RwLock<HashMap<String, Cached>>>,
+}
+
+const COLUMNS: &str =
+    "id, domain, timezone, name, measurement_id, api_secret, read_key, registered_at, hostnames";
+
+impl Properties {
+    pub fn new(log: Arc<dyn EventLog>, pool: PgPool) -> Self {
+        Self {
+            log,
+            pool,
+            cache: Arc::default(),
+        }
+    }
+
+    /// Registers a property: the `PropertyRegistered` event in its stream and the `DomainClaimed`
+    /// reservation in the domain's stream, in one atomic append that requires both streams to be
+    /// new. Waits (boundedly) until the read model has it.
+    pub async fn register(
+        &self,
+        domain: &str,
+        timezone: &str,
+        name: Option<&str>,
+    ) -> Result<PropertyRecord, RegisterError> {
+        let domain = Domain::parse(domain)?;
+        let cmd = RegisterProperty {
+            id: PropertyId::new(Uuid::now_v7()),
+            name: PropertyName::parse(name.unwrap_or(domain.as_str()))?,
+            domain,
+            timezone: Timezone::parse(timezone)?,
+            credentials: new_credentials(),
+            at: Utc::now(),
+        };
+        // A fresh id has no history, so the aggregate starts empty.
+        let (registered, claim) = Property::default().handle(cmd)?;
+        let encode =
+            |e: Event| EventData::new(&e).map_err(|e| EventLogError::Unavailable(Box::new(e)));
+        let appends = vec![
+            StreamAppend {
+                stream: claim.domain.claim_stream(),
+                expected: ExpectedState::NoStream,
+                events: vec![encode(Event::DomainClaimed(claim.clone()))?],
+            },
+            StreamAppend {
+                stream: registered.property_id.property_stream(),
+                expected: ExpectedState::NoStream,
+                events: vec![encode(Event::PropertyRegistered(registered.clone()))?],
+            },
+        ];
+        let position = match self.log.append(appends).await {
+            Ok(results) => results.iter().map(|r| r.position).max().unwrap_or_default(),
+            Err(EventLogError::WrongExpectedVersion { stream, .. })
+                if stream == claim.domain.claim_stream() =>
+            {
+                return Err(RegisterError::DomainTaken(claim.domain.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if !projections::wait_for(&self.pool, PROPERTIES, position, READ_YOUR_WRITES).await {
+            tracing::warn!(property = %registered.property_id, "properties projection is behind");
+        }
+        let record = PropertyRecord {
+            id: registered.property_id.as_uuid(),
+            domain: registered.domain.to_string(),
+            timezone: registered.timezone.to_string(),
+            name: registered.name.as_str().to_owned(),
+            measurement_id: registered.credentials.measurement_id,
+            api_secret: registered.credentials.api_secret,
+            read_key: registered.credentials.read_key,
+            registered_at: registered.registered_at,
+            hostnames: vec![],
+        };
+        self.forget(&record);
+        Ok(record)
+    }
+
+    /// Properties ordered by domain, `limit` at a time, after the domain `after`.
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PropertyRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM properties WHERE domain > $1 ORDER BY domain LIMIT $2"
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+    }
+
+    /// Sets the hostnames the property accepts browser hits from, besides its domain: loads the
+    /// aggregate from its stream and appends with the revision it was loaded at, so concurrent
+    /// changes cannot overwrite each other unseen.
+    pub async fn allow_hostnames(
+        &self,
+        id: Uuid,
+        hostnames: Vec<String>,
+    ) -> Result<PropertyRecord, RegisterError> {
+        let stream = PropertyId::new(id).property_stream();
+        let history = self.log.read_stream(&stream, 0, 10_000).await?;
+        let mut property = Property::default();
+        for e in &history {
+            let event = e
+                .decode()
+                .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
+            property.apply(&event);
+        }
+        let event = property.allow_hostnames(AllowHostnames { hostnames })?;
+        let expected = history.last().map_or(ExpectedState::NoStream, |e| {
+            ExpectedState::Revision(e.revision)
+        });
+        let data = EventData::new(&Event::HostnamesAllowed(event))
+            .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
+        let results = self
+            .log
+            .append(vec![StreamAppend {
+                stream,
+                expected,
+                events: vec![data],
+            }])
+            .await?;
+        let position = results.iter().map(|r| r.position).max().unwrap_or_default();
+        if !projections::wait_for(&self.pool, PROPERTIES, position, READ_YOUR_WRITES).await {
+            tracing::warn!(property = %id, "properties projection is behind");
+        }
+        let record = self
+            .find(Lookup::Id, &id.to_string())
+            .await?
+            .ok_or(DomainError::PropertyNotRegistered)?;
+        self.forget(&record);
+        Ok(record)
+    }
+
+    /// The property registered for `domain`, through the cache.
+    pub async fn by_domain(
+        &self,
+        domain: &Domain,
+    ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
+        self.cached(Lookup::Domain, domain.as_str()).await
+    }
+
+    /// The property with this id, through the cache.
+    pub async fn by_id(&self, id: &str) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
+        match Uuid::parse_str(id.trim()) {
+            Ok(id) => self.cached(Lookup::Id, &id.to_string()).await,
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// The property with this GA4 measurement id, through the cache.
+    pub async fn by_measurement_id(
+        &self,
+        measurement_id: &str,
+    ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
+        self.cached(Lookup::MeasurementId, measurement_id.trim())
+            .await
+    }
+
+    async fn find(&self, by: Lookup, value: &str) -> Result<Option<PropertyRecord>, sqlx::Error> {
+        sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM properties WHERE {} = $1",
+            by.column()
+        ))
+        .bind(value)
+        .fetch_optional(&self.pool)
+        .await
+    }
+
+    async fn cached(
+        &self,
+        by: Lookup,
+        value: &str,
+    ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
+        let key = by.key(value);
+        match self
+            .cache
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            Some(Cached::Known(p)) => return Ok(Some(p.clone())),
+            Some(Cached::Unknown(at)) if at.elapsed() < NEGATIVE_TTL => return Ok(None),
+            _ => {}
+        }
+        let found = self.find(by, value).await?.map(Arc::new);
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        let entry = match &found {
+            Some(p) => Cached::Known(p.clone()),
+            None => Cached::Unknown(Instant::now()),
+        };
+        cache.insert(key, entry);
+        Ok(found)
+    }
+
+    /// Drops every cached entry of a property (after it changed).
+    fn forget(&self, p: &PropertyRecord) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        cache.remove(&Lookup::Domain.key(&p.domain));
+        cache.remove(&Lookup::Id.key(&p.id.to_string()));
+        cache.remove(&Lookup::MeasurementId.key(&p.measurement_id));
+    }
+}
+
+/// The keys a property is looked up by.
+#[derive(Clone, Copy)]
+enum Lookup {
+    Domain,
+    Id,
+    MeasurementId,
+}
+
+impl Lookup {
+    fn column(self) -> &'static str {
+        match self {
+            Self::Domain => "domain",
+            Self::Id => "id::text",
+            Self::MeasurementId => "measurement_id",
+        }
+    }
+
+    fn key(self, value: &str) -> String {
+        format!("{}:{value}", self.column())
+    }
+}
+
+/// Random credentials from the OS's CSPRNG (through UUIDv4, skipping its fixed version and variant
+/// bytes).
+fn new_credentials() -> PropertyCredentials {
+    const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    PropertyCredentials {
+        measurement_id: format!("G-{}", random_token(10, UPPER_DIGITS)),
+        api_secret: random_token(22, ALNUM),
+        read_key: random_token(32, ALNUM),
+    }
+}
+
+fn random_token(len: usize, alphabet: &[u8]) -> String {
+    // Rejection sampling keeps every symbol equally likely.
+    let limit = 256 - 256 % alphabet.len();
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let bytes = Uuid::new_v4().into_bytes();
+        for (_, &b) in bytes.iter().enumerate().filter(|(i, _)| *i != 6 && *i != 8) {
+            if (b as usize) < limit && out.len() < len {
+                out.push(alphabet[b as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_have_their_formats_and_differ() {
+        let a = new_credentials();
+        let b = new_credentials();
+        assert_eq!(a.measurement_id.len(), 12);
+        assert!(a.measurement_id.starts_with("G-"));
+        assert!(a.measurement_id[2..]
+            .bytes()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit()));
+        assert_eq!(a.read_key.len(), 32);
+        assert_eq!(a.api_secret.len(), 22);
+        assert_ne!(a.read_key, b.read_key);
+    }
+}

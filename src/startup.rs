@@ -1,0 +1,176 @@
+//! All wiring happens here: database, event log, actors, services and the HTTP server.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+use crate::api::{self, AppState};
+use crate::config::{Config, EventLogKind, Role};
+use crate::eventlog::appender::Appender;
+use crate::eventlog::postgres::PgEventLog;
+use crate::eventlog::EventLog;
+use crate::projections::{self, generations, ProjectionManager};
+use crate::services::{Collector, Properties, Salts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("invalid DATABASE_URL: {0}")]
+    DatabaseUrl(#[source] sqlx::Error),
+    #[error("cannot reach the database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("event log: {0}")]
+    EventLog(#[from] crate::eventlog::EventLogError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+}
+
+/// The database pool, with the configured size and timeouts.
+pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
+    let options: PgConnectOptions = config
+        .database_url
+        .parse()
+        .map_err(StartupError::DatabaseUrl)?;
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_pool_size)
+        .acquire_timeout(config.db_timeout)
+        .connect_lazy_with(options))
+}
+
+/// Applies the embedded migrations.
+pub async fn migrate(pool: &PgPool) -> Result<(), StartupError> {
+    sqlx::migrate!("./migrations").run(pool).await?;
+    Ok(())
+}
+
+/// The configured event-log adapter.
+fn event_log(config: &Config, pool: &PgPool) -> Result<Arc<dyn EventLog>, StartupError> {
+    Ok(match &config.event_log {
+        EventLogKind::Postgres => Arc::new(PgEventLog::new(pool.clone())),
+        #[cfg(feature = "kurrentdb")]
+        EventLogKind::KurrentDb { url } => {
+            Arc::new(crate::eventlog::kurrentdb::KurrentEventLog::connect(url)?)
+        }
+        // Config::load refuses `kurrentdb` in builds without the adapter.
+        #[cfg(not(feature = "kurrentdb"))]
+        EventLogKind::KurrentDb { .. } => {
+            return Err(crate::eventlog::EventLogError::Unavailable(
+                "built without the kurrentdb feature".into(),
+            )
+            .into())
+        }
+    })
+}
+
+/// The parts of footfall that commands and the server share.
+pub struct Core {
+    pub pool: PgPool,
+    pub log: Arc<dyn EventLog>,
+    pub properties: Properties,
+}
+
+impl Core {
+    /// Connects, migrates, and starts the projection runners (they run on one node at a time).
+    pub async fn start(config: &Config, project: bool) -> Result<Self, StartupError> {
+        let pool = pool(config)?;
+        migrate(&pool).await?;
+        let log = event_log(config, &pool)?;
+        for p in projections::all() {
+            generations::ensure_live(&pool, &*p).await?;
+        }
+        if project {
+            ProjectionManager::new(projections::all(), log.clone(), pool.clone()).start();
+        }
+        let properties = Properties::new(log.clone(), pool.clone());
+        Ok(Self {
+            pool,
+            log,
+            properties,
+        })
+    }
+}
+
+pub struct Application {
+    server: Server,
+    port: u16,
+    appender: Addr<Appender>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        crate::telemetry::metrics();
+        let core = Core::start(&config, config.has_role(Role::Project)).await?;
+        let appender = Appender::new(core.log.clone(), config.appender).start();
+        let collector = Collector::new(
+            core.properties.clone(),
+            Salts::new(core.pool.clone()),
+            appender.clone(),
+            config.appender.ack_timeout,
+        );
+        let state = web::Data::new(AppState {
+            collector,
+            properties: core.properties,
+            log: core.log,
+            pool: core.pool,
+            admin_token: config.admin_token.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        });
+        if state.admin_token.is_none() && config.has_role(Role::Admin) {
+            tracing::warn!("FOOTFALL_ADMIN_TOKEN is not set: the admin API refuses every request");
+        }
+
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartupError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen.to_string(),
+                source,
+            })?;
+        let roles = config.roles.clone();
+        let server = HttpServer::new(move || {
+            let roles = roles.clone();
+            App::new()
+                .app_data(state.clone())
+                .configure(move |cfg| api::routes(cfg, &roles))
+                .default_service(web::to(api::not_found))
+        })
+        .listen(listener)
+        .map_err(|source| StartupError::Listen {
+            addr: config.listen.to_string(),
+            source,
+        })?
+        .workers(config.workers)
+        .shutdown_timeout(15)
+        .run();
+        tracing::info!(addr = %port, roles = ?config.roles, "footfall serving");
+        Ok(Self {
+            server,
+            port: port.port(),
+            appender,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then stops accepting, drains in-flight requests (each one
+    /// waits for its hits to be durable) and returns.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        drop(self.appender);
+        result
+    }
+}

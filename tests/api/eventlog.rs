@@ -1,0 +1,591 @@
+//! Conformance suite of the event-log port. Each check takes `&dyn EventLog`, so the same suite runs
+//! against every adapter; the PostgreSQL adapter runs it here, on a fresh database per test.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use footfall::eventlog::postgres::PgEventLog;
+use footfall::eventlog::{
+    EventData, EventLog, EventLogError, ExpectedState, Position, StreamAppend, StreamFilter,
+};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::helpers::{fresh_database, fresh_log};
+
+fn event(n: usize) -> EventData {
+    EventData {
+        id: Uuid::now_v7(),
+        event_type: "TestEvent".into(),
+        schema_version: 1,
+        data: format!(r#"{{"n":{n}}}"#),
+    }
+}
+
+fn append(stream: &str, expected: ExpectedState, events: Vec<EventData>) -> StreamAppend {
+    StreamAppend {
+        stream: stream.into(),
+        expected,
+        events,
+    }
+}
+
+pub async fn appends_get_revisions_and_positions(log: &dyn EventLog) {
+    let r = log
+        .append(vec![append(
+            "test-a",
+            ExpectedState::NoStream,
+            (0..3).map(event).collect(),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(r[0].revision, Some(2));
+    let r = log
+        .append(vec![append("test-b", ExpectedState::Any, vec![event(9)])])
+        .await
+        .unwrap();
+    assert_eq!(r[0].revision, Some(0));
+
+    let a = log.read_stream("test-a", 0, 100).await.unwrap();
+    assert_eq!(
+        a.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(a[1].data, r#"{"n":1}"#);
+    assert!(a.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(log.read_stream("test-a", 2, 100).await.unwrap().len(), 1);
+    assert!(log
+        .read_stream("test-none", 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let all = log
+        .read_all(Position::START, 100, &StreamFilter::all())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(
+        all.windows(2).all(|w| w[0].position < w[1].position),
+        "global order"
+    );
+    assert_eq!(
+        log.read_all(all[2].position, 100, &StreamFilter::all())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let head = log.head().await.unwrap();
+    assert_eq!(head.position, all[3].position);
+    assert!(head.events.is_none_or(|n| n == 4));
+}
+
+pub async fn expected_state_conflicts_are_typed_and_atomic(log: &dyn EventLog) {
+    log.append(vec![append(
+        "test-x",
+        ExpectedState::NoStream,
+        vec![event(0)],
+    )])
+    .await
+    .unwrap();
+
+    let conflict = |r: Result<_, EventLogError>| match r {
+        Err(EventLogError::WrongExpectedVersion { stream, actual, .. }) => (stream, actual),
+        other => panic!("expected a conflict, got {other:?}"),
+    };
+    let (stream, actual) = conflict(
+        log.append(vec![append(
+            "test-x",
+            ExpectedState::NoStream,
+            vec![event(1)],
+        )])
+        .await,
+    );
+    assert_eq!((stream.as_str(), actual), ("test-x", Some(0)));
+    conflict(
+        log.append(vec![append(
+            "test-x",
+            ExpectedState::Revision(5),
+            vec![event(1)],
+        )])
+        .await,
+    );
+    let (_, actual) = conflict(
+        log.append(vec![append(
+            "test-y",
+            ExpectedState::StreamExists,
+            vec![event(1)],
+        )])
+        .await,
+    );
+    assert_eq!(actual, None);
+
+    // One conflicting stream fails the whole append: nothing of it is written.
+    let before = log.head().await.unwrap();
+    conflict(
+        log.append(vec![
+            append("test-z", ExpectedState::NoStream, vec![event(1)]),
+            append("test-x", ExpectedState::NoStream, vec![event(2)]),
+        ])
+        .await,
+    );
+    assert_eq!(log.head().await.unwrap(), before);
+    assert!(log.read_stream("test-z", 0, 10).await.unwrap().is_empty());
+
+    let r = log
+        .append(vec![append(
+            "test-x",
+            ExpectedState::Revision(0),
+            vec![event(3)],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(r[0].revision, Some(1));
+    log.append(vec![append(
+        "test-x",
+        ExpectedState::StreamExists,
+        vec![event(4)],
+    )])
+    .await
+    .unwrap();
+    assert_eq!(log.read_stream("test-x", 0, 10).await.unwrap().len(), 3);
+}
+
+pub async fn appends_are_idempotent_by_event_id(log: &dyn EventLog) {
+    let events: Vec<EventData> = (0..5).map(event).collect();
+    log.append(vec![append(
+        "test-i",
+        ExpectedState::NoStream,
+        events.clone(),
+    )])
+    .await
+    .unwrap();
+    let head = log.head().await.unwrap();
+    // The same events again, even with an expectation that no longer holds: a no-op success.
+    let r = log
+        .append(vec![append(
+            "test-i",
+            ExpectedState::NoStream,
+            events.clone(),
+        )])
+        .await
+        .unwrap();
+    assert_eq!(r[0].revision, Some(4));
+    assert_eq!(log.head().await.unwrap(), head);
+    // A retry that mixes old and new events writes only the new ones.
+    let mut mixed = events[3..].to_vec();
+    mixed.push(event(5));
+    log.append(vec![append("test-i", ExpectedState::Any, mixed)])
+        .await
+        .unwrap();
+    let stored = log.read_stream("test-i", 0, 100).await.unwrap();
+    assert_eq!(stored.len(), 6);
+    assert_eq!(stored.iter().map(|e| e.id).collect::<HashSet<_>>().len(), 6);
+}
+
+pub async fn filters_select_categories(log: &dyn EventLog) {
+    log.append(vec![
+        append("hits-1", ExpectedState::Any, vec![event(0), event(1)]),
+        append("property-1", ExpectedState::Any, vec![event(2)]),
+        append("hitsother-1", ExpectedState::Any, vec![event(3)]),
+    ])
+    .await
+    .unwrap();
+    let only = |cats: &[&str]| {
+        let filter = StreamFilter::categories(cats);
+        async move { log.read_all(Position::START, 100, &filter).await.unwrap() }
+    };
+    let hits = only(&["hits"]).await;
+    assert_eq!(
+        hits.iter().map(|e| e.stream.as_str()).collect::<Vec<_>>(),
+        vec!["hits-1", "hits-1"]
+    );
+    let props = only(&["property"]).await;
+    assert_eq!(props.len(), 1);
+    assert_eq!(props[0].stream, "property-1");
+    assert_eq!(only(&["property", "hitsother"]).await.len(), 2);
+}
+
+pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
+    log.append(vec![append(
+        "hits-s",
+        ExpectedState::Any,
+        (0..10).map(event).collect(),
+    )])
+    .await
+    .unwrap();
+    log.append(vec![append(
+        "property-s",
+        ExpectedState::Any,
+        vec![event(99)],
+    )])
+    .await
+    .unwrap();
+
+    let mut sub = log
+        .subscribe(Position::START, StreamFilter::categories(&["hits"]), 4)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        let batch = sub.next(Duration::from_millis(100)).await.unwrap();
+        assert!(batch.len() <= 4);
+        assert!(
+            !batch.is_empty(),
+            "history must be delivered without waiting"
+        );
+        seen.extend(batch);
+    }
+    assert_eq!(sub.position(), seen[9].position);
+    assert!(
+        sub.next(Duration::from_millis(50))
+            .await
+            .unwrap()
+            .is_empty(),
+        "caught up"
+    );
+
+    // Live: an append while the subscriber waits wakes it.
+    let writer = log.clone();
+    let live = actix_web::rt::spawn(async move {
+        writer
+            .append(vec![append(
+                "hits-s",
+                ExpectedState::Any,
+                vec![event(10), event(11)],
+            )])
+            .await
+            .unwrap()
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut fresh = Vec::new();
+    while fresh.len() < 2 {
+        assert!(Instant::now() < deadline, "live events did not arrive");
+        fresh.extend(sub.next(Duration::from_secs(1)).await.unwrap());
+    }
+    live.await.unwrap();
+    assert_eq!(
+        fresh.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+        vec![r#"{"n":10}"#, r#"{"n":11}"#]
+    );
+}
+
+/// Appenders on separate connections (as separate processes would be) race while a subscriber
+/// follows `$all`: it must see every event exactly once, in position order, with no gap.
+pub async fn concurrent_appenders_never_make_a_subscriber_skip(
+    log: Arc<dyn EventLog>,
+    writers: Vec<Arc<dyn EventLog>>,
+) {
+    const APPENDS: usize = 40;
+    const EVENTS: usize = 25;
+    let total = writers.len() * APPENDS * EVENTS;
+
+    let reader = actix_web::rt::spawn({
+        let log = log.clone();
+        async move {
+            let mut sub = log
+                .subscribe(Position::START, StreamFilter::all(), 64)
+                .await
+                .unwrap();
+            let mut seen = Vec::with_capacity(total);
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while seen.len() < total && Instant::now() < deadline {
+                seen.extend(sub.next(Duration::from_millis(200)).await.unwrap());
+            }
+            seen
+        }
+    });
+    let mut tasks = Vec::new();
+    for (w, writer) in writers.into_iter().enumerate() {
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..APPENDS {
+                let events: Vec<EventData> = (0..EVENTS)
+                    .map(|n| event(w * 1_000_000 + i * 1000 + n))
+                    .collect();
+                ids.extend(events.iter().map(|e| e.id));
+                // Each writer touches its own stream and a shared one.
+                let stream = if i % 2 == 0 {
+                    format!("test-w{w}")
+                } else {
+                    "test-shared".to_owned()
+                };
+                writer
+                    .append(vec![append(&stream, ExpectedState::Any, events)])
+                    .await
+                    .unwrap();
+            }
+            ids
+        }));
+    }
+    let mut written = HashSet::new();
+    for t in tasks {
+        written.extend(t.await.unwrap());
+    }
+    let seen = reader.await.unwrap();
+    assert_eq!(
+        seen.len(),
+        total,
+        "the subscriber missed or duplicated events"
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].position < w[1].position),
+        "in global order"
+    );
+    assert_eq!(seen.iter().map(|e| e.id).collect::<HashSet<_>>(), written);
+    // Revisions of the shared stream are dense too.
+    let shared = log.read_stream("test-shared", 0, total).await.unwrap();
+    assert_eq!(
+        shared.iter().map(|e| e.revision).collect::<Vec<_>>(),
+        (0..shared.len() as u64).collect::<Vec<_>>()
+    );
+}
+
+#[actix_web::test]
+async fn pg_appends_get_revisions_and_positions() {
+    appends_get_revisions_and_positions(&fresh_log().await.0).await;
+}
+
+#[actix_web::test]
+async fn pg_expected_state_conflicts_are_typed_and_atomic() {
+    expected_state_conflicts_are_typed_and_atomic(&fresh_log().await.0).await;
+}
+
+#[actix_web::test]
+async fn pg_appends_are_idempotent_by_event_id() {
+    appends_are_idempotent_by_event_id(&fresh_log().await.0).await;
+}
+
+#[actix_web::test]
+async fn pg_filters_select_categories() {
+    filters_select_categories(&fresh_log().await.0).await;
+}
+
+#[actix_web::test]
+async fn pg_subscriptions_catch_up_then_follow() {
+    subscriptions_catch_up_then_follow(Arc::new(fresh_log().await.0)).await;
+}
+
+#[actix_web::test]
+async fn pg_concurrent_appenders_never_make_a_subscriber_skip() {
+    let url = fresh_database().await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    footfall::startup::migrate(&pool).await.unwrap();
+    // Each writer has a pool (connections) of its own, like a separate process.
+    let mut writers: Vec<Arc<dyn EventLog>> = Vec::new();
+    for _ in 0..6 {
+        writers.push(Arc::new(PgEventLog::new(
+            PgPool::connect(&url).await.unwrap(),
+        )));
+    }
+    concurrent_appenders_never_make_a_subscriber_skip(Arc::new(PgEventLog::new(pool)), writers)
+        .await;
+}
+
+/// Two footfall server processes append to one log at once, each loaded by a load-generator
+/// process, while a subscriber follows `$all`: it sees every event once, in dense position order,
+/// and exactly the acked hits.
+#[actix_web::test]
+async fn two_server_processes_appending_at_once_leave_no_gap() {
+    use std::process::{Child, Command, Stdio};
+
+    struct Server(Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+    let url = fresh_database().await;
+    let start = |roles: &str| {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_footfall"))
+            .args(["serve", "--roles", roles])
+            .env("DATABASE_URL", &url)
+            .env("FOOTFALL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("FOOTFALL_ADMIN_TOKEN", crate::helpers::ADMIN_TOKEN)
+            .env("FOOTFALL_WORKERS", "1")
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        (Server(child), format!("http://127.0.0.1:{port}"))
+    };
+    let client = awc::Client::default();
+    let wait_healthy = |client: &awc::Client, base: &str| {
+        let (client, url) = (client.clone(), format!("{base}/healthz"));
+        crate::helpers::eventually(Duration::from_secs(30), "the server to serve", move || {
+            let (client, url) = (client.clone(), url.clone());
+            async move {
+                client
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status() == 200)
+            }
+        })
+    };
+    let (_a, a) = start("collect,project,admin");
+    wait_healthy(&client, &a).await;
+    let (_b, b) = start("collect,admin");
+    wait_healthy(&client, &b).await;
+
+    let pool = PgPool::connect(&url).await.unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(PgEventLog::new(pool.clone()));
+    let follower = log.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let reader = actix_web::rt::spawn(async move {
+        let mut sub = follower
+            .subscribe(Position::START, StreamFilter::all(), 100)
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        loop {
+            // Read before the read: once it is set, every append has committed, so an empty
+            // batch from a read that started after it means everything has been seen.
+            let finishing = stop.load(std::sync::atomic::Ordering::SeqCst);
+            let batch = sub.next(Duration::from_millis(200)).await.unwrap();
+            if batch.is_empty() && finishing {
+                return seen;
+            }
+            seen.extend(batch);
+        }
+    });
+
+    // Both generators use the same five properties; the first registers them through server A.
+    let load = |base: String, hits: &str| {
+        let args: Vec<String> = [
+            "loadgen",
+            "--url",
+            &base,
+            "--admin-token",
+            crate::helpers::ADMIN_TOKEN,
+            "--properties",
+            "5",
+            "--concurrency",
+            "16",
+            "--hits",
+            hits,
+            "--duration",
+            "120",
+            "--protocols",
+            "plausible",
+            "--json",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        actix_web::rt::task::spawn_blocking(move || {
+            let out = Command::new(env!("CARGO_BIN_EXE_footfall"))
+                .args(&args)
+                .env("RUST_LOG", "error")
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+        })
+    };
+    let warmup = load(a.clone(), "10").await.unwrap();
+    let (ra, rb) = tokio::join!(load(a.clone(), "1500"), load(b.clone(), "1500"));
+    let acked: u64 = [warmup, ra.unwrap(), rb.unwrap()]
+        .iter()
+        .map(|r| r["acked"].as_u64().unwrap())
+        .sum();
+    assert_eq!(acked, 3010);
+
+    // Every append has committed: the follower drains what is left and stops.
+    let head = log.head().await.unwrap().position.0;
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let positions: Vec<u64> = seen.iter().map(|e| e.position.0).collect();
+    assert_eq!(
+        positions,
+        (1..=head).collect::<Vec<_>>(),
+        "dense, ordered, nothing skipped or repeated"
+    );
+    assert_eq!(
+        seen.iter()
+            .filter(|e| e.event_type == "HitRecorded")
+            .count() as u64,
+        acked
+    );
+}
+
+/// The same conformance suite against EventStoreDB/KurrentDB. No server can be installed on our
+/// build machines, so these run only on request, against a fresh, empty server:
+/// `FOOTFALL_TEST_KURRENTDB_URL=esdb://127.0.0.1:2113?tls=false cargo test --features kurrentdb -- --ignored kurrentdb`
+/// (for example with `docker run --rm -p 2113:2113 -e KURRENTDB_INSECURE=true -e KURRENTDB_MEM_DB=true docker.kurrent.io/kurrent-latest/kurrentdb`).
+#[cfg(feature = "kurrentdb")]
+mod kurrentdb {
+    use super::*;
+    use footfall::eventlog::kurrentdb::KurrentEventLog;
+
+    fn log() -> Arc<dyn EventLog> {
+        let url =
+            std::env::var("FOOTFALL_TEST_KURRENTDB_URL").expect("set FOOTFALL_TEST_KURRENTDB_URL");
+        Arc::new(KurrentEventLog::connect(&url).unwrap())
+    }
+
+    #[actix_web::test]
+    #[ignore = "needs a fresh KurrentDB server (FOOTFALL_TEST_KURRENTDB_URL)"]
+    async fn kurrentdb_conformance() {
+        // In this order on one fresh server: the first check counts everything in `$all`.
+        let shared = log();
+        appends_get_revisions_and_positions(&*shared).await;
+        expected_state_conflicts_are_typed_and_atomic_per_stream(&*shared).await;
+        appends_are_idempotent_by_event_id(&*shared).await;
+        subscriptions_catch_up_then_follow(shared).await;
+    }
+
+    /// EventStoreDB appends each stream on its own: the single-stream part of the check.
+    async fn expected_state_conflicts_are_typed_and_atomic_per_stream(log: &dyn EventLog) {
+        log.append(vec![append(
+            "test-x",
+            ExpectedState::NoStream,
+            vec![event(0)],
+        )])
+        .await
+        .unwrap();
+        let r = log
+            .append(vec![append(
+                "test-x",
+                ExpectedState::NoStream,
+                vec![event(1)],
+            )])
+            .await;
+        assert!(
+            matches!(
+                r,
+                Err(EventLogError::WrongExpectedVersion {
+                    actual: Some(0),
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        let r = log
+            .append(vec![append(
+                "test-x",
+                ExpectedState::Revision(0),
+                vec![event(2)],
+            )])
+            .await
+            .unwrap();
+        assert_eq!(r[0].revision, Some(1));
+    }
+}

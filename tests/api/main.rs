@@ -1,0 +1,10 @@
+#![allow(clippy::unwrap_used)]
+
+mod admin;
+mod collect;
+mod eventlog;
+mod helpers;
+mod loadgen;
+mod projections;
+mod protocols;
+mod query;

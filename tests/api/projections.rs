@@ -1,0 +1,331 @@
+//! Projections: status, zero-downtime rebuilds that give identical answers, and exactly-once
+//! processing across a crash in the middle of a batch.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, hit_event, spawn_app, Seed, TestApp, ADMIN_TOKEN};
+
+/// A deterministic, non-trivial data set: `n` hits over three days for two properties, with
+/// returning visitors, several pages, custom events and props.
+async fn seeded(n: usize) -> (TestApp, Value) {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "America/New_York").await;
+    let q = app.register("other.example", "Asia/Kolkata").await;
+    let mut state: u64 = 42;
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    let mut hits = Vec::with_capacity(n);
+    for i in 0..n {
+        let visitor = next(400);
+        let minute = (i as u64 * 3 * 24 * 60) / n as u64 + next(20);
+        let at = format!(
+            "2026-03-{:02}T{:02}:{:02}:00Z",
+            1 + minute / (24 * 60),
+            (minute / 60) % 24,
+            minute % 60
+        );
+        let page = format!("https://shop.example/p{}", next(25));
+        let name = if next(10) == 0 { "Signup" } else { "pageview" };
+        let plan = ["free", "pro", "team"][next(3) as usize];
+        let props: &[(&str, &str)] = if name == "Signup" {
+            &[("plan", plan)]
+        } else {
+            &[]
+        };
+        let target = if next(5) == 0 { &q } else { &p };
+        hits.push(hit_event(
+            target,
+            &Seed {
+                visitor,
+                at: &at,
+                name,
+                url: &page,
+                props,
+            },
+        ));
+    }
+    app.seed(hits).await;
+    app.wait_projected().await;
+    (app, p)
+}
+
+fn dashboard(site: &str) -> Vec<Value> {
+    let range = json!(["2026-03-01", "2026-03-04"]);
+    let q = |metrics: Value, dims: Value, filters: Value| json!({"site_id": site, "metrics": metrics, "date_range": range, "dimensions": dims, "filters": filters});
+    vec![
+        q(
+            json!([
+                "visitors",
+                "visits",
+                "pageviews",
+                "events",
+                "bounce_rate",
+                "visit_duration",
+                "views_per_visit"
+            ]),
+            json!([]),
+            json!([]),
+        ),
+        q(
+            json!(["visitors", "visits", "pageviews", "bounce_rate"]),
+            json!(["time:day"]),
+            json!([]),
+        ),
+        q(
+            json!(["visitors", "pageviews"]),
+            json!(["time:hour"]),
+            json!([]),
+        ),
+        q(
+            json!(["visitors", "pageviews", "percentage"]),
+            json!(["event:page"]),
+            json!([]),
+        ),
+        q(
+            json!(["visitors", "events"]),
+            json!(["event:props:plan"]),
+            json!([]),
+        ),
+        q(
+            json!(["visitors", "visits", "bounce_rate"]),
+            json!(["time:day"]),
+            json!([["contains", "event:page", ["p1"]]]),
+        ),
+        q(
+            json!(["visitors", "visits"]),
+            json!(["event:page"]),
+            json!([["is", "event:name", ["Signup"]]]),
+        ),
+    ]
+}
+
+async fn answers(app: &TestApp, queries: &[Value]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for q in queries {
+        let res = app.query(ADMIN_TOKEN, q).await;
+        assert_eq!(res.status, 200, "{q}: {}", res.text);
+        out.push(res.body["results"].clone());
+    }
+    out
+}
+
+async fn status(app: &TestApp, name: &str) -> Value {
+    let res = app.admin_get("/api/admin/projections").await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    res.body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap()
+        .clone()
+}
+
+#[actix_web::test]
+async fn status_reports_generation_checkpoint_and_lag() {
+    let app = spawn_app().await;
+    app.register("shop.example", "UTC").await;
+    app.post_event(
+        &json!({"n": "pageview", "u": "https://shop.example/", "d": "shop.example"}),
+        &[],
+    )
+    .await;
+    app.wait_projected().await;
+    let hits = status(&app, "hits").await;
+    assert_eq!(hits["generation"], 1);
+    assert_eq!(hits["state"], "live");
+    assert_eq!(hits["head"], 3);
+    assert_eq!(hits["checkpoint"], 3);
+    assert_eq!(hits["lag"], 0);
+    assert_eq!(hits["eta_seconds"], 0.0);
+    assert_eq!(hits["rebuild"], Value::Null);
+    // A projection's checkpoint passes over events of other streams once it is caught up.
+    assert_eq!(status(&app, "properties").await["checkpoint"], 3);
+
+    let res = app
+        .admin_post("/api/admin/projections/nope/rebuild", &json!({}))
+        .await;
+    assert_eq!((res.status, res.code()), (404, "projection_not_found"));
+    let res = app
+        .request(
+            "POST",
+            "/api/admin/projections/hits/rebuild",
+            None,
+            &[],
+            None,
+        )
+        .await;
+    assert_eq!(res.status, 401);
+    let res = app.admin_get("/metrics").await;
+    assert!(
+        res.text.contains("footfall_projection_lag_events"),
+        "lag is exported as a metric"
+    );
+}
+
+/// Reads go on during a rebuild, never fail, and return exactly what they returned before; after
+/// the switch the new generation serves the same answers.
+#[actix_web::test]
+async fn a_rebuild_keeps_serving_identical_answers() {
+    let (app, _) = seeded(20_000).await;
+    let queries = dashboard("shop.example");
+    let before = answers(&app, &queries).await;
+    assert!(
+        before[3].as_array().unwrap().len() >= 20,
+        "a non-trivial breakdown"
+    );
+
+    let res = app
+        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text);
+    assert_eq!(res.body["generation"], 2);
+    let again = app
+        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
+        .await;
+    assert_eq!((again.status, again.code()), (409, "rebuild_in_progress"));
+
+    // Query without pause from before the rebuild until generation 2 is live, so the reads
+    // cover the whole rebuild; every answer must equal the one before.
+    eventually(Duration::from_secs(120), "generation 2 to go live", || {
+        let (app, queries, before) = (&app, &queries, &before);
+        async move {
+            let now = answers(app, queries).await;
+            assert_eq!(&now, before, "answers changed during the rebuild");
+            let s = status(app, "hits").await;
+            (s["generation"] == 2 && s["state"] == "live").then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(
+        answers(&app, &queries).await,
+        before,
+        "the rebuilt generation answers the same"
+    );
+
+    // The old generation's tables are dropped after the grace period; reads go on.
+    let pool = app.pool.clone();
+    eventually(
+        Duration::from_secs(60),
+        "generation 1 to be dropped",
+        || {
+            let (pool, app, queries, before) = (pool.clone(), &app, &queries, &before);
+            async move {
+                assert_eq!(&answers(app, queries).await, before);
+                let left: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_tables WHERE tablename LIKE '%\\_g1'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                // properties_g1 stays: only the hits projection was rebuilt.
+                (left == 1).then_some(())
+            }
+        },
+    )
+    .await;
+}
+
+/// The projection's connection dies in the middle of a batch: the batch rolls back with its
+/// checkpoint, the runner comes back, and every event is counted exactly once.
+#[actix_web::test]
+async fn a_projection_killed_mid_batch_resumes_without_double_counting() {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "UTC").await;
+    let n = 30_000u64;
+    let hits: Vec<_> = (0..n)
+        .map(|i| {
+            let at = format!(
+                "2026-03-01T{:02}:{:02}:{:02}Z",
+                (i / 3600) % 24,
+                (i / 60) % 60,
+                i % 60
+            );
+            hit_event(
+                &p,
+                &Seed {
+                    visitor: i % 1000,
+                    at: &at,
+                    name: "pageview",
+                    url: "https://shop.example/",
+                    props: &[],
+                },
+            )
+        })
+        .collect();
+    app.seed(hits).await;
+
+    // Kill the runner's connection while it is writing a batch of generation 1.
+    let pool = app.pool.clone();
+    let killed = eventually(Duration::from_secs(60), "a runner writing a batch", || {
+        let pool = pool.clone();
+        async move {
+            let killed: Option<bool> = sqlx::query_scalar(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND state = 'active' AND query LIKE 'INSERT INTO %\\_g1 %' LIMIT 1",
+            )
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+            killed.filter(|k| *k)
+        }
+    })
+    .await;
+    assert!(killed);
+    app.wait_projected().await;
+
+    let res = app
+        .query(ADMIN_TOKEN, &json!({"site_id": "shop.example", "metrics": ["pageviews", "events", "visitors"], "date_range": ["2026-03-01", "2026-03-01"]}))
+        .await;
+    assert_eq!(
+        res.body["results"][0]["metrics"],
+        json!([n, n, 1000]),
+        "{}",
+        res.text
+    );
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM hits")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(stored, n as i64);
+    let distinct: i64 = sqlx::query_scalar("SELECT count(DISTINCT position) FROM hits")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(distinct, n as i64);
+}
+
+#[actix_web::test]
+async fn the_cli_rebuilds_with_a_progress_bar() {
+    let (app, _) = seeded(2_000).await;
+    let before = answers(&app, &dashboard("shop.example")).await;
+    let url = app.database_url.clone();
+    let out = actix_web::rt::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_footfall"))
+            .args(["rebuild", "hits"])
+            .env("DATABASE_URL", url)
+            .env("RUST_LOG", "error")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("%") && stderr.contains("events/s"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rebuilt `hits`: generation 2 is live"),
+        "{stderr}"
+    );
+    assert_eq!(answers(&app, &dashboard("shop.example")).await, before);
+    assert_eq!(status(&app, "hits").await["generation"], 2);
+}

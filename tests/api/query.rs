@@ -1,0 +1,566 @@
+//! The query APIs over the read models: exact counts, local-time buckets, filters, breakdowns,
+//! both planner paths agreeing, tenant isolation and malformed queries.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::{eventually, hit_event, spawn_app, Seed, TestApp, ADMIN_TOKEN};
+
+/// Three visitors over two local days of an Asia/Kolkata (+05:30) property:
+/// - visitor 1: 00:15, 00:20 and a Signup at 00:22 local on March 2nd (18:45–18:52 UTC on the 1st);
+/// - visitor 2: one pageview at 23:50 local on March 1st (a bounce);
+/// - visitor 3: /blog at 10:30 and again at 11:10 local on March 2nd (40 minutes apart: two visits).
+async fn scenario() -> (TestApp, Value) {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "Asia/Kolkata").await;
+    let seeds = [
+        Seed {
+            visitor: 1,
+            at: "2026-03-01T18:45:00Z",
+            name: "pageview",
+            url: "https://shop.example/",
+            props: &[],
+        },
+        Seed {
+            visitor: 1,
+            at: "2026-03-01T18:50:00Z",
+            name: "pageview",
+            url: "https://shop.example/pricing?ref=x",
+            props: &[],
+        },
+        Seed {
+            visitor: 1,
+            at: "2026-03-01T18:52:00Z",
+            name: "Signup",
+            url: "https://shop.example/pricing",
+            props: &[("plan", "pro")],
+        },
+        Seed {
+            visitor: 2,
+            at: "2026-03-01T18:20:00Z",
+            name: "pageview",
+            url: "https://www.shop.example/",
+            props: &[],
+        },
+        Seed {
+            visitor: 3,
+            at: "2026-03-02T05:00:00Z",
+            name: "pageview",
+            url: "https://shop.example/blog",
+            props: &[],
+        },
+        Seed {
+            visitor: 3,
+            at: "2026-03-02T05:40:00Z",
+            name: "pageview",
+            url: "https://shop.example/blog",
+            props: &[],
+        },
+    ];
+    app.seed(seeds.iter().map(|s| hit_event(&p, s)).collect())
+        .await;
+    app.wait_projected().await;
+    (app, p)
+}
+
+fn key(p: &Value) -> String {
+    p["read_key"].as_str().unwrap().to_owned()
+}
+
+async fn v2(app: &TestApp, p: &Value, body: Value) -> Vec<Value> {
+    let mut body = body;
+    body["site_id"] = json!("shop.example");
+    if body.get("date_range").is_none() {
+        body["date_range"] = json!(["2026-03-01", "2026-03-02"]);
+    }
+    let res = app.query(&key(p), &body).await;
+    assert_eq!(res.status, 200, "{body}: {}", res.text);
+    res.body["results"].as_array().unwrap().clone()
+}
+
+fn rows(results: &[Value]) -> Vec<(Vec<String>, Vec<f64>)> {
+    results
+        .iter()
+        .map(|r| {
+            (
+                r["dimensions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d.as_str().unwrap().to_owned())
+                    .collect(),
+                r["metrics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|m| m.as_f64().unwrap())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn row(dims: &[&str], metrics: &[f64]) -> (Vec<String>, Vec<f64>) {
+    (
+        dims.iter().map(|d| (*d).to_owned()).collect(),
+        metrics.to_vec(),
+    )
+}
+
+#[actix_web::test]
+async fn aggregates_and_time_series_are_exact_in_the_property_zone() {
+    let (app, p) = scenario().await;
+    let all = [
+        "visitors",
+        "visits",
+        "pageviews",
+        "events",
+        "views_per_visit",
+        "bounce_rate",
+        "visit_duration",
+    ];
+    let totals = v2(&app, &p, json!({"metrics": all})).await;
+    // 4 visits (visitor 3 has two), 3 bounces of 4, one 7-minute visit: 420 s / 4.
+    assert_eq!(
+        rows(&totals),
+        vec![row(&[], &[3.0, 4.0, 5.0, 6.0, 1.25, 75.0, 105.0])]
+    );
+
+    let by_day = v2(
+        &app,
+        &p,
+        json!({"metrics": ["visitors", "pageviews", "visits"], "dimensions": ["time:day"]}),
+    )
+    .await;
+    assert_eq!(
+        rows(&by_day),
+        vec![
+            row(&["2026-03-01"], &[1.0, 1.0, 1.0]),
+            row(&["2026-03-02"], &[2.0, 4.0, 3.0])
+        ],
+        "visitor 1's hits fall on March 2nd in Kolkata although they are on March 1st in UTC"
+    );
+
+    let by_hour = v2(
+        &app,
+        &p,
+        json!({"metrics": ["pageviews", "events"], "dimensions": ["time:hour"], "date_range": ["2026-03-02", "2026-03-02"]}),
+    )
+    .await;
+    assert_eq!(
+        rows(&by_hour),
+        vec![
+            row(&["2026-03-02 00:00:00"], &[2.0, 3.0]),
+            row(&["2026-03-02 10:00:00"], &[1.0, 1.0]),
+            row(&["2026-03-02 11:00:00"], &[1.0, 1.0]),
+        ]
+    );
+
+    let res = app
+        .query(&key(&p), &json!({"site_id": "shop.example", "metrics": ["visitors"], "date_range": ["2026-03-01", "2026-03-02"], "dimensions": ["time:day"], "include": {"time_labels": true}}))
+        .await;
+    assert_eq!(
+        res.body["meta"]["time_labels"],
+        json!(["2026-03-01", "2026-03-02"])
+    );
+    assert_eq!(
+        res.body["query"]["date_range"],
+        json!(["2026-03-01T00:00:00+05:30", "2026-03-02T23:59:59+05:30"])
+    );
+}
+
+#[actix_web::test]
+async fn breakdowns_and_filters_are_exact() {
+    let (app, p) = scenario().await;
+    let pages = v2(&app, &p, json!({"metrics": ["visitors", "pageviews", "events", "percentage"], "dimensions": ["event:page"]})).await;
+    assert_eq!(
+        rows(&pages),
+        vec![
+            row(&["/"], &[2.0, 2.0, 2.0, 66.7]),
+            row(&["/blog"], &[1.0, 2.0, 2.0, 33.3]),
+            row(&["/pricing"], &[1.0, 1.0, 2.0, 33.3]),
+        ]
+    );
+    let names = v2(
+        &app,
+        &p,
+        json!({"metrics": ["visitors", "events"], "dimensions": ["event:name"]}),
+    )
+    .await;
+    assert_eq!(
+        rows(&names),
+        vec![
+            row(&["pageview"], &[3.0, 5.0]),
+            row(&["Signup"], &[1.0, 1.0])
+        ]
+    );
+    let hosts = v2(
+        &app,
+        &p,
+        json!({"metrics": ["events"], "dimensions": ["event:hostname"]}),
+    )
+    .await;
+    assert_eq!(
+        rows(&hosts),
+        vec![row(&["shop.example"], &[6.0])],
+        "www. is not a separate host"
+    );
+    let plans = v2(
+        &app,
+        &p,
+        json!({"metrics": ["visitors", "events"], "dimensions": ["event:props:plan"]}),
+    )
+    .await;
+    assert_eq!(rows(&plans), vec![row(&["pro"], &[1.0, 1.0])]);
+    let paged = v2(&app, &p, json!({"metrics": ["pageviews"], "dimensions": ["event:page"], "order_by": [["pageviews", "asc"], ["event:page", "desc"]], "pagination": {"limit": 2, "offset": 1}})).await;
+    // pageviews ascending: /pricing (1), then the ties by page descending: /blog, /.
+    assert_eq!(
+        rows(&paged),
+        vec![row(&["/blog"], &[2.0]), row(&["/"], &[2.0])]
+    );
+
+    let cases = [
+        (
+            json!([["is", "event:page", ["/pricing"]]]),
+            json!(["visitors", "visits", "bounce_rate"]),
+            vec![1.0, 1.0, 0.0],
+        ),
+        (
+            json!([["contains", "event:page", ["blo"]]]),
+            json!(["visitors", "pageviews", "visits"]),
+            vec![1.0, 2.0, 2.0],
+        ),
+        (
+            json!([["not", ["is", "event:name", ["pageview"]]]]),
+            json!(["events"]),
+            vec![1.0],
+        ),
+        (
+            json!([["matches", "event:page", ["^/p"]]]),
+            json!(["events"]),
+            vec![2.0],
+        ),
+        (
+            json!([[
+                "or",
+                [["is", "event:page", ["/"]], ["is", "event:page", ["/blog"]]]
+            ]]),
+            json!(["visitors"]),
+            vec![3.0],
+        ),
+        (
+            json!([["is", "event:props:plan", ["pro"]]]),
+            json!(["visitors", "events"]),
+            vec![1.0, 1.0],
+        ),
+        (
+            json!([
+                ["is_not", "event:page", ["/", "/blog"]],
+                ["contains_not", "event:name", ["Sign"]]
+            ]),
+            json!(["pageviews"]),
+            vec![1.0],
+        ),
+        (
+            json!([["matches_not", "event:page", ["^/$"]]]),
+            json!(["visitors"]),
+            vec![2.0],
+        ),
+    ];
+    for (filters, metrics, expected) in cases {
+        let r = v2(&app, &p, json!({"metrics": metrics, "filters": filters})).await;
+        assert_eq!(rows(&r), vec![row(&[], &expected)], "{filters}");
+    }
+}
+
+/// The same question answered from the rollups and from the enriched tables (a filter that
+/// matches everything forces the latter) gives the same answer.
+#[actix_web::test]
+async fn rollups_and_enriched_tables_agree() {
+    let (app, p) = scenario().await;
+    let everything = json!([["contains", "event:page", [""]]]);
+    for (metrics, dims) in [
+        (
+            json!([
+                "visitors",
+                "visits",
+                "pageviews",
+                "events",
+                "bounce_rate",
+                "visit_duration",
+                "views_per_visit"
+            ]),
+            json!([]),
+        ),
+        (
+            json!(["visitors", "visits", "pageviews", "bounce_rate"]),
+            json!(["time:day"]),
+        ),
+        (
+            json!(["visitors", "pageviews", "events"]),
+            json!(["time:hour"]),
+        ),
+        (
+            json!(["visitors", "pageviews", "events", "percentage"]),
+            json!(["event:page"]),
+        ),
+        (
+            json!(["visitors", "events"]),
+            json!(["time:day", "event:name"]),
+        ),
+        (json!(["visitors", "events"]), json!(["event:props:plan"])),
+    ] {
+        let rollup = v2(&app, &p, json!({"metrics": metrics, "dimensions": dims})).await;
+        let enriched = v2(
+            &app,
+            &p,
+            json!({"metrics": metrics, "dimensions": dims, "filters": everything}),
+        )
+        .await;
+        assert_eq!(rollup, enriched, "{metrics} by {dims}");
+        assert!(!rollup.is_empty());
+    }
+}
+
+#[actix_web::test]
+async fn the_v1_endpoints_answer_the_same_numbers() {
+    let (app, p) = scenario().await;
+    let k = key(&p);
+    let range = "period=custom&date=2026-03-01,2026-03-02";
+    let res = app
+        .get(&format!("/api/v1/stats/aggregate?site_id=shop.example&{range}&metrics=visitors,pageviews,visits,bounce_rate,visit_duration"), &k)
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(
+        res.body["results"],
+        json!({"visitors": {"value": 3}, "pageviews": {"value": 5}, "visits": {"value": 4}, "bounce_rate": {"value": 75}, "visit_duration": {"value": 105}})
+    );
+    let res = app
+        .get(
+            &format!(
+                "/api/v1/stats/aggregate?site_id=shop.example&{range}&compare=previous_period"
+            ),
+            &k,
+        )
+        .await;
+    assert_eq!(
+        res.body["results"],
+        json!({"visitors": {"value": 3, "change": null}})
+    );
+    let res = app
+        .get("/api/v1/stats/aggregate?site_id=shop.example&period=day&date=2026-03-03&compare=previous_period&metrics=visitors", &k)
+        .await;
+    assert_eq!(
+        res.body["results"],
+        json!({"visitors": {"value": 0, "change": -100}})
+    );
+
+    let res = app
+        .get(
+            &format!(
+                "/api/v1/stats/timeseries?site_id=shop.example&{range}&metrics=visitors,pageviews"
+            ),
+            &k,
+        )
+        .await;
+    assert_eq!(
+        res.body["results"],
+        json!([{"date": "2026-03-01", "visitors": 1, "pageviews": 1}, {"date": "2026-03-02", "visitors": 2, "pageviews": 4}])
+    );
+    let res = app
+        .get(
+            "/api/v1/stats/timeseries?site_id=shop.example&period=7d&date=2026-03-04",
+            &k,
+        )
+        .await;
+    let series = res.body["results"].as_array().unwrap();
+    assert_eq!(
+        series.len(),
+        7,
+        "every day is listed, empty ones with zeros"
+    );
+    assert_eq!(series[0], json!({"date": "2026-02-26", "visitors": 0}));
+
+    let res = app.get(&format!("/api/v1/stats/breakdown?site_id=shop.example&{range}&property=event:page&metrics=visitors,pageviews"), &k).await;
+    assert_eq!(
+        res.body["results"],
+        json!([{"page": "/", "visitors": 2, "pageviews": 2}, {"page": "/blog", "visitors": 1, "pageviews": 2}, {"page": "/pricing", "visitors": 1, "pageviews": 1}])
+    );
+    let res = app
+        .get(&format!("/api/v1/stats/breakdown?site_id=shop.example&{range}&property=event:page&filters=event:page%3D%3D%2Fp**&limit=1&page=1"), &k)
+        .await;
+    assert_eq!(
+        res.body["results"],
+        json!([{"page": "/pricing", "visitors": 1}])
+    );
+    let res = app
+        .get("/api/v1/stats/realtime/visitors?site_id=shop.example", &k)
+        .await;
+    assert_eq!((res.status, res.body.clone()), (200, json!(0)));
+}
+
+#[actix_web::test]
+async fn fresh_hits_show_up_in_queries_within_seconds() {
+    let app = spawn_app().await;
+    let p = app.register("live.example", "UTC").await;
+    let res = app.post_event(&json!({"name": "pageview", "url": "https://live.example/now", "domain": "live.example"}), &[]).await;
+    assert_eq!(res.status, 202);
+    let k = key(&p);
+    let realtime = eventually(Duration::from_secs(10), "the hit to be visible", || {
+        let (app, k) = (&app, k.clone());
+        async move {
+            let res = app
+                .get("/api/v1/stats/realtime/visitors?site_id=live.example", &k)
+                .await;
+            (res.body == json!(1)).then_some(res)
+        }
+    })
+    .await;
+    assert_eq!(realtime.status, 200);
+    let res = app.query(&k, &json!({"site_id": "live.example", "metrics": ["pageviews"], "date_range": "day", "dimensions": ["event:page"]})).await;
+    assert_eq!(
+        res.body["results"],
+        json!([{"dimensions": ["/now"], "metrics": [1]}])
+    );
+}
+
+#[actix_web::test]
+async fn a_read_key_reads_only_its_own_property() {
+    let (app, a) = scenario().await;
+    let b = app.register("other.example", "UTC").await;
+    let body = |site: &str| json!({"site_id": site, "metrics": ["visitors"], "date_range": ["2026-03-01", "2026-03-02"]});
+    // B's key cannot read A, in any endpoint; A's key can.
+    let res = app.query(&key(&b), &body("shop.example")).await;
+    assert_eq!((res.status, res.code()), (401, "unauthorized"));
+    for path in [
+        "aggregate?",
+        "timeseries?",
+        "breakdown?property=event:page&",
+        "realtime/visitors?",
+    ] {
+        let url = format!(
+            "/api/v1/stats/{path}site_id=shop.example&period=custom&date=2026-03-01,2026-03-02"
+        );
+        assert_eq!(app.get(&url, &key(&b)).await.status, 401, "{path}");
+        assert_eq!(app.get(&url, &key(&a)).await.status, 200, "{path}");
+    }
+    assert_eq!(
+        app.query(&key(&a), &body("shop.example")).await.body["results"][0]["metrics"],
+        json!([3])
+    );
+    assert_eq!(
+        app.query(&key(&b), &body("other.example")).await.body["results"][0]["metrics"],
+        json!([0])
+    );
+    // The admin token reads any property; an unknown site is 404 for it and 401 for a read key.
+    assert_eq!(
+        app.query(ADMIN_TOKEN, &body("shop.example")).await.status,
+        200
+    );
+    assert_eq!(
+        app.query(ADMIN_TOKEN, &body("nope.example")).await.code(),
+        "site_not_found"
+    );
+    assert_eq!(app.query(&key(&a), &body("nope.example")).await.status, 401);
+    assert_eq!(app.query("", &body("shop.example")).await.status, 401);
+}
+
+#[actix_web::test]
+async fn malformed_queries_get_400_naming_the_field() {
+    let (app, p) = scenario().await;
+    let k = key(&p);
+    let base = json!({"site_id": "shop.example", "metrics": ["visitors"], "date_range": "7d"});
+    let with = |patch: Value| {
+        let mut b = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            if v.is_null() {
+                b.as_object_mut().unwrap().remove(k);
+            } else {
+                b[k] = v.clone();
+            }
+        }
+        b
+    };
+    let cases = [
+        (with(json!({"metrics": null})), "metrics"),
+        (with(json!({"metrics": ["visitorz"]})), "metrics[0]"),
+        (with(json!({"metrics": "visitors"})), "metrics"),
+        (with(json!({"date_range": "3w"})), "date_range"),
+        (
+            with(json!({"date_range": ["2026-03-01", "soon"]})),
+            "date_range[1]",
+        ),
+        (
+            with(json!({"date_range": ["2026-03-05", "2026-03-01"]})),
+            "date_range",
+        ),
+        (with(json!({"dimensions": ["event:nope"]})), "dimensions[0]"),
+        (
+            with(json!({"filters": [["equals", "event:page", ["/"]]]})),
+            "filters[0][0]",
+        ),
+        (
+            with(json!({"filters": [["is", "event:page", "/"]]})),
+            "filters[0][2]",
+        ),
+        (
+            with(json!({"filters": [["is", "time:day", ["x"]]]})),
+            "filters[0][1]",
+        ),
+        (
+            with(json!({"filters": [["matches", "event:page", ["("]]]})),
+            "filters",
+        ),
+        (
+            with(json!({"order_by": [["visitors", "up"]]})),
+            "order_by[0][1]",
+        ),
+        (
+            with(json!({"order_by": [["pageviews", "desc"]]})),
+            "order_by",
+        ),
+        (
+            with(json!({"pagination": {"limit": -1}})),
+            "pagination.limit",
+        ),
+        (
+            with(json!({"metrics": ["bounce_rate"], "dimensions": ["event:page"]})),
+            "metrics",
+        ),
+        (with(json!({"metrics": ["percentage"]})), "metrics"),
+        (with(json!({"site_id": 5})), "site_id"),
+    ];
+    for (body, field) in cases {
+        let res = app.query(&k, &body).await;
+        assert_eq!(
+            (res.status, res.code()),
+            (400, "invalid_query"),
+            "{body}: {}",
+            res.text
+        );
+        let message = res.body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("{field}:")),
+            "{body}: expected `{field}` in {message}"
+        );
+    }
+    let res = app
+        .request("POST", "/api/v2/query", Some(&k), &[], Some(b"{".to_vec()))
+        .await;
+    assert_eq!((res.status, res.code()), (400, "invalid_json"));
+    let res = app
+        .get(
+            "/api/v1/stats/aggregate?site_id=shop.example&period=custom&date=2026-03-01",
+            &k,
+        )
+        .await;
+    assert_eq!((res.status, res.code()), (400, "invalid_query"));
+    let res = app
+        .get("/api/v1/stats/breakdown?site_id=shop.example&period=7d", &k)
+        .await;
+    assert!(res.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("property:"));
+}
