@@ -38,6 +38,9 @@ pub enum RebuildError {
     Database(#[from] sqlx::Error),
 }
 
+/// SQLSTATE of a lock wait that ran past `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
 async fn lock(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtext('footfall.generations'))")
         .execute(&mut *tx)
@@ -182,7 +185,23 @@ pub async fn switch_if_caught_up(
     .bind(new)
     .execute(&mut *tx)
     .await?;
-    point_views(&mut tx, p, new).await?;
+    // The views change under readers, view by view. A reader holding one view while waiting for
+    // another would deadlock with the switch, and PostgreSQL might cancel the reader; so the
+    // switch waits for each view's lock at most 300 ms, below `deadlock_timeout` (1 s), and backs
+    // off to retry on the next tick.
+    sqlx::query("SET LOCAL lock_timeout = '300ms'")
+        .execute(&mut *tx)
+        .await?;
+    match point_views(&mut tx, p, new).await {
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+            tracing::debug!(
+                projection = p.name(),
+                "readers hold the views; switch retried"
+            );
+            return Ok(None);
+        }
+        other => other?,
+    }
     tx.commit().await?;
     tracing::info!(
         projection = p.name(),
