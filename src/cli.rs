@@ -110,6 +110,9 @@ pub enum PropertyCommand {
         timezone: String,
         #[arg(long)]
         name: Option<String>,
+        /// Minutes without a hit that end a visit (default 30).
+        #[arg(long)]
+        session_timeout_minutes: Option<u32>,
         /// If the domain is taken, print the existing property instead of failing.
         #[arg(long)]
         if_absent: bool,
@@ -160,6 +163,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             domain,
             timezone,
             name,
+            session_timeout_minutes,
             if_absent,
         }) => {
             // Runs the properties projection too (it waits if a server already leads it), so the
@@ -167,7 +171,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             let core = Core::start(&config, true).await?;
             let property = match core
                 .properties
-                .register(&domain, &timezone, name.as_deref())
+                .register(&domain, &timezone, name.as_deref(), session_timeout_minutes)
                 .await
             {
                 Err(RegisterError::DomainTaken(_)) if if_absent => {

@@ -77,6 +77,8 @@ pub struct Config {
     pub db_timeout: Duration,
     pub appender: AppenderConfig,
     pub log_json: bool,
+    /// `FOOTFALL_GEOIP_DB`: a MaxMind-format city database; without one, geo stays empty.
+    pub geoip_db: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -165,6 +167,7 @@ impl Config {
             event_log,
             listen,
             admin_token: get("FOOTFALL_ADMIN_TOKEN").map(str::to_owned),
+            geoip_db: get("FOOTFALL_GEOIP_DB").map(std::path::PathBuf::from),
             roles,
             trusted_proxies,
             workers: parse_or(get("FOOTFALL_WORKERS"), "FOOTFALL_WORKERS", Some(workers))?,

@@ -11,6 +11,7 @@ use sqlx::PgPool;
 
 use crate::api::{self, AppState};
 use crate::config::{Config, EventLogKind, Role};
+use crate::domain::geo::GeoDb;
 use crate::eventlog::appender::Appender;
 use crate::eventlog::postgres::PgEventLog;
 use crate::eventlog::EventLog;
@@ -27,11 +28,28 @@ pub enum StartupError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("event log: {0}")]
     EventLog(#[from] crate::eventlog::EventLogError),
+    #[error("FOOTFALL_GEOIP_DB {path}: {reason}")]
+    GeoIp { path: String, reason: String },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,
         source: std::io::Error,
     },
+}
+
+/// The GeoIP database, if one is configured; a configured one that cannot be read stops startup.
+fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupError> {
+    let Some(path) = &config.geoip_db else {
+        return Ok(None);
+    };
+    let err = |reason: String| StartupError::GeoIp {
+        path: path.display().to_string(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let db = GeoDb::from_bytes(bytes).map_err(err)?;
+    tracing::info!(path = %path.display(), "GeoIP database loaded");
+    Ok(Some(std::sync::Arc::new(db)))
 }
 
 /// The database pool, with the configured size and timeouts.
@@ -115,6 +133,7 @@ impl Application {
             Salts::new(core.pool.clone()),
             appender.clone(),
             config.appender.ack_timeout,
+            geo_db(&config)?,
         );
         let state = web::Data::new(AppState {
             collector,

@@ -1,7 +1,7 @@
 //! The domain's events as they travel through the log: a type name, a schema version and JSON
 //! data. Decoding upcasts old schema versions, and fails with a typed error, never a panic.
 
-use super::{DomainClaimed, HitRecorded, HostnamesAllowed, PropertyRegistered};
+use super::{DomainClaimed, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered};
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -10,6 +10,7 @@ pub enum Event {
     DomainClaimed(DomainClaimed),
     HitRecorded(Box<HitRecorded>),
     HostnamesAllowed(HostnamesAllowed),
+    GoalsSet(GoalsSet),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,7 @@ impl Event {
     pub const DOMAIN_CLAIMED: &'static str = "DomainClaimed";
     pub const HIT_RECORDED: &'static str = "HitRecorded";
     pub const HOSTNAMES_ALLOWED: &'static str = "HostnamesAllowed";
+    pub const GOALS_SET: &'static str = "GoalsSet";
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -34,6 +36,7 @@ impl Event {
             Self::DomainClaimed(_) => Self::DOMAIN_CLAIMED,
             Self::HitRecorded(_) => Self::HIT_RECORDED,
             Self::HostnamesAllowed(_) => Self::HOSTNAMES_ALLOWED,
+            Self::GoalsSet(_) => Self::GOALS_SET,
         }
     }
 
@@ -49,6 +52,7 @@ impl Event {
             Self::DomainClaimed(e) => serde_json::to_string(e),
             Self::HitRecorded(e) => serde_json::to_string(e),
             Self::HostnamesAllowed(e) => serde_json::to_string(e),
+            Self::GoalsSet(e) => serde_json::to_string(e),
         }
     }
 
@@ -76,6 +80,7 @@ impl Event {
                 v1(event_type, version, data).map(|e| Self::HitRecorded(Box::new(e)))
             }
             Self::HOSTNAMES_ALLOWED => v1(event_type, version, data).map(Self::HostnamesAllowed),
+            Self::GOALS_SET => v1(event_type, version, data).map(Self::GoalsSet),
             other => Err(DecodeError::UnknownType(other.to_owned())),
         }
     }

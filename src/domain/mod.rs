@@ -2,6 +2,7 @@
 
 pub mod enrich;
 pub mod events;
+pub mod geo;
 pub mod hit;
 pub mod property;
 pub mod session;
@@ -10,8 +11,8 @@ pub mod values;
 pub use events::{DecodeError, Event};
 pub use hit::{Geo, Hit, HitRecorded, HitRequest, Protocol, RecordHits, Revenue, VisitorKey};
 pub use property::{
-    hostname_allowed, AllowHostnames, DomainClaimed, HostnamesAllowed, Property,
-    PropertyRegistered, RegisterProperty,
+    hostname_allowed, AllowHostnames, DomainClaimed, Goal, GoalsSet, HostnamesAllowed, Property,
+    PropertyRegistered, RegisterProperty, SetGoals,
 };
 pub use values::{Domain, PropertyCredentials, PropertyId, PropertyName, Timezone};
 
@@ -67,6 +68,12 @@ pub enum DomainError {
     /// 400: a hostname of the allow-list is not a host name (or `*.` and one), or there are over 100.
     #[error("hostnames must be at most 100 host names, each optionally prefixed with `*.`")]
     InvalidHostnames,
+    /// 400: a goal is neither one event name nor one page pattern, or there are over 100.
+    #[error("goals must be at most 100, each {{\"event\": name}} or {{\"page\": \"/path*\"}}")]
+    InvalidGoals,
+    /// 400: the session timeout is not 1 to 1,440 minutes.
+    #[error("session_timeout_minutes must be 1 to 1440")]
+    InvalidSessionTimeout,
     /// 400: the hit's timestamp is too far in the past or in the future.
     #[error("timestamp is outside the accepted window")]
     TimestampOutOfRange,
@@ -93,6 +100,8 @@ impl DomainError {
             Self::TimestampOutOfRange => "timestamp_out_of_range",
             Self::PropertyNotRegistered => "property_not_found",
             Self::InvalidHostnames => "invalid_hostnames",
+            Self::InvalidSessionTimeout => "invalid_session_timeout",
+            Self::InvalidGoals => "invalid_goals",
         }
     }
 }

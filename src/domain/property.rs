@@ -15,6 +15,8 @@ pub struct RegisterProperty {
     pub timezone: Timezone,
     pub name: PropertyName,
     pub credentials: PropertyCredentials,
+    /// Minutes without a hit that end a visit; `None` for the default (30).
+    pub session_timeout_minutes: Option<u32>,
     pub at: DateTime<Utc>,
 }
 
@@ -27,6 +29,8 @@ pub struct PropertyRegistered {
     pub name: PropertyName,
     #[serde(flatten)]
     pub credentials: PropertyCredentials,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout_minutes: Option<u32>,
     pub registered_at: DateTime<Utc>,
 }
 
@@ -48,6 +52,41 @@ pub struct AllowHostnames {
 pub struct HostnamesAllowed {
     pub property_id: PropertyId,
     pub hostnames: Vec<String>,
+}
+
+/// A goal: a custom event name, or a page path pattern (`*` matches anything) for pageviews.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Goal {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<String>,
+}
+
+impl Goal {
+    /// How reports name it: the event name, or `Visit <page>`.
+    pub fn label(&self) -> String {
+        match (&self.event, &self.page) {
+            (Some(e), _) => e.clone(),
+            (None, Some(p)) => format!("Visit {p}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Command: set a property's goals (replacing the previous ones).
+#[derive(Debug, Clone)]
+pub struct SetGoals {
+    pub goals: Vec<Goal>,
+}
+
+/// Event: a property's goals. Goals are applied when reports are queried, so they also cover
+/// hits recorded before the goal was set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoalsSet {
+    pub property_id: PropertyId,
+    pub goals: Vec<Goal>,
 }
 
 /// Whether a browser hit from page host `host` may be recorded for a property: its domain, any
@@ -77,6 +116,12 @@ impl Property {
         if self.registered.is_some() {
             return Err(DomainError::PropertyAlreadyRegistered);
         }
+        if cmd
+            .session_timeout_minutes
+            .is_some_and(|m| !(1..=1440).contains(&m))
+        {
+            return Err(DomainError::InvalidSessionTimeout);
+        }
         let claim = DomainClaimed {
             domain: cmd.domain.clone(),
             property_id: cmd.id,
@@ -87,6 +132,7 @@ impl Property {
             timezone: cmd.timezone,
             name: cmd.name,
             credentials: cmd.credentials,
+            session_timeout_minutes: cmd.session_timeout_minutes,
             registered_at: cmd.at,
         };
         Ok((registered, claim))
@@ -118,10 +164,47 @@ impl Property {
         })
     }
 
+    /// Validates the goals: each a custom event name (1–120 characters) or a page path pattern
+    /// starting with `/`, at most 100, no duplicates.
+    pub fn set_goals(&self, cmd: SetGoals) -> Result<GoalsSet, DomainError> {
+        let Some(registered) = &self.registered else {
+            return Err(DomainError::PropertyNotRegistered);
+        };
+        if cmd.goals.len() > 100 {
+            return Err(DomainError::InvalidGoals);
+        }
+        let mut goals: Vec<Goal> = Vec::with_capacity(cmd.goals.len());
+        for g in cmd.goals {
+            let trim = |s: Option<String>| s.map(|s| s.trim().to_owned());
+            let goal = Goal {
+                event: trim(g.event),
+                page: trim(g.page),
+            };
+            let valid = match (&goal.event, &goal.page) {
+                (Some(e), None) => (1..=120).contains(&e.chars().count()),
+                (None, Some(p)) => p.starts_with('/') && p.chars().count() <= 2000,
+                _ => false,
+            };
+            if !valid {
+                return Err(DomainError::InvalidGoals);
+            }
+            if !goals.contains(&goal) {
+                goals.push(goal);
+            }
+        }
+        Ok(GoalsSet {
+            property_id: registered.property_id,
+            goals,
+        })
+    }
+
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::PropertyRegistered(e) => self.registered = Some(e.clone()),
-            Event::HostnamesAllowed(_) | Event::DomainClaimed(_) | Event::HitRecorded(_) => {}
+            Event::HostnamesAllowed(_)
+            | Event::GoalsSet(_)
+            | Event::DomainClaimed(_)
+            | Event::HitRecorded(_) => {}
         }
     }
 }
@@ -182,6 +265,7 @@ mod tests {
                 api_secret: "secret".into(),
                 read_key: "read".into(),
             },
+            session_timeout_minutes: None,
             at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         }
     }

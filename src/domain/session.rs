@@ -3,8 +3,13 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-/// A visit ends after this long without a hit.
+use super::enrich::Visit;
+
+/// A visit ends after this long without a hit, unless the property sets its own timeout.
 pub const SESSION_TIMEOUT: Duration = Duration::minutes(30);
+
+/// A visit longer than this is engaged (GA4's rule, with 2+ pageviews or a conversion).
+pub const ENGAGED_AFTER_SECS: i64 = 10;
 
 /// What sessionization needs of a hit.
 #[derive(Debug, Clone, Copy)]
@@ -14,6 +19,8 @@ pub struct SessionHit<'a> {
     pub at: DateTime<Utc>,
     pub is_pageview: bool,
     pub interactive: bool,
+    /// A conversion (a purchase: an event with revenue) makes its visit engaged.
+    pub conversion: bool,
     pub page: &'a str,
 }
 
@@ -29,10 +36,13 @@ pub struct Session {
     pub interactive: i32,
     pub entry_page: String,
     pub exit_page: String,
+    pub conversions: i32,
+    /// Acquisition, client and geo of the visit's first hit.
+    pub visit: Visit,
 }
 
 impl Session {
-    pub fn start(visitor_key: i64, hit: SessionHit<'_>) -> Self {
+    pub fn start(visitor_key: i64, hit: SessionHit<'_>, visit: Visit) -> Self {
         let mut s = Self {
             id: hit.position,
             visitor_key,
@@ -43,18 +53,31 @@ impl Session {
             interactive: 0,
             entry_page: String::new(),
             exit_page: String::new(),
+            conversions: 0,
+            visit,
         };
-        s.add(hit);
+        s.count(hit);
         s
     }
 
-    /// Whether the hit continues this visit.
-    pub fn accepts(&self, at: DateTime<Utc>) -> bool {
-        at >= self.started_at - SESSION_TIMEOUT && at <= self.last_at + SESSION_TIMEOUT
+    /// Whether a hit at `at` continues this visit.
+    pub fn accepts(&self, at: DateTime<Utc>, timeout: Duration) -> bool {
+        at >= self.started_at - timeout && at <= self.last_at + timeout
     }
 
-    pub fn add(&mut self, hit: SessionHit<'_>) {
+    /// Adds a hit; `visit` describes it, and is asked for only if the hit becomes the first one.
+    pub fn add(&mut self, hit: SessionHit<'_>, visit: impl FnOnce() -> Visit) {
+        if hit.at < self.started_at {
+            // A late hit from before the visit's start: the visit now starts, and is attributed,
+            // with it.
+            self.visit = visit();
+        }
+        self.count(hit);
+    }
+
+    fn count(&mut self, hit: SessionHit<'_>) {
         self.events += 1;
+        self.conversions += i32::from(hit.conversion);
         if hit.is_pageview {
             self.pageviews += 1;
             if self.entry_page.is_empty() || hit.at < self.started_at {
@@ -83,17 +106,29 @@ impl Session {
     pub fn duration_secs(&self) -> i64 {
         (self.last_at - self.started_at).num_seconds()
     }
+
+    /// GA4's engaged session: longer than 10 seconds, 2+ pageviews, or a conversion.
+    pub fn is_engaged(&self) -> bool {
+        self.duration_secs() > ENGAGED_AFTER_SECS || self.pageviews >= 2 || self.conversions > 0
+    }
 }
 
-/// Applies a visitor's hit to their latest session: it continues it, or starts a new one.
-/// Returns the session the hit belongs to.
-pub fn sessionize(latest: Option<Session>, visitor_key: i64, hit: SessionHit<'_>) -> Session {
+/// Applies a visitor's hit to their latest session: it continues it (no gap over `timeout`), or
+/// starts a new one. Returns the session the hit belongs to. `visit` describes the hit; it is
+/// computed only when the hit starts a visit.
+pub fn sessionize(
+    latest: Option<Session>,
+    visitor_key: i64,
+    hit: SessionHit<'_>,
+    timeout: Duration,
+    visit: impl FnOnce() -> Visit,
+) -> Session {
     match latest {
-        Some(mut s) if s.accepts(hit.at) => {
-            s.add(hit);
+        Some(mut s) if s.accepts(hit.at, timeout) => {
+            s.add(hit, visit);
             s
         }
-        _ => Session::start(visitor_key, hit),
+        _ => Session::start(visitor_key, hit, visit()),
     }
 }
 
@@ -111,15 +146,24 @@ mod tests {
             at: at(min),
             is_pageview: true,
             interactive: true,
+            conversion: false,
             page,
         }
     }
 
+    fn next(s: Session, hit: SessionHit<'_>) -> Session {
+        sessionize(Some(s), 7, hit, SESSION_TIMEOUT, Visit::default)
+    }
+
+    fn first(hit: SessionHit<'_>) -> Session {
+        sessionize(None, 7, hit, SESSION_TIMEOUT, Visit::default)
+    }
+
     #[test]
     fn hits_within_thirty_minutes_make_one_visit() {
-        let s = sessionize(None, 7, view(1, 0, "/a"));
-        let s = sessionize(Some(s), 7, view(2, 10, "/b"));
-        let s = sessionize(Some(s), 7, view(3, 40, "/c"));
+        let s = first(view(1, 0, "/a"));
+        let s = next(s, view(2, 10, "/b"));
+        let s = next(s, view(3, 40, "/c"));
         assert_eq!((s.id, s.pageviews, s.duration_secs()), (1, 3, 40 * 60));
         assert_eq!((s.entry_page.as_str(), s.exit_page.as_str()), ("/a", "/c"));
         assert!(!s.is_bounce());
@@ -127,36 +171,37 @@ mod tests {
 
     #[test]
     fn a_31_minute_gap_starts_a_new_visit() {
-        let s = sessionize(None, 7, view(1, 0, "/a"));
-        let s = sessionize(Some(s), 7, view(2, 31, "/b"));
+        let s = first(view(1, 0, "/a"));
+        let s = next(s, view(2, 31, "/b"));
         assert_eq!((s.id, s.pageviews, s.entry_page.as_str()), (2, 1, "/b"));
         assert!(s.is_bounce());
     }
 
     #[test]
     fn an_interactive_event_prevents_a_bounce_but_a_non_interactive_one_does_not() {
-        let s = sessionize(None, 7, view(1, 0, "/a"));
+        let s = first(view(1, 0, "/a"));
         let quiet = SessionHit {
             position: 2,
             at: at(1),
             is_pageview: false,
             interactive: false,
+            conversion: false,
             page: "/a",
         };
-        let s = sessionize(Some(s), 7, quiet);
+        let s = next(s, quiet);
         assert!(s.is_bounce());
         let click = SessionHit {
             interactive: true,
             position: 3,
             ..quiet
         };
-        assert!(!sessionize(Some(s), 7, click).is_bounce());
+        assert!(!next(s, click).is_bounce());
     }
 
     #[test]
     fn an_earlier_hit_within_the_window_extends_the_visit_backwards() {
-        let s = sessionize(None, 7, view(1, 20, "/b"));
-        let s = sessionize(Some(s), 7, view(2, 5, "/a"));
+        let s = first(view(1, 20, "/b"));
+        let s = next(s, view(2, 5, "/a"));
         assert_eq!(
             (s.started_at, s.entry_page.as_str(), s.exit_page.as_str()),
             (at(5), "/a", "/b")

@@ -8,7 +8,11 @@
 //!   hour the visit started) and a HyperLogLog sketch of visitors.
 //! - `rollup_daily`: per property, local day and one breakdown dimension value (page, event name,
 //!   hostname, custom prop): counters and a visitor sketch.
-//! - `hit_properties`: each property's time zone, folded from `PropertyRegistered`.
+//! - `hit_properties`: each property's time zone, domain and session timeout, folded from
+//!   `PropertyRegistered`.
+//!
+//! Hits from bots and crawlers are left out of all of these, and counted per day and bot under
+//! the `bot` dimension of `rollup_daily`, so merchants can see what was filtered.
 //!
 //! Buckets are in the property's time zone: a local hour aligns with local days, weeks and months
 //! in every zone, +05:30 and DST included.
@@ -16,15 +20,15 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
-use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::{decode_all, table, Generation, Projection, ProjectionError, ProjectionWriter};
-use crate::domain::enrich::Page;
+use crate::domain::enrich::{is_bot, Client, Page, Visit};
 use crate::domain::hit::{ENGAGEMENT, PAGEVIEW};
-use crate::domain::session::{sessionize, Session, SessionHit};
+use crate::domain::session::{sessionize, Session, SessionHit, SESSION_TIMEOUT};
 use crate::domain::{Event, HitRecorded, PropertyId};
 use crate::eventlog::{RecordedEvent, StreamFilter};
 
@@ -39,6 +43,8 @@ pub const DIM_PAGE: &str = "page";
 pub const DIM_NAME: &str = "name";
 pub const DIM_HOSTNAME: &str = "hostname";
 pub const DIM_PROP_PREFIX: &str = "prop:";
+/// Hits from bots, by bot name: counted here and nowhere else.
+pub const DIM_BOT: &str = "bot";
 
 pub struct HitsProjection;
 
@@ -72,9 +78,16 @@ impl Projection for HitsProjection {
         let hit_columns = "property_id uuid NOT NULL, position bigint NOT NULL, \
             occurred_at timestamptz NOT NULL, local_time timestamp NOT NULL, visitor_key bigint NOT NULL, \
             session_id bigint NOT NULL, name text NOT NULL, pathname text NOT NULL, \
-            hostname text NOT NULL, props jsonb";
+            hostname text NOT NULL, props jsonb, revenue_amount numeric, revenue_currency text";
+        let visit_columns: String = Visit::COLUMNS
+            .iter()
+            .map(|c| format!("{c} text NOT NULL, "))
+            .collect();
         vec![
-            format!("CREATE TABLE {props} (property_id uuid PRIMARY KEY, timezone text NOT NULL)"),
+            format!(
+                "CREATE TABLE {props} (property_id uuid PRIMARY KEY, timezone text NOT NULL, \
+                 domain text NOT NULL, session_timeout_minutes integer NOT NULL)"
+            ),
             format!(
                 "DO $$ BEGIN
                    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
@@ -91,7 +104,8 @@ impl Projection for HitsProjection {
                    property_id uuid NOT NULL, session_id bigint NOT NULL, visitor_key bigint NOT NULL,
                    started_at timestamptz NOT NULL, last_at timestamptz NOT NULL, start_local timestamp NOT NULL,
                    pageviews integer NOT NULL, events integer NOT NULL, interactive integer NOT NULL,
-                   entry_page text NOT NULL, exit_page text NOT NULL,
+                   entry_page text NOT NULL, exit_page text NOT NULL, conversions integer NOT NULL,
+                   {visit_columns}
                    PRIMARY KEY (property_id, session_id))"
             ),
             format!("CREATE INDEX ON {sessions} (property_id, visitor_key, last_at DESC)"),
@@ -101,7 +115,7 @@ impl Projection for HitsProjection {
                    property_id uuid NOT NULL, bucket timestamp NOT NULL, visitors hll NOT NULL,
                    pageviews bigint NOT NULL, events bigint NOT NULL, visits bigint NOT NULL,
                    bounces bigint NOT NULL, duration bigint NOT NULL, session_pageviews bigint NOT NULL,
-                   PRIMARY KEY (property_id, bucket))"
+                   engaged bigint NOT NULL, PRIMARY KEY (property_id, bucket))"
             ),
             format!(
                 "CREATE TABLE {daily} (
@@ -115,10 +129,29 @@ impl Projection for HitsProjection {
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             g,
-            timezones: HashMap::new(),
+            sites: HashMap::new(),
             partitions: None,
             sessions: HashMap::new(),
         })
+    }
+}
+
+/// What processing needs to know of a property.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub tz: Tz,
+    /// Referrers from this domain (and its subdomains) are internal.
+    pub domain: String,
+    pub session_timeout: Duration,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self {
+            tz: chrono_tz::UTC,
+            domain: String::new(),
+            session_timeout: SESSION_TIMEOUT,
+        }
     }
 }
 
@@ -136,6 +169,8 @@ pub struct HitRow {
     pub hostname: String,
     /// JSON object text, `None` without props.
     pub props: Option<String>,
+    /// `(amount, currency)`.
+    pub revenue: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -146,6 +181,7 @@ pub struct HourDelta {
     pub bounces: i64,
     pub duration: i64,
     pub session_pageviews: i64,
+    pub engaged: i64,
     pub visitors: Vec<i64>,
 }
 
@@ -161,7 +197,7 @@ pub type SessionKey = (PropertyId, i64);
 /// What a batch changes in the read models.
 #[derive(Debug, Default, PartialEq)]
 pub struct Delta {
-    pub timezones: Vec<(PropertyId, Tz)>,
+    pub sites: Vec<(PropertyId, Site)>,
     pub hits: Vec<HitRow>,
     /// Final state of every session the batch touched, with its local start time.
     pub sessions: Vec<(PropertyId, Session, NaiveDateTime)>,
@@ -196,37 +232,79 @@ pub fn visitors(events: &[(u64, Event)]) -> Vec<(PropertyId, i64)> {
     keys
 }
 
-/// Pure fold of a batch. `timezones` holds every property's zone (registrations in the batch are
+/// The bot a user agent belongs to (its name, or `Other`), or `None` for people.
+fn bot_name(user_agent: &str) -> Option<String> {
+    is_bot(user_agent).then(|| {
+        let name = Client::of(user_agent).browser;
+        if name.is_empty() {
+            "Other".to_owned()
+        } else {
+            name
+        }
+    })
+}
+
+/// Pure fold of a batch. `sites` holds every property's settings (registrations in the batch are
 /// added to it); `latest` holds each visitor's latest session before the batch.
 pub fn fold(
     events: &[(u64, Event)],
-    timezones: &mut HashMap<PropertyId, Tz>,
+    sites: &mut HashMap<PropertyId, Site>,
     mut latest: HashMap<(PropertyId, i64), Session>,
 ) -> Delta {
     let mut delta = Delta::default();
     let mut before: HashMap<SessionKey, Option<Session>> = HashMap::new();
     let mut after: BTreeMap<SessionKey, Session> = BTreeMap::new();
+    // User agents repeat: each is checked against the bot lists once per batch.
+    let mut bots: HashMap<&str, Option<String>> = HashMap::new();
 
     for (position, event) in events {
         let hit: &HitRecorded = match event {
             Event::PropertyRegistered(p) => {
-                timezones.insert(p.property_id, p.timezone.tz());
-                delta.timezones.push((p.property_id, p.timezone.tz()));
+                let site = Site {
+                    tz: p.timezone.tz(),
+                    domain: p.domain.as_str().to_owned(),
+                    session_timeout: p
+                        .session_timeout_minutes
+                        .map(|m| Duration::minutes(i64::from(m)))
+                        .unwrap_or(SESSION_TIMEOUT),
+                };
+                sites.insert(p.property_id, site.clone());
+                delta.sites.push((p.property_id, site));
                 continue;
             }
             Event::HitRecorded(h) => h,
-            Event::DomainClaimed(_) | Event::HostnamesAllowed(_) => continue,
+            Event::DomainClaimed(_) | Event::HostnamesAllowed(_) | Event::GoalsSet(_) => continue,
         };
         let pid = hit.property_id;
-        let tz = timezones.get(&pid).copied().unwrap_or(chrono_tz::UTC);
+        let site = sites.get(&pid).cloned().unwrap_or_default();
+        let tz = site.tz;
         let visitor = hit.visitor_key.as_u64() as i64;
-        let page = Page::of(&hit.url, hit.hash_mode);
+        let local_time = local(hit.occurred_at, tz);
         let is_pageview = hit.name == PAGEVIEW;
+
+        if let Some(ua) = hit.user_agent.as_deref() {
+            let bot = bots.entry(ua).or_insert_with(|| bot_name(ua));
+            if let Some(bot) = bot {
+                if hit.name != ENGAGEMENT {
+                    let d = delta
+                        .days
+                        .entry((pid, DIM_BOT, local_time.date(), bot.clone()))
+                        .or_default();
+                    d.events += 1;
+                    d.pageviews += i64::from(is_pageview);
+                    d.visitors.push(visitor);
+                }
+                continue;
+            }
+        }
+        let page = Page::of(&hit.url, hit.hash_mode);
 
         let previous = latest.get(&(pid, visitor)).cloned();
         if hit.name == ENGAGEMENT {
             // An engagement ping only extends the visit it belongs to; it is not an event.
-            if let Some(mut s) = previous.filter(|s| s.accepts(hit.occurred_at)) {
+            if let Some(mut s) =
+                previous.filter(|s| s.accepts(hit.occurred_at, site.session_timeout))
+            {
                 before.entry((pid, s.id)).or_insert_with(|| Some(s.clone()));
                 s.extend_to(hit.occurred_at);
                 after.insert((pid, s.id), s.clone());
@@ -242,8 +320,11 @@ pub fn fold(
                 at: hit.occurred_at,
                 is_pageview,
                 interactive: hit.interactive,
+                conversion: hit.revenue.is_some(),
                 page: &page.pathname,
             },
+            site.session_timeout,
+            || Visit::of(hit, &site.domain),
         );
         before
             .entry((pid, session.id))
@@ -251,7 +332,6 @@ pub fn fold(
         after.insert((pid, session.id), session.clone());
         remember_latest(&mut latest, (pid, visitor), &session);
 
-        let local_time = local(hit.occurred_at, tz);
         let hour = delta.hours.entry((pid, hour_of(local_time))).or_default();
         hour.events += 1;
         hour.pageviews += i64::from(is_pageview);
@@ -285,12 +365,16 @@ pub fn fold(
             pathname: page.pathname,
             hostname: page.hostname,
             props: (!hit.props.is_empty()).then(|| props_json(&hit.props)),
+            revenue: hit
+                .revenue
+                .as_ref()
+                .map(|r| (r.amount.clone(), r.currency.clone())),
         });
     }
 
     // Sessions: move each touched session's contribution from its old state to its new one.
     for ((pid, _), new) in after {
-        let tz = timezones.get(&pid).copied().unwrap_or(chrono_tz::UTC);
+        let tz = sites.get(&pid).map(|s| s.tz).unwrap_or(chrono_tz::UTC);
         if let Some(Some(old)) = before.get(&(pid, new.id)) {
             contribute(&mut delta.hours, pid, tz, old, -1);
         }
@@ -332,6 +416,7 @@ fn contribute(
     h.bounces += sign * i64::from(s.is_bounce());
     h.duration += sign * s.duration_secs();
     h.session_pageviews += sign * i64::from(s.pageviews);
+    h.engaged += sign * i64::from(s.is_engaged());
 }
 
 fn props_json(props: &[(String, String)]) -> String {
@@ -361,13 +446,21 @@ fn prop_dimension(key: &str) -> &'static str {
 
 struct Writer {
     g: Generation,
-    timezones: HashMap<PropertyId, Tz>,
+    sites: HashMap<PropertyId, Site>,
     /// Months whose partition exists; `None` until known whether `hits` is natively partitioned.
     partitions: Option<(bool, HashSet<(i32, u32)>)>,
     /// Each visitor's latest visit as this writer wrote it, so most batches need no lookup. It
     /// holds only committed state or state of the open batch: after any error the runner drops
     /// the writer.
     sessions: HashMap<(PropertyId, i64), Session>,
+}
+
+fn visit_of(r: &sqlx::postgres::PgRow) -> Result<Visit, sqlx::Error> {
+    let mut values: [String; 20] = Default::default();
+    for (v, c) in values.iter_mut().zip(Visit::COLUMNS) {
+        *v = r.try_get(c)?;
+    }
+    Ok(Visit::from_values(values))
 }
 
 /// Visitors whose latest visit the writer remembers, at most.
@@ -378,7 +471,7 @@ impl Writer {
         table(base, self.g)
     }
 
-    async fn load_timezones(
+    async fn load_sites(
         &mut self,
         tx: &mut PgConnection,
         events: &[(u64, Event)],
@@ -386,7 +479,7 @@ impl Writer {
         let missing: Vec<Uuid> = events
             .iter()
             .filter_map(|(_, e)| match e {
-                Event::HitRecorded(h) if !self.timezones.contains_key(&h.property_id) => {
+                Event::HitRecorded(h) if !self.sites.contains_key(&h.property_id) => {
                     Some(h.property_id.as_uuid())
                 }
                 _ => None,
@@ -398,7 +491,7 @@ impl Writer {
             return Ok(());
         }
         let rows = sqlx::query(&format!(
-            "SELECT property_id, timezone FROM {} WHERE property_id = ANY($1)",
+            "SELECT property_id, timezone, domain, session_timeout_minutes FROM {} WHERE property_id = ANY($1)",
             self.t("hit_properties")
         ))
         .bind(&missing)
@@ -406,9 +499,14 @@ impl Writer {
         .await?;
         for r in rows {
             let tz: String = r.try_get("timezone")?;
-            let tz = tz.parse::<Tz>().unwrap_or(chrono_tz::UTC);
-            self.timezones
-                .insert(PropertyId::new(r.try_get("property_id")?), tz);
+            let minutes: i32 = r.try_get("session_timeout_minutes")?;
+            let site = Site {
+                tz: tz.parse::<Tz>().unwrap_or(chrono_tz::UTC),
+                domain: r.try_get("domain")?,
+                session_timeout: Duration::minutes(i64::from(minutes)),
+            };
+            self.sites
+                .insert(PropertyId::new(r.try_get("property_id")?), site);
         }
         Ok(())
     }
@@ -446,6 +544,8 @@ impl Writer {
                 interactive: r.try_get("interactive")?,
                 entry_page: r.try_get("entry_page")?,
                 exit_page: r.try_get("exit_page")?,
+                conversions: r.try_get("conversions")?,
+                visit: visit_of(&r)?,
             };
             out.insert(
                 (PropertyId::new(r.try_get("property_id")?), s.visitor_key),
@@ -507,7 +607,7 @@ impl ProjectionWriter for Writer {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let events = decode_all(events)?;
-        self.load_timezones(tx, &events).await?;
+        self.load_sites(tx, &events).await?;
         let keys = visitors(&events);
         let missing: Vec<_> = keys
             .iter()
@@ -519,7 +619,7 @@ impl ProjectionWriter for Writer {
             keys.iter()
                 .filter_map(|k| self.sessions.get(k).map(|s| (*k, s.clone()))),
         );
-        let mut delta = fold(&events, &mut self.timezones, latest);
+        let mut delta = fold(&events, &mut self.sites, latest);
         self.ensure_partitions(tx, &delta.hits).await?;
         write(self, tx, &delta).await?;
         if self.sessions.len() + delta.latest.len() > MAX_CACHED_VISITORS {
@@ -531,19 +631,23 @@ impl ProjectionWriter for Writer {
 }
 
 async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
-    if !d.timezones.is_empty() {
-        let (ids, zones): (Vec<Uuid>, Vec<String>) = d
-            .timezones
-            .iter()
-            .map(|(p, tz)| (p.as_uuid(), tz.name().to_owned()))
-            .unzip();
+    if !d.sites.is_empty() {
+        let s = &d.sites;
         sqlx::query(&format!(
-            "INSERT INTO {} (property_id, timezone) SELECT * FROM UNNEST($1::uuid[], $2::text[]) \
-             ON CONFLICT (property_id) DO UPDATE SET timezone = EXCLUDED.timezone",
+            "INSERT INTO {} (property_id, timezone, domain, session_timeout_minutes) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[]) \
+             ON CONFLICT (property_id) DO UPDATE SET timezone = EXCLUDED.timezone, domain = EXCLUDED.domain, \
+               session_timeout_minutes = EXCLUDED.session_timeout_minutes",
             w.t("hit_properties")
         ))
-        .bind(&ids)
-        .bind(&zones)
+        .bind(s.iter().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.tz.name()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.domain.as_str()).collect::<Vec<_>>())
+        .bind(
+            s.iter()
+                .map(|(_, x)| x.session_timeout.num_minutes() as i32)
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
     }
@@ -551,9 +655,10 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
     if !d.hits.is_empty() {
         let h = &d.hits;
         sqlx::query(&format!(
-            "INSERT INTO {} (property_id, position, occurred_at, local_time, visitor_key, session_id, name, pathname, hostname, props) \
+            "INSERT INTO {} (property_id, position, occurred_at, local_time, visitor_key, session_id, name, pathname, hostname, props, \
+                             revenue_amount, revenue_currency) \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamp[], $5::bigint[], $6::bigint[], \
-                                  $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[])",
+                                  $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[], $11::text[]::numeric[], $12::text[])",
             w.t("hits")
         ))
         .bind(h.iter().map(|r| r.property_id.as_uuid()).collect::<Vec<_>>())
@@ -566,52 +671,87 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
         .bind(h.iter().map(|r| r.pathname.as_str()).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.hostname.as_str()).collect::<Vec<_>>())
         .bind(h.iter().map(|r| r.props.as_deref()).collect::<Vec<_>>())
+        .bind(
+            h.iter()
+                .map(|r| r.revenue.as_ref().map(|(a, _)| a.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            h.iter()
+                .map(|r| r.revenue.as_ref().map(|(_, c)| c.as_str()))
+                .collect::<Vec<_>>(),
+        )
         .execute(&mut *tx)
         .await?;
     }
 
     if !d.sessions.is_empty() {
         let s = &d.sessions;
-        sqlx::query(&format!(
+        let visit_cols = Visit::COLUMNS.join(", ");
+        let visit_params: String = (0..Visit::COLUMNS.len())
+            .map(|i| format!(", ${}::text[]", i + 13))
+            .collect();
+        let visit_updates: String = Visit::COLUMNS
+            .iter()
+            .map(|c| format!(", {c} = EXCLUDED.{c}"))
+            .collect();
+        let sql = format!(
             "INSERT INTO {} (property_id, session_id, visitor_key, started_at, last_at, start_local, pageviews, events, \
-                             interactive, entry_page, exit_page) \
+                             interactive, entry_page, exit_page, conversions, {visit_cols}) \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], \
-                                  $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[]) \
+                                  $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[]{visit_params}) \
              ON CONFLICT (property_id, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
                last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
                events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
-               exit_page = EXCLUDED.exit_page",
+               exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions{visit_updates}",
             w.t("sessions")
-        ))
-        .bind(s.iter().map(|(p, _, _)| p.as_uuid()).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.id).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.visitor_key).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.started_at).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.last_at).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, _, l)| *l).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.pageviews).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.events).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.interactive).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.entry_page.as_str()).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, s, _)| s.exit_page.as_str()).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(s.iter().map(|(p, _, _)| p.as_uuid()).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.id).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.visitor_key).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.started_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.last_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, _, l)| *l).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.pageviews).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.events).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.interactive).collect::<Vec<_>>())
+            .bind(
+                s.iter()
+                    .map(|(_, s, _)| s.entry_page.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                s.iter()
+                    .map(|(_, s, _)| s.exit_page.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(s.iter().map(|(_, s, _)| s.conversions).collect::<Vec<_>>());
+        for i in 0..Visit::COLUMNS.len() {
+            q = q.bind(
+                s.iter()
+                    .map(|(_, s, _)| s.visit.values()[i])
+                    .collect::<Vec<_>>(),
+            );
+        }
+        q.execute(&mut *tx).await?;
     }
 
     if !d.hours.is_empty() {
         let (idx, vks) = flatten_visitors(d.hours.values().map(|h| &h.visitors));
         sqlx::query(&format!(
-            "INSERT INTO {t} AS r (property_id, bucket, visitors, pageviews, events, visits, bounces, duration, session_pageviews) \
+            "INSERT INTO {t} AS r (property_id, bucket, visitors, pageviews, events, visits, bounces, duration, session_pageviews, engaged) \
              SELECT k.property_id, k.bucket, COALESCE(v.sketch, hll_empty({HLL_PARAMS})), k.pageviews, k.events, k.visits, \
-                    k.bounces, k.duration, k.session_pageviews \
-             FROM UNNEST($1::uuid[], $2::timestamp[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[]) \
-                  WITH ORDINALITY AS k(property_id, bucket, pageviews, events, visits, bounces, duration, session_pageviews, idx) \
+                    k.bounces, k.duration, k.session_pageviews, k.engaged \
+             FROM UNNEST($1::uuid[], $2::timestamp[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $11::bigint[]) \
+                  WITH ORDINALITY AS k(property_id, bucket, pageviews, events, visits, bounces, duration, session_pageviews, engaged, idx) \
              LEFT JOIN (SELECT idx, hll_add_agg(hll_hash_bigint(vk), {HLL_PARAMS}) AS sketch \
                         FROM UNNEST($9::bigint[], $10::bigint[]) AS v(idx, vk) GROUP BY idx) v ON v.idx = k.idx \
              ON CONFLICT (property_id, bucket) DO UPDATE SET visitors = hll_union(r.visitors, EXCLUDED.visitors), \
                pageviews = r.pageviews + EXCLUDED.pageviews, events = r.events + EXCLUDED.events, \
                visits = r.visits + EXCLUDED.visits, bounces = r.bounces + EXCLUDED.bounces, \
-               duration = r.duration + EXCLUDED.duration, session_pageviews = r.session_pageviews + EXCLUDED.session_pageviews",
+               duration = r.duration + EXCLUDED.duration, session_pageviews = r.session_pageviews + EXCLUDED.session_pageviews, \
+               engaged = r.engaged + EXCLUDED.engaged",
             t = w.t("rollup_hourly")
         ))
         .bind(d.hours.keys().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
@@ -624,6 +764,7 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
         .bind(d.hours.values().map(|h| h.session_pageviews).collect::<Vec<_>>())
         .bind(&idx)
         .bind(&vks)
+        .bind(d.hours.values().map(|h| h.engaged).collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }
@@ -691,6 +832,7 @@ mod tests {
                 api_secret: "s".into(),
                 read_key: "r".into(),
             },
+            session_timeout_minutes: None,
             registered_at: Utc::now(),
         })
     }

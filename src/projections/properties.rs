@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use super::{decode_all, table, Generation, Projection, ProjectionError, ProjectionWriter};
-use crate::domain::{Event, HostnamesAllowed, PropertyRegistered};
+use crate::domain::{Event, GoalsSet, HostnamesAllowed, PropertyRegistered};
 use crate::eventlog::{RecordedEvent, StreamFilter};
 
 pub const NAME: &str = "properties";
@@ -16,6 +16,7 @@ pub enum Change {
     /// A new property, with the position it was recorded at.
     Registered(PropertyRegistered, u64),
     Hostnames(HostnamesAllowed),
+    Goals(GoalsSet),
 }
 
 /// Pure fold: the changes a batch makes, in order.
@@ -25,6 +26,7 @@ pub fn fold(events: &[RecordedEvent]) -> Result<Vec<Change>, ProjectionError> {
         .filter_map(|(position, e)| match e {
             Event::PropertyRegistered(p) => Some(Change::Registered(p, position)),
             Event::HostnamesAllowed(h) => Some(Change::Hostnames(h)),
+            Event::GoalsSet(g) => Some(Change::Goals(g)),
             _ => None,
         })
         .collect())
@@ -58,6 +60,7 @@ impl Projection for PropertiesProjection {
                 read_key       text        NOT NULL UNIQUE,
                 registered_at  timestamptz NOT NULL,
                 hostnames      text[]      NOT NULL DEFAULT '{{}}',
+                goals          jsonb       NOT NULL DEFAULT '[]',
                 position       bigint      NOT NULL
             )"
         )]
@@ -112,6 +115,16 @@ impl ProjectionWriter for Writer {
                     .execute(&mut *tx)
                     .await?;
                 }
+                Change::Goals(g) => {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET goals = $2 WHERE id = $1",
+                        self.table
+                    ))
+                    .bind(g.property_id.as_uuid())
+                    .bind(sqlx::types::Json(&g.goals))
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
         }
         Ok(())
@@ -153,6 +166,7 @@ mod tests {
                 api_secret: "s".into(),
                 read_key: "r".into(),
             },
+            session_timeout_minutes: None,
             registered_at: chrono::Utc::now(),
         };
         let events = [

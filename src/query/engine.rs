@@ -5,7 +5,8 @@
 //!   `rollup_daily`;
 //!
 //! and from the enriched `hits` and `sessions` tables otherwise (arbitrary filters crossed with
-//! breakdowns). Both paths compute visits, bounces and durations the same way, so they agree.
+//! breakdowns, `visit:*` attributes joined from each hit's visit, goals, revenue). Both paths
+//! compute visits, bounces and durations the same way, so they agree.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +15,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
 use super::{
-    Dimension, Direction, Filter, Grain, Metric, Op, OrderKey, Query, QueryError, ResultRow,
+    Dimension, Direction, Filter, Goal, Grain, Metric, Op, OrderKey, Query, QueryError, ResultRow,
 };
+use crate::domain::enrich::Visit;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -44,6 +46,10 @@ pub fn plan(q: &Query) -> Plan {
             Metric::Visitors | Metric::Pageviews | Metric::Events | Metric::Percentage
         )
     });
+    let rollup_dims = breakdowns.iter().all(|d| d.rollup_name().is_some());
+    if q.metrics.iter().any(Metric::needs_hits) || !rollup_dims {
+        return Plan::Enriched;
+    }
     match (q.filters.is_some(), breakdowns.len()) {
         (false, 0) if q.range.is_hour_aligned() => Plan::HourlyRollup,
         (false, 1) if hit_metrics_only && !hourly && q.range.is_day_aligned() => Plan::DailyRollup,
@@ -61,9 +67,23 @@ struct Agg {
     bounces: Option<i64>,
     duration: Option<i64>,
     session_pageviews: Option<i64>,
+    engaged: Option<i64>,
+    revenue_hits: Option<i64>,
+    revenue: Option<f64>,
+    /// The revenue's currency, when the group has exactly one.
+    currency: Option<String>,
 }
 
-const AGG_COLUMNS: [&str; 7] = [
+/// Totals some metrics are shares of.
+#[derive(Debug, Clone, Copy, Default)]
+struct Totals {
+    /// Visitors in the range and filters, for `percentage`.
+    visitors: i64,
+    /// Visitors in the range and filters without goal conditions, for `conversion_rate`.
+    goal_population: i64,
+}
+
+const AGG_COLUMNS: [&str; 9] = [
     "visitors",
     "pageviews",
     "events",
@@ -71,6 +91,8 @@ const AGG_COLUMNS: [&str; 7] = [
     "bounces",
     "duration",
     "session_pageviews",
+    "engaged",
+    "revenue_hits",
 ];
 
 impl Agg {
@@ -91,6 +113,18 @@ impl Agg {
             bounces: get(AGG_COLUMNS[4])?,
             duration: get(AGG_COLUMNS[5])?,
             session_pageviews: get(AGG_COLUMNS[6])?,
+            engaged: get(AGG_COLUMNS[7])?,
+            revenue_hits: get(AGG_COLUMNS[8])?,
+            revenue: match row.try_get::<Option<f64>, _>("r_revenue") {
+                Ok(v) => v,
+                Err(sqlx::Error::ColumnNotFound(_)) => None,
+                Err(e) => return Err(e),
+            },
+            currency: match row.try_get::<Option<String>, _>("r_currency") {
+                Ok(v) => v,
+                Err(sqlx::Error::ColumnNotFound(_)) => None,
+                Err(e) => return Err(e),
+            },
         })
     }
 
@@ -107,9 +141,10 @@ impl Agg {
         pick(&mut self.bounces, other.bounces);
         pick(&mut self.duration, other.duration);
         pick(&mut self.session_pageviews, other.session_pageviews);
+        pick(&mut self.engaged, other.engaged);
     }
 
-    fn value(&self, m: Metric, total_visitors: i64) -> Value {
+    fn value(&self, m: Metric, totals: Totals) -> Value {
         let n = |v: Option<i64>| v.unwrap_or(0);
         let visits = n(self.visits);
         let ratio = |num: i64| {
@@ -129,15 +164,31 @@ impl Agg {
             }
             Metric::BounceRate => json!((ratio(n(self.bounces)) * 100.0).round() as i64),
             Metric::VisitDuration => json!(ratio(n(self.duration)).round() as i64),
-            Metric::Percentage => {
-                let pct = if total_visitors == 0 {
-                    0.0
-                } else {
-                    n(self.visitors) as f64 * 100.0 / total_visitors as f64
+            Metric::Percentage => json!(percent(n(self.visitors), totals.visitors)),
+            Metric::ConversionRate => {
+                json!(percent(n(self.visitors), totals.goal_population))
+            }
+            Metric::EngagedSessions => json!(n(self.engaged)),
+            Metric::EngagementRate => json!(percent(n(self.engaged), visits)),
+            Metric::TotalRevenue | Metric::AverageRevenue => {
+                let sum = self.revenue.unwrap_or(0.0);
+                let value = match (m, n(self.revenue_hits)) {
+                    (Metric::AverageRevenue, 0) => 0.0,
+                    (Metric::AverageRevenue, hits) => sum / hits as f64,
+                    _ => sum,
                 };
-                json!((pct * 10.0).round() / 10.0)
+                json!({"value": (value * 100.0).round() / 100.0, "currency": self.currency})
             }
         }
+    }
+}
+
+/// `part` per 100 of `whole`, to one decimal.
+fn percent(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 * 1000.0 / whole as f64).round() / 10.0
     }
 }
 
@@ -169,10 +220,69 @@ fn push_hit_dimension(qb: &mut QueryBuilder<'_, Postgres>, d: &Dimension) {
         Dimension::Prop(k) => {
             qb.push("(props->>").push_bind(k.clone()).push(")");
         }
+        Dimension::Goal => {
+            qb.push("goal.label");
+        }
+        Dimension::Visit(column) => {
+            qb.push(*column);
+        }
     }
 }
 
-fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &Filter) -> Result<(), QueryError> {
+/// The goals as rows `g(label, event, pattern)` with the condition that `hits` completes one.
+fn push_goals(qb: &mut QueryBuilder<'_, Postgres>, goals: &[Goal]) {
+    let labels: Vec<String> = goals.iter().map(Goal::label).collect();
+    let events: Vec<Option<String>> = goals.iter().map(|g| g.event.clone()).collect();
+    let patterns: Vec<Option<String>> = goals
+        .iter()
+        .map(|g| g.page.as_ref().map(|p| escape_like(p).replace('*', "%")))
+        .collect();
+    qb.push("unnest(")
+        .push_bind(labels)
+        .push("::text[], ")
+        .push_bind(events)
+        .push("::text[], ")
+        .push_bind(patterns)
+        .push(
+            "::text[]) AS g(label, event, pattern) WHERE ((g.event IS NOT NULL AND hits.name = g.event) \
+             OR (g.pattern IS NOT NULL AND hits.name = 'pageview' AND hits.pathname LIKE g.pattern))",
+        );
+}
+
+/// Whether the query needs each hit's visit joined.
+fn uses_visits(q: &Query) -> bool {
+    let visit = |d: &Dimension| matches!(d, Dimension::Visit(_));
+    q.dimensions.iter().any(visit) || q.filters.as_ref().is_some_and(|f| f.any_dimension(&visit))
+}
+
+/// `FROM` the per-hit table, with the visit's attributes beside each hit when the query needs them,
+/// and one row per completed goal for a goal breakdown.
+fn push_hits_source(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
+    if uses_visits(q) {
+        let columns: String = ["entry_page", "exit_page"]
+            .into_iter()
+            .chain(Visit::COLUMNS)
+            .map(|c| format!(", s.{c}"))
+            .collect();
+        qb.push(format!(
+            " FROM (SELECT h.*{columns} FROM hits h JOIN sessions s \
+             ON s.property_id = h.property_id AND s.session_id = h.session_id) hits"
+        ));
+    } else {
+        qb.push(" FROM hits");
+    }
+    if q.dimensions.contains(&Dimension::Goal) {
+        qb.push(" CROSS JOIN LATERAL (SELECT g.label FROM ");
+        push_goals(qb, &q.goals);
+        qb.push(") goal");
+    }
+}
+
+fn push_filter(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    f: &Filter,
+    goals: &[Goal],
+) -> Result<(), QueryError> {
     match f {
         Filter::And(fs) | Filter::Or(fs) => {
             let (joiner, empty) = if matches!(f, Filter::And(_)) {
@@ -188,13 +298,13 @@ fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &Filter) -> Result<(), Qu
                 if i > 0 {
                     qb.push(joiner);
                 }
-                push_filter(qb, f)?;
+                push_filter(qb, f, goals)?;
             }
             qb.push(")");
         }
         Filter::Not(f) => {
             qb.push("NOT (");
-            push_filter(qb, f)?;
+            push_filter(qb, f, goals)?;
             qb.push(")");
         }
         Filter::Leaf {
@@ -220,11 +330,19 @@ fn push_filter(qb: &mut QueryBuilder<'_, Postgres>, f: &Filter) -> Result<(), Qu
                 ),
                 Op::Matches | Op::MatchesNot => ("~", values.clone()),
             };
-            qb.push(if negated {
-                "NOT (COALESCE("
-            } else {
-                "(COALESCE("
-            });
+            qb.push(if negated { "NOT (" } else { "(" });
+            if *dimension == Dimension::Goal {
+                // Completes a goal whose label matches.
+                qb.push("EXISTS (SELECT 1 FROM ");
+                push_goals(qb, goals);
+                qb.push(" AND COALESCE(g.label, '') ")
+                    .push(operator)
+                    .push(" ANY(")
+                    .push_bind(patterns)
+                    .push(")))");
+                return Ok(());
+            }
+            qb.push("COALESCE(");
             match dimension {
                 Dimension::Prop(k) => {
                     qb.push("props->>").push_bind(k.clone());
@@ -355,7 +473,7 @@ async fn hourly_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg
     qb.push(format!(
         "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events, \
          sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, sum(duration)::bigint AS m_duration, \
-         sum(session_pageviews)::bigint AS m_session_pageviews FROM rollup_hourly"
+         sum(session_pageviews)::bigint AS m_session_pageviews, sum(engaged)::bigint AS m_engaged FROM rollup_hourly"
     ));
     push_range(&mut qb, q, "bucket");
     push_group_by(&mut qb, q.dimensions.len());
@@ -393,10 +511,13 @@ async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)
     fetch(&mut qb, pool, q.dimensions.len()).await
 }
 
+/// Hit metrics from the per-hit table. `visits` adds visits counted by their hits (for event
+/// breakdowns); `paged` orders and pages in SQL (for breakdowns, which can be large).
 async fn enriched_hits(
     pool: &PgPool,
     q: &Query,
-    breakdown: bool,
+    visits: bool,
+    paged: bool,
 ) -> Result<Vec<(Vec<String>, Agg)>, EngineError> {
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
@@ -407,14 +528,23 @@ async fn enriched_hits(
         "count(DISTINCT visitor_key) AS m_visitors, count(*) FILTER (WHERE name = 'pageview') AS m_pageviews, \
          count(*) AS m_events",
     );
-    if breakdown {
+    if visits {
         qb.push(", count(DISTINCT session_id) AS m_visits");
     }
-    qb.push(" FROM hits");
+    if q.metrics
+        .iter()
+        .any(|m| matches!(m, Metric::TotalRevenue | Metric::AverageRevenue))
+    {
+        qb.push(
+            ", sum(revenue_amount)::float8 AS r_revenue, count(revenue_amount) AS m_revenue_hits, \
+             CASE WHEN count(DISTINCT revenue_currency) = 1 THEN min(revenue_currency) END AS r_currency",
+        );
+    }
+    push_hits_source(&mut qb, q);
     push_range(&mut qb, q, "local_time");
     if let Some(f) = &q.filters {
         qb.push(" AND ");
-        push_filter(&mut qb, f)?;
+        push_filter(&mut qb, f, &q.goals)?;
     }
     // Like the rollups, a prop breakdown counts only the hits that have the prop.
     for d in &q.dimensions {
@@ -425,36 +555,43 @@ async fn enriched_hits(
         }
     }
     push_group_by(&mut qb, q.dimensions.len());
-    if breakdown {
+    if paged {
         push_order_and_page(&mut qb, q);
     }
     fetch(&mut qb, pool, q.dimensions.len()).await
 }
 
-/// Visits that started in the range (and, with filters, had a matching hit), grouped by time.
+/// Visits that started in the range (and, with filters, had a matching hit), grouped by time and
+/// visit attributes.
 async fn enriched_sessions(
     pool: &PgPool,
     q: &Query,
 ) -> Result<Vec<(Vec<String>, Agg)>, EngineError> {
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
-        if let Dimension::Time(g) = d {
-            qb.push(format!("{} AS d{i}, ", time_label(*g, "start_local")));
-        }
+        match d {
+            Dimension::Time(g) => qb.push(format!("{} AS d{i}, ", time_label(*g, "start_local"))),
+            Dimension::Visit(column) => qb.push(format!("{column} AS d{i}, ")),
+            _ => qb.push(format!("'' AS d{i}, ")),
+        };
     }
-    qb.push(
+    qb.push(format!(
         "count(*) AS m_visits, \
          sum(CASE WHEN pageviews <= 1 AND interactive = 0 THEN 1 ELSE 0 END)::bigint AS m_bounces, \
          sum(floor(extract(epoch FROM last_at - started_at)))::bigint AS m_duration, \
-         sum(pageviews)::bigint AS m_session_pageviews FROM sessions",
-    );
+         sum(pageviews)::bigint AS m_session_pageviews, \
+         count(*) FILTER (WHERE floor(extract(epoch FROM last_at - started_at)) > {} \
+                          OR pageviews >= 2 OR conversions > 0) AS m_engaged FROM sessions",
+        crate::domain::session::ENGAGED_AFTER_SECS
+    ));
     if let Some(f) = &q.filters {
         // A join on the distinct matching sessions: hash-joined even on unanalysed tables, where
         // `IN (subquery)` can degrade to a rescan per session.
-        qb.push(" JOIN (SELECT DISTINCT session_id AS matched FROM hits");
+        qb.push(" JOIN (SELECT DISTINCT session_id AS matched");
+        push_hits_source(&mut qb, q);
         push_range(&mut qb, q, "local_time");
         qb.push(" AND ");
-        push_filter(&mut qb, f)?;
+        push_filter(&mut qb, f, &q.goals)?;
         qb.push(") m ON m.matched = sessions.session_id");
     }
     push_range(&mut qb, q, "start_local");
@@ -462,18 +599,44 @@ async fn enriched_sessions(
     fetch(&mut qb, pool, q.dimensions.len()).await
 }
 
-/// Distinct visitors over the whole range (and filters), for `percentage`.
-async fn total_visitors(pool: &PgPool, q: &Query, plan: Plan) -> Result<i64, EngineError> {
+/// Distinct visitors over the whole range with these filters.
+async fn total_visitors(
+    pool: &PgPool,
+    q: &Query,
+    filters: Option<Filter>,
+) -> Result<i64, EngineError> {
     let total = Query {
         dimensions: vec![],
         order_by: vec![],
+        metrics: vec![Metric::Visitors],
+        filters,
         ..q.clone()
     };
-    let rows = match plan {
-        Plan::Enriched => enriched_hits(pool, &total, false).await?,
+    let rows = match plan(&total) {
+        Plan::Enriched => enriched_hits(pool, &total, false, false).await?,
         _ => hourly_rollup(pool, &total).await?,
     };
     Ok(rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0))
+}
+
+/// Hits from bots per bot over a day-aligned range (bots are counted per local day), most first.
+pub async fn bots(
+    pool: &PgPool,
+    property_id: uuid::Uuid,
+    range: &super::DateRange,
+) -> Result<Vec<(String, i64)>, EngineError> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT value, sum(events)::bigint FROM rollup_daily \
+         WHERE property_id = $1 AND dimension = $2 AND day >= $3 AND day < $4 \
+         GROUP BY value ORDER BY 2 DESC, 1",
+    )
+    .bind(property_id)
+    .bind(crate::projections::hits::DIM_BOT)
+    .bind(range.from.date())
+    .bind(range.to.date())
+    .fetch_all(pool)
+    .await?;
+    Ok(rows)
 }
 
 /// The regular expressions of `matches` filters.
@@ -511,18 +674,22 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
     check_patterns(pool, q).await?;
     let plan = plan(q);
     let breakdown = q.dimensions.iter().any(|d| !d.is_time());
+    let event_breakdown = q.dimensions.iter().any(Dimension::is_event);
+    let per_visit = q
+        .metrics
+        .iter()
+        .any(|m| m.is_per_visit() || *m == Metric::Visits);
+    // Visit metrics by visit attributes come from the sessions table and are merged in memory, so
+    // such breakdowns are ordered and paged here; other breakdowns in SQL.
+    let sql_paged = breakdown && (event_breakdown || !per_visit);
     let mut groups: BTreeMap<Vec<String>, Agg> = BTreeMap::new();
     let mut ordered: Vec<Vec<String>> = Vec::new();
     let results = match plan {
         Plan::HourlyRollup => hourly_rollup(pool, q).await?,
         Plan::DailyRollup => daily_rollup(pool, q).await?,
         Plan::Enriched => {
-            let mut rows = enriched_hits(pool, q, breakdown).await?;
-            let per_visit = q
-                .metrics
-                .iter()
-                .any(|m| m.is_per_visit() || *m == Metric::Visits);
-            if !breakdown && per_visit {
+            let mut rows = enriched_hits(pool, q, event_breakdown, sql_paged).await?;
+            if per_visit && !event_breakdown {
                 // Visits are counted by their start, so a group may have visits but no hits.
                 let mut by_key: BTreeMap<Vec<String>, Agg> = rows.into_iter().collect();
                 for (k, a) in enriched_sessions(pool, q).await? {
@@ -537,11 +704,14 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
         ordered.push(k.clone());
         groups.insert(k, a);
     }
-    let total = if q.metrics.contains(&Metric::Percentage) {
-        total_visitors(pool, q, plan).await?
-    } else {
-        0
-    };
+    let mut totals = Totals::default();
+    if q.metrics.contains(&Metric::Percentage) {
+        totals.visitors = total_visitors(pool, q, q.filters.clone()).await?;
+    }
+    if q.metrics.contains(&Metric::ConversionRate) {
+        let population = q.filters.as_ref().and_then(Filter::without_goals);
+        totals.goal_population = total_visitors(pool, q, population).await?;
+    }
 
     let mut rows: Vec<ResultRow> = ordered
         .into_iter()
@@ -550,7 +720,7 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
             // An empty aggregate over no rows is no result row.
             if q.dimensions.is_empty() || a.events.unwrap_or(0) > 0 || a.visits.unwrap_or(0) > 0 {
                 Some(ResultRow {
-                    metrics: q.metrics.iter().map(|m| a.value(*m, total)).collect(),
+                    metrics: q.metrics.iter().map(|m| a.value(*m, totals)).collect(),
                     dimensions: k,
                 })
             } else {
@@ -558,8 +728,9 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
             }
         })
         .collect();
-    if !breakdown {
-        // Time series and totals are small: order and page them here.
+    if !sql_paged {
+        // Time series and totals are small, and visit breakdowns are merged here: order and
+        // page them here.
         sort_rows(&mut rows, q);
         rows = rows.into_iter().skip(q.offset).take(q.limit).collect();
     }
@@ -612,6 +783,7 @@ mod tests {
             order_by: vec![],
             limit: 100,
             offset: 0,
+            goals: vec![],
         }
     }
 
@@ -685,7 +857,7 @@ mod tests {
             })),
         ]);
         let mut qb = QueryBuilder::<Postgres>::new("");
-        push_filter(&mut qb, &f).unwrap();
+        push_filter(&mut qb, &f, &[]).unwrap();
         assert_eq!(
             qb.sql(),
             "((COALESCE(pathname, '') LIKE ANY($1)) AND NOT ((COALESCE(props->>$2, '') = ANY($3))))"
@@ -695,7 +867,10 @@ mod tests {
             dimension: Dimension::Time(Grain::Day),
             values: vec![],
         };
-        assert_eq!(push_filter(&mut qb, &time).unwrap_err().field, "filters");
+        assert_eq!(
+            push_filter(&mut qb, &time, &[]).unwrap_err().field,
+            "filters"
+        );
         assert_eq!(escape_like("50%_off"), "50\\%\\_off");
     }
 }

@@ -6,6 +6,8 @@ pub mod engine;
 use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime};
 use serde::Serialize;
 
+pub use crate::domain::Goal;
+
 /// A validation error that names the offending field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -34,6 +36,14 @@ pub enum Metric {
     BounceRate,
     VisitDuration,
     Percentage,
+    /// GA4: visits longer than 10 s, with 2+ pageviews, or with a conversion.
+    EngagedSessions,
+    /// Engaged sessions per 100 visits.
+    EngagementRate,
+    /// Converting visitors per 100 visitors (needs a goal dimension or filter).
+    ConversionRate,
+    TotalRevenue,
+    AverageRevenue,
 }
 
 impl Metric {
@@ -47,6 +57,11 @@ impl Metric {
             "bounce_rate" => Self::BounceRate,
             "visit_duration" => Self::VisitDuration,
             "percentage" => Self::Percentage,
+            "engaged_sessions" => Self::EngagedSessions,
+            "engagement_rate" => Self::EngagementRate,
+            "conversion_rate" => Self::ConversionRate,
+            "total_revenue" => Self::TotalRevenue,
+            "average_revenue" => Self::AverageRevenue,
             _ => return None,
         })
     }
@@ -61,6 +76,11 @@ impl Metric {
             Self::BounceRate => "bounce_rate",
             Self::VisitDuration => "visit_duration",
             Self::Percentage => "percentage",
+            Self::EngagedSessions => "engaged_sessions",
+            Self::EngagementRate => "engagement_rate",
+            Self::ConversionRate => "conversion_rate",
+            Self::TotalRevenue => "total_revenue",
+            Self::AverageRevenue => "average_revenue",
         }
     }
 
@@ -68,7 +88,19 @@ impl Metric {
     pub fn is_per_visit(&self) -> bool {
         matches!(
             self,
-            Self::ViewsPerVisit | Self::BounceRate | Self::VisitDuration
+            Self::ViewsPerVisit
+                | Self::BounceRate
+                | Self::VisitDuration
+                | Self::EngagedSessions
+                | Self::EngagementRate
+        )
+    }
+
+    /// Metrics only the per-hit table can answer.
+    pub fn needs_hits(&self) -> bool {
+        matches!(
+            self,
+            Self::ConversionRate | Self::TotalRevenue | Self::AverageRevenue
         )
     }
 }
@@ -88,6 +120,19 @@ pub enum Dimension {
     Name,
     Hostname,
     Prop(String),
+    /// `event:goal`: the property's goals a hit completes.
+    Goal,
+    /// `visit:<column>`: an attribute of the hit's visit, a column of `sessions`.
+    Visit(&'static str),
+}
+
+/// The `visit:*` dimensions: the visit's entry and exit pages and its attributes.
+fn visit_column(name: &str) -> Option<&'static str> {
+    use crate::domain::enrich::Visit;
+    ["entry_page", "exit_page"]
+        .into_iter()
+        .chain(Visit::COLUMNS)
+        .find(|c| *c == name)
 }
 
 impl Dimension {
@@ -102,15 +147,24 @@ impl Dimension {
             "event:page" => Self::Page,
             "event:name" => Self::Name,
             "event:hostname" => Self::Hostname,
-            _ => match s.strip_prefix("event:props:") {
-                Some(key) if !key.is_empty() => Self::Prop(key.to_owned()),
-                _ => return None,
-            },
+            "event:goal" => Self::Goal,
+            _ => {
+                if let Some(key) = s.strip_prefix("event:props:").filter(|k| !k.is_empty()) {
+                    Self::Prop(key.to_owned())
+                } else {
+                    Self::Visit(visit_column(s.strip_prefix("visit:")?)?)
+                }
+            }
         })
     }
 
     pub fn is_time(&self) -> bool {
         matches!(self, Self::Time(_))
+    }
+
+    /// Dimensions that split a visit's hits (pages, event names, props, goals).
+    pub fn is_event(&self) -> bool {
+        !matches!(self, Self::Time(_) | Self::Visit(_))
     }
 
     /// The `rollup_daily` dimension it is kept under, if any.
@@ -121,7 +175,7 @@ impl Dimension {
             Self::Name => Some(DIM_NAME.into()),
             Self::Hostname => Some(DIM_HOSTNAME.into()),
             Self::Prop(k) => Some(format!("{DIM_PROP_PREFIX}{k}")),
-            Self::Time(_) => None,
+            Self::Time(_) | Self::Goal | Self::Visit(_) => None,
         }
     }
 }
@@ -147,6 +201,32 @@ impl Op {
             "matches_not" => Self::MatchesNot,
             _ => return None,
         })
+    }
+}
+
+impl Filter {
+    /// Whether any leaf filters by a dimension that satisfies `pred`.
+    pub fn any_dimension(&self, pred: &impl Fn(&Dimension) -> bool) -> bool {
+        match self {
+            Self::Leaf { dimension, .. } => pred(dimension),
+            Self::And(fs) | Self::Or(fs) => fs.iter().any(|f| f.any_dimension(pred)),
+            Self::Not(f) => f.any_dimension(pred),
+        }
+    }
+
+    /// The filter without its goal conditions: the population conversion rates are out of.
+    pub fn without_goals(&self) -> Option<Filter> {
+        match self {
+            Self::Leaf {
+                dimension: Dimension::Goal,
+                ..
+            } => None,
+            Self::And(fs) => Some(Self::And(
+                fs.iter().filter_map(Filter::without_goals).collect(),
+            )),
+            f if f.any_dimension(&|d| *d == Dimension::Goal) => None,
+            f => Some(f.clone()),
+        }
     }
 }
 
@@ -257,6 +337,8 @@ pub struct Query {
     pub order_by: Vec<(OrderKey, Direction)>,
     pub limit: usize,
     pub offset: usize,
+    /// The property's goals, for `event:goal`.
+    pub goals: Vec<Goal>,
 }
 
 impl Query {
@@ -276,7 +358,7 @@ impl Query {
                 "the range must end after it starts",
             ));
         }
-        let event_dims = self.dimensions.iter().any(|d| !d.is_time());
+        let event_dims = self.dimensions.iter().any(Dimension::is_event);
         if let Some(m) = self
             .metrics
             .iter()
@@ -288,7 +370,19 @@ impl Query {
                 format!("`{}` cannot be broken down by an event dimension", m.name()),
             ));
         }
-        if self.metrics.contains(&Metric::Percentage) && !event_dims {
+        let goal = self.dimensions.contains(&Dimension::Goal)
+            || self
+                .filters
+                .as_ref()
+                .is_some_and(|f| f.any_dimension(&|d| *d == Dimension::Goal));
+        if self.metrics.contains(&Metric::ConversionRate) && !goal {
+            return Err(QueryError::new(
+                "metrics",
+                "`conversion_rate` needs an event:goal dimension or filter",
+            ));
+        }
+        let breakdown = self.dimensions.iter().any(|d| !d.is_time());
+        if self.metrics.contains(&Metric::Percentage) && !breakdown {
             return Err(QueryError::new(
                 "metrics",
                 "`percentage` needs a non-time dimension",
@@ -382,6 +476,7 @@ mod tests {
             order_by: vec![],
             limit: 10,
             offset: 0,
+            goals: vec![],
         };
         assert_eq!(q.validate().unwrap_err().field, "metrics");
         let ok = Query {

@@ -10,6 +10,7 @@ use actix::Addr;
 use chrono::Utc;
 
 use super::{Properties, PropertyRecord, Salts};
+use crate::domain::geo::GeoDb;
 use crate::domain::{
     hostname_allowed, Domain, DomainError, Event, Geo, Hit, HitRequest, PropertyId, Protocol,
     RecordHits,
@@ -67,6 +68,7 @@ pub struct Collector {
     salts: Salts,
     appender: Addr<Appender>,
     ack_timeout: Duration,
+    geo: Option<Arc<GeoDb>>,
 }
 
 impl Collector {
@@ -75,12 +77,14 @@ impl Collector {
         salts: Salts,
         appender: Addr<Appender>,
         ack_timeout: Duration,
+        geo: Option<Arc<GeoDb>>,
     ) -> Self {
         Self {
             properties,
             salts,
             appender,
             ack_timeout,
+            geo,
         }
     }
 
@@ -149,7 +153,11 @@ impl Collector {
             protocol,
             user_agent: client.user_agent,
             ip: client.ip,
-            geo: Geo::default(),
+            // Geo is resolved here, where the IP address is known; only the result is kept.
+            geo: match (&self.geo, client.ip) {
+                (Some(db), Some(ip)) => db.lookup(ip),
+                _ => Geo::default(),
+            },
             salt: salt.to_vec(),
             received_at,
         }

@@ -11,8 +11,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{
-    AllowHostnames, Domain, DomainError, Event, Property, PropertyCredentials, PropertyId,
-    PropertyName, RegisterProperty, Timezone,
+    AllowHostnames, Domain, DomainError, Event, Goal, Property, PropertyCredentials, PropertyId,
+    PropertyName, RegisterProperty, SetGoals, Timezone,
 };
 use crate::eventlog::{EventData, EventLog, EventLogError, ExpectedState, StreamAppend};
 use crate::projections::{self, properties::NAME as PROPERTIES};
@@ -30,6 +30,7 @@ pub struct PropertyRecord {
     pub registered_at: DateTime<Utc>,
     /// Hostnames besides the domain and its subdomains that may send browser hits.
     pub hostnames: Vec<String>,
+    pub goals: sqlx::types::Json<Vec<Goal>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,7 @@ pub struct Properties {
 }
 
 const COLUMNS: &str =
-    "id, domain, timezone, name, measurement_id, api_secret, read_key, registered_at, hostnames";
+    "id, domain, timezone, name, measurement_id, api_secret, read_key, registered_at, hostnames, goals";
 
 impl Properties {
     pub fn new(log: Arc<dyn EventLog>, pool: PgPool) -> Self {
@@ -88,6 +89,7 @@ impl Properties {
         domain: &str,
         timezone: &str,
         name: Option<&str>,
+        session_timeout_minutes: Option<u32>,
     ) -> Result<PropertyRecord, RegisterError> {
         let domain = Domain::parse(domain)?;
         let cmd = RegisterProperty {
@@ -96,6 +98,7 @@ impl Properties {
             domain,
             timezone: Timezone::parse(timezone)?,
             credentials: new_credentials(),
+            session_timeout_minutes,
             at: Utc::now(),
         };
         // A fresh id has no history, so the aggregate starts empty.
@@ -136,6 +139,7 @@ impl Properties {
             read_key: registered.credentials.read_key,
             registered_at: registered.registered_at,
             hostnames: vec![],
+            goals: sqlx::types::Json(vec![]),
         };
         self.forget(&record);
         Ok(record)
@@ -156,13 +160,36 @@ impl Properties {
         .await
     }
 
-    /// Sets the hostnames the property accepts browser hits from, besides its domain: loads the
-    /// aggregate from its stream and appends with the revision it was loaded at, so concurrent
-    /// changes cannot overwrite each other unseen.
+    /// Sets the hostnames the property accepts browser hits from, besides its domain.
     pub async fn allow_hostnames(
         &self,
         id: Uuid,
         hostnames: Vec<String>,
+    ) -> Result<PropertyRecord, RegisterError> {
+        self.change(id, |p| {
+            p.allow_hostnames(AllowHostnames { hostnames })
+                .map(Event::HostnamesAllowed)
+        })
+        .await
+    }
+
+    /// Sets the property's goals.
+    pub async fn set_goals(
+        &self,
+        id: Uuid,
+        goals: Vec<Goal>,
+    ) -> Result<PropertyRecord, RegisterError> {
+        self.change(id, |p| p.set_goals(SetGoals { goals }).map(Event::GoalsSet))
+            .await
+    }
+
+    /// Runs a command on the property aggregate: loads it from its stream and appends the event
+    /// with the revision it was loaded at, so concurrent changes cannot overwrite each other
+    /// unseen. Returns the read model once it has the change (or after a bounded wait).
+    async fn change(
+        &self,
+        id: Uuid,
+        decide: impl FnOnce(&Property) -> Result<Event, DomainError>,
     ) -> Result<PropertyRecord, RegisterError> {
         let stream = PropertyId::new(id).property_stream();
         let history = self.log.read_stream(&stream, 0, 10_000).await?;
@@ -173,12 +200,11 @@ impl Properties {
                 .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
             property.apply(&event);
         }
-        let event = property.allow_hostnames(AllowHostnames { hostnames })?;
+        let event = decide(&property)?;
         let expected = history.last().map_or(ExpectedState::NoStream, |e| {
             ExpectedState::Revision(e.revision)
         });
-        let data = EventData::new(&Event::HostnamesAllowed(event))
-            .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
+        let data = EventData::new(&event).map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
         let results = self
             .log
             .append(vec![StreamAppend {

@@ -29,6 +29,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 "/properties/{id}/hostnames",
                 web::put().to(properties::set_hostnames),
             )
+            .route(
+                "/properties/{id}/goals",
+                web::put().to(properties::set_goals),
+            )
             .route("/streams/{stream}", web::get().to(log::read_stream))
             .route("/log", web::get().to(log::head))
             .route("/projections", web::get().to(projections::list))

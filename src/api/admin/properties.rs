@@ -13,6 +13,8 @@ pub struct RegisterBody {
     #[serde(default = "utc")]
     timezone: String,
     name: Option<String>,
+    /// Minutes without a hit that end a visit (default 30).
+    session_timeout_minutes: Option<u32>,
 }
 
 fn utc() -> String {
@@ -26,7 +28,12 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let property = state
         .properties
-        .register(&body.domain, &body.timezone, body.name.as_deref())
+        .register(
+            &body.domain,
+            &body.timezone,
+            body.name.as_deref(),
+            body.session_timeout_minutes,
+        )
         .await?;
     Ok(HttpResponse::Created().json(property))
 }
@@ -78,6 +85,29 @@ pub async fn set_hostnames(
     let property = state
         .properties
         .allow_hostnames(id, body.into_inner().hostnames)
+        .await?;
+    Ok(HttpResponse::Ok().json(property))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GoalsBody {
+    goals: Vec<crate::domain::Goal>,
+}
+
+/// `PUT /api/admin/properties/{id}/goals`: the property's goals, each `{"event": "Signup"}` or
+/// `{"page": "/thanks*"}`. Reports apply them to all hits, recorded before or after.
+pub async fn set_goals(
+    _: AdminAuth,
+    id: web::Path<String>,
+    body: web::Json<GoalsBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = uuid::Uuid::parse_str(&id)
+        .map_err(|_| ApiError::not_found("property_not_found", "property is not registered"))?;
+    let property = state
+        .properties
+        .set_goals(id, body.into_inner().goals)
         .await?;
     Ok(HttpResponse::Ok().json(property))
 }

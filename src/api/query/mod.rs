@@ -24,7 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/api/v1/stats/aggregate", web::get().to(v1::aggregate))
         .route("/api/v1/stats/timeseries", web::get().to(v1::timeseries))
-        .route("/api/v1/stats/breakdown", web::get().to(v1::breakdown));
+        .route("/api/v1/stats/breakdown", web::get().to(v1::breakdown))
+        .route("/api/v1/stats/bots", web::get().to(v1::bots));
 }
 
 /// A property the caller may read: the bearer token is that property's read key, or the admin

@@ -108,6 +108,7 @@ impl Params {
             order_by: vec![],
             limit,
             offset: (page - 1) * limit,
+            goals: site.property.goals.0.clone(),
         };
         q.validate()?;
         Ok(q)
@@ -195,6 +196,7 @@ pub async fn realtime_visitors(
         order_by: vec![],
         limit: 1,
         offset: 0,
+        goals: vec![],
     };
     let rows = engine::run(&state.pool, &q).await?;
     Ok(HttpResponse::Ok().json(rows.first().map_or(json!(0), |r| r.metrics[0].clone())))
@@ -316,6 +318,8 @@ pub async fn breakdown(
         Dimension::Name => "name".to_owned(),
         Dimension::Hostname => "hostname".to_owned(),
         Dimension::Prop(k) => k.clone(),
+        Dimension::Goal => "goal".to_owned(),
+        Dimension::Visit(column) => (*column).to_owned(),
         Dimension::Time(_) => "time".to_owned(),
     };
     let metrics = params.metrics()?;
@@ -330,6 +334,23 @@ pub async fn breakdown(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"results": results})))
+}
+
+/// `GET /api/v1/stats/bots`: the hits left out of every report because they came from bots and
+/// crawlers, by bot, with `site_id`, `period` and `date` as the other endpoints.
+pub async fn bots(
+    req: HttpRequest,
+    params: web::Query<Params>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let (site, range) = params.site_and_range(&req, &state).await?;
+    let rows = engine::bots(&state.pool, site.property.id, &range).await?;
+    let total: i64 = rows.iter().map(|(_, hits)| hits).sum();
+    let results: Vec<Value> = rows
+        .into_iter()
+        .map(|(bot, hits)| json!({"bot": bot, "hits": hits}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"results": results, "total_hits": total})))
 }
 
 #[cfg(test)]

@@ -155,6 +155,7 @@ pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError>
         order_by,
         limit: number("limit", 10_000)? as usize,
         offset: number("offset", 0)? as usize,
+        goals: site.property.goals.0.clone(),
     };
     query.validate()?;
     Ok(query)
