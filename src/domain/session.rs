@@ -36,6 +36,9 @@ pub struct Session {
     pub interactive: i32,
     pub entry_page: String,
     pub exit_page: String,
+    /// When the entry and exit pages were viewed (the first and the last pageview by time).
+    pub entry_at: DateTime<Utc>,
+    pub exit_at: DateTime<Utc>,
     pub conversions: i32,
     /// Acquisition, client and geo of the visit's first hit.
     pub visit: Visit,
@@ -53,6 +56,8 @@ impl Session {
             interactive: 0,
             entry_page: String::new(),
             exit_page: String::new(),
+            entry_at: hit.at,
+            exit_at: hit.at,
             conversions: 0,
             visit,
         };
@@ -80,11 +85,13 @@ impl Session {
         self.conversions += i32::from(hit.conversion);
         if hit.is_pageview {
             self.pageviews += 1;
-            if self.entry_page.is_empty() || hit.at < self.started_at {
+            if self.entry_page.is_empty() || hit.at < self.entry_at {
                 self.entry_page = hit.page.to_owned();
+                self.entry_at = hit.at;
             }
-            if hit.at >= self.last_at || self.exit_page.is_empty() {
+            if self.exit_page.is_empty() || hit.at >= self.exit_at {
                 self.exit_page = hit.page.to_owned();
+                self.exit_at = hit.at;
             }
         } else if hit.interactive {
             self.interactive += 1;
@@ -196,6 +203,28 @@ mod tests {
             ..quiet
         };
         assert!(!next(s, click).is_bounce());
+    }
+
+    #[test]
+    fn entry_and_exit_pages_are_the_first_and_last_pageviews_by_time() {
+        let s = first(view(1, 0, "/a"));
+        let purchase = SessionHit {
+            position: 2,
+            at: at(20),
+            is_pageview: false,
+            interactive: true,
+            conversion: true,
+            page: "/checkout",
+        };
+        let s = next(s, purchase);
+        // A pageview at minute 10 that arrives after the purchase is still the last pageview.
+        let s = next(s, view(3, 10, "/about"));
+        assert_eq!(
+            (s.entry_page.as_str(), s.exit_page.as_str()),
+            ("/a", "/about")
+        );
+        assert_eq!((s.duration_secs(), s.conversions), (20 * 60, 1));
+        assert!(s.is_engaged());
     }
 
     #[test]

@@ -104,7 +104,8 @@ impl Projection for HitsProjection {
                    property_id uuid NOT NULL, session_id bigint NOT NULL, visitor_key bigint NOT NULL,
                    started_at timestamptz NOT NULL, last_at timestamptz NOT NULL, start_local timestamp NOT NULL,
                    pageviews integer NOT NULL, events integer NOT NULL, interactive integer NOT NULL,
-                   entry_page text NOT NULL, exit_page text NOT NULL, conversions integer NOT NULL,
+                   entry_page text NOT NULL, exit_page text NOT NULL, entry_at timestamptz NOT NULL,
+                   exit_at timestamptz NOT NULL, conversions integer NOT NULL,
                    {visit_columns}
                    PRIMARY KEY (property_id, session_id))"
             ),
@@ -245,11 +246,13 @@ fn bot_name(user_agent: &str) -> Option<String> {
 }
 
 /// Pure fold of a batch. `sites` holds every property's settings (registrations in the batch are
-/// added to it); `latest` holds each visitor's latest session before the batch.
+/// added to it); `latest` holds each visitor's latest session before the batch, and `earlier` the
+/// other sessions that the batch's late hits (see [`late_hits`]) may belong to.
 pub fn fold(
     events: &[(u64, Event)],
     sites: &mut HashMap<PropertyId, Site>,
     mut latest: HashMap<(PropertyId, i64), Session>,
+    mut earlier: HashMap<(PropertyId, i64), Vec<Session>>,
 ) -> Delta {
     let mut delta = Delta::default();
     let mut before: HashMap<SessionKey, Option<Session>> = HashMap::new();
@@ -299,7 +302,9 @@ pub fn fold(
         }
         let page = Page::of(&hit.url, hit.hash_mode);
 
-        let previous = latest.get(&(pid, visitor)).cloned();
+        let key = (pid, visitor);
+        let late = hit.occurred_at < hit.received_at - site.session_timeout;
+        let previous = visit_of_hit(&latest, &earlier, key, hit.occurred_at, late, &site);
         if hit.name == ENGAGEMENT {
             // An engagement ping only extends the visit it belongs to; it is not an event.
             if let Some(mut s) =
@@ -308,7 +313,7 @@ pub fn fold(
                 before.entry((pid, s.id)).or_insert_with(|| Some(s.clone()));
                 s.extend_to(hit.occurred_at);
                 after.insert((pid, s.id), s.clone());
-                remember_latest(&mut latest, (pid, visitor), &s);
+                remember(&mut latest, &mut earlier, key, &s);
             }
             continue;
         }
@@ -330,7 +335,7 @@ pub fn fold(
             .entry((pid, session.id))
             .or_insert_with(|| previous.filter(|p| p.id == session.id));
         after.insert((pid, session.id), session.clone());
-        remember_latest(&mut latest, (pid, visitor), &session);
+        remember(&mut latest, &mut earlier, key, &session);
 
         let hour = delta.hours.entry((pid, hour_of(local_time))).or_default();
         hour.events += 1;
@@ -387,19 +392,70 @@ pub fn fold(
     delta
 }
 
-/// A visitor's latest visit is the one with the greatest `(last_at, id)`, whatever order hits are
-/// processed in (the table lookup orders the same way), so batch boundaries cannot change results.
-fn remember_latest(
+/// The visit a hit at `at` continues: the visitor's latest if it accepts the hit, else, for a
+/// late hit (one that arrived over a session timeout after it happened), the latest of their
+/// earlier visits that does; otherwise the latest, which it cannot continue.
+///
+/// Only late hits look at earlier visits, and the writer loads every earlier visit a late hit
+/// could continue, so the answer does not depend on how the log is cut into batches: live
+/// processing and a rebuild give the same visits.
+fn visit_of_hit(
+    latest: &HashMap<(PropertyId, i64), Session>,
+    earlier: &HashMap<(PropertyId, i64), Vec<Session>>,
+    key: (PropertyId, i64),
+    at: DateTime<Utc>,
+    late: bool,
+    site: &Site,
+) -> Option<Session> {
+    let current = latest.get(&key);
+    if !late || current.is_some_and(|s| s.accepts(at, site.session_timeout)) {
+        return current.cloned();
+    }
+    earlier
+        .get(&key)
+        .and_then(|visits| {
+            visits
+                .iter()
+                .filter(|s| s.accepts(at, site.session_timeout))
+                .max_by_key(|s| (s.last_at, s.id))
+        })
+        .or(current)
+        .cloned()
+}
+
+/// Records a visit's new state. A visitor's latest visit is the one with the greatest
+/// `(last_at, id)`, whatever order hits are processed in (the table lookup orders the same way),
+/// so batch boundaries cannot change results; visits the batch knows besides it stay candidates
+/// for late hits.
+fn remember(
     latest: &mut HashMap<(PropertyId, i64), Session>,
+    earlier: &mut HashMap<(PropertyId, i64), Vec<Session>>,
     key: (PropertyId, i64),
     s: &Session,
 ) {
+    let visits = earlier.entry(key).or_default();
+    visits.retain(|v| v.id != s.id);
+    visits.push(s.clone());
     let newer = latest
         .get(&key)
         .is_none_or(|cur| cur.id == s.id || (s.last_at, s.id) >= (cur.last_at, cur.id));
     if newer {
         latest.insert(key, s.clone());
     }
+}
+
+/// The hits of a batch that may be late for their property's session timeout (which is at least a
+/// minute), for loading the earlier visits they may continue: `(property, visitor, when)`.
+pub fn late_hits(events: &[(u64, Event)]) -> Vec<(PropertyId, i64, DateTime<Utc>)> {
+    events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::HitRecorded(h) if h.occurred_at < h.received_at - Duration::minutes(1) => {
+                Some((h.property_id, h.visitor_key.as_u64() as i64, h.occurred_at))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 fn contribute(
@@ -453,6 +509,24 @@ struct Writer {
     /// holds only committed state or state of the open batch: after any error the runner drops
     /// the writer.
     sessions: HashMap<(PropertyId, i64), Session>,
+}
+
+fn session_of(r: &sqlx::postgres::PgRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: r.try_get("session_id")?,
+        visitor_key: r.try_get("visitor_key")?,
+        started_at: r.try_get("started_at")?,
+        last_at: r.try_get("last_at")?,
+        pageviews: r.try_get("pageviews")?,
+        events: r.try_get("events")?,
+        interactive: r.try_get("interactive")?,
+        entry_page: r.try_get("entry_page")?,
+        exit_page: r.try_get("exit_page")?,
+        entry_at: r.try_get("entry_at")?,
+        exit_at: r.try_get("exit_at")?,
+        conversions: r.try_get("conversions")?,
+        visit: visit_of(r)?,
+    })
 }
 
 fn visit_of(r: &sqlx::postgres::PgRow) -> Result<Visit, sqlx::Error> {
@@ -534,23 +608,43 @@ impl Writer {
         .await?;
         let mut out = HashMap::with_capacity(rows.len());
         for r in rows {
-            let s = Session {
-                id: r.try_get("session_id")?,
-                visitor_key: r.try_get("visitor_key")?,
-                started_at: r.try_get("started_at")?,
-                last_at: r.try_get("last_at")?,
-                pageviews: r.try_get("pageviews")?,
-                events: r.try_get("events")?,
-                interactive: r.try_get("interactive")?,
-                entry_page: r.try_get("entry_page")?,
-                exit_page: r.try_get("exit_page")?,
-                conversions: r.try_get("conversions")?,
-                visit: visit_of(&r)?,
-            };
+            let s = session_of(&r)?;
             out.insert(
                 (PropertyId::new(r.try_get("property_id")?), s.visitor_key),
                 s,
             );
+        }
+        Ok(out)
+    }
+
+    /// The visits late hits may belong to: their visitor's visits within the longest session
+    /// timeout (a day) of the hit. A superset: the fold picks with the property's own timeout.
+    async fn load_earlier_sessions(
+        &self,
+        tx: &mut PgConnection,
+        late: &[(PropertyId, i64, DateTime<Utc>)],
+    ) -> Result<HashMap<(PropertyId, i64), Vec<Session>>, sqlx::Error> {
+        let mut out: HashMap<(PropertyId, i64), Vec<Session>> = HashMap::new();
+        if late.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT s.* FROM {} s \
+             JOIN UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(property_id, visitor_key, at) \
+               ON s.property_id = k.property_id AND s.visitor_key = k.visitor_key \
+              AND s.last_at >= k.at - interval '1 day' AND s.started_at <= k.at + interval '1 day'",
+            self.t("sessions")
+        ))
+        .bind(late.iter().map(|l| l.0.as_uuid()).collect::<Vec<_>>())
+        .bind(late.iter().map(|l| l.1).collect::<Vec<_>>())
+        .bind(late.iter().map(|l| l.2).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let s = session_of(&r)?;
+            out.entry((PropertyId::new(r.try_get("property_id")?), s.visitor_key))
+                .or_default()
+                .push(s);
         }
         Ok(out)
     }
@@ -619,7 +713,8 @@ impl ProjectionWriter for Writer {
             keys.iter()
                 .filter_map(|k| self.sessions.get(k).map(|s| (*k, s.clone()))),
         );
-        let mut delta = fold(&events, &mut self.sites, latest);
+        let earlier = self.load_earlier_sessions(tx, &late_hits(&events)).await?;
+        let mut delta = fold(&events, &mut self.sites, latest, earlier);
         self.ensure_partitions(tx, &delta.hits).await?;
         write(self, tx, &delta).await?;
         if self.sessions.len() + delta.latest.len() > MAX_CACHED_VISITORS {
@@ -689,7 +784,7 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
         let s = &d.sessions;
         let visit_cols = Visit::COLUMNS.join(", ");
         let visit_params: String = (0..Visit::COLUMNS.len())
-            .map(|i| format!(", ${}::text[]", i + 13))
+            .map(|i| format!(", ${}::text[]", i + 15))
             .collect();
         let visit_updates: String = Visit::COLUMNS
             .iter()
@@ -697,13 +792,15 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
             .collect();
         let sql = format!(
             "INSERT INTO {} (property_id, session_id, visitor_key, started_at, last_at, start_local, pageviews, events, \
-                             interactive, entry_page, exit_page, conversions, {visit_cols}) \
+                             interactive, entry_page, exit_page, conversions, entry_at, exit_at, {visit_cols}) \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], \
-                                  $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[]{visit_params}) \
+                                  $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[], \
+                                  $13::timestamptz[], $14::timestamptz[]{visit_params}) \
              ON CONFLICT (property_id, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
                last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
                events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
-               exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions{visit_updates}",
+               exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
+               exit_at = EXCLUDED.exit_at{visit_updates}",
             w.t("sessions")
         );
         let mut q = sqlx::query(&sql)
@@ -726,7 +823,9 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
                     .map(|(_, s, _)| s.exit_page.as_str())
                     .collect::<Vec<_>>(),
             )
-            .bind(s.iter().map(|(_, s, _)| s.conversions).collect::<Vec<_>>());
+            .bind(s.iter().map(|(_, s, _)| s.conversions).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.entry_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.exit_at).collect::<Vec<_>>());
         for i in 0..Visit::COLUMNS.len() {
             q = q.bind(
                 s.iter()
@@ -883,7 +982,7 @@ mod tests {
                 "https://shop.example/a",
             ),
         ]);
-        let d = fold(&events, &mut HashMap::new(), HashMap::new());
+        let d = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
         let local: NaiveDateTime = "2026-03-02T00:15:00".parse().unwrap();
         assert_eq!(d.hits[0].local_time, local);
         let (_, bucket) = d.hours.keys().next().unwrap();
@@ -912,7 +1011,7 @@ mod tests {
                 "https://shop.example/a",
             ),
         ]);
-        let d1 = fold(&first, &mut tz, HashMap::new());
+        let d1 = fold(&first, &mut tz, HashMap::new(), HashMap::new());
         let h1 = &d1.hours.values().next().unwrap();
         assert_eq!((h1.visits, h1.bounces, h1.duration), (1, 1, 0));
 
@@ -927,7 +1026,12 @@ mod tests {
                 "https://shop.example/b",
             ),
         )];
-        let d2 = fold(&second, &mut tz, HashMap::from([((pid(), 1), session)]));
+        let d2 = fold(
+            &second,
+            &mut tz,
+            HashMap::from([((pid(), 1), session)]),
+            HashMap::new(),
+        );
         let h2 = &d2.hours.values().next().unwrap();
         assert_eq!(
             (h2.visits, h2.bounces, h2.duration, h2.pageviews),
@@ -938,6 +1042,68 @@ mod tests {
             "the session id is the position of its first hit"
         );
         assert_eq!(d2.sessions[0].1.exit_page, "/b");
+    }
+
+    fn received_late(event: Event, received: &str) -> Event {
+        match event {
+            Event::HitRecorded(mut h) => {
+                h.received_at = received.parse().unwrap();
+                Event::HitRecorded(h)
+            }
+            e => e,
+        }
+    }
+
+    #[test]
+    fn a_late_hit_joins_the_earlier_visit_it_belongs_to() {
+        let events = numbered(vec![
+            registered("UTC"),
+            hit(
+                "01",
+                "2026-03-01T10:00:00Z",
+                "pageview",
+                "https://shop.example/a",
+            ),
+            // 51 minutes later: a second visit, now the visitor's latest.
+            hit(
+                "01",
+                "2026-03-01T10:51:00Z",
+                "pageview",
+                "https://shop.example/b",
+            ),
+            // Happened at 10:10, arrived at 11:00: it belongs to the first visit.
+            received_late(
+                hit(
+                    "01",
+                    "2026-03-01T10:10:00Z",
+                    "pageview",
+                    "https://shop.example/c",
+                ),
+                "2026-03-01T11:00:00Z",
+            ),
+        ]);
+        let d = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
+        assert_eq!(
+            d.hits.iter().map(|h| h.session_id).collect::<Vec<_>>(),
+            vec![2, 3, 2]
+        );
+        let visits: i64 = d.hours.values().map(|h| h.visits).sum();
+        let bounces: i64 = d.hours.values().map(|h| h.bounces).sum();
+        assert_eq!((visits, bounces), (2, 1));
+        assert_eq!(d.latest[&(pid(), 1)].id, 3);
+
+        // Cut into batches, with the first visit coming from the table, the answer is the same.
+        let mut sites = HashMap::new();
+        let first = fold(&events[..3], &mut sites, HashMap::new(), HashMap::new());
+        let stored: Vec<Session> = first.sessions.iter().map(|(_, s, _)| s.clone()).collect();
+        let second = fold(
+            &events[3..],
+            &mut sites,
+            first.latest.clone(),
+            HashMap::from([((pid(), 1), stored)]),
+        );
+        assert_eq!(second.hits[0].session_id, 2);
+        assert_eq!(second.sessions[0].1.pageviews, 2);
     }
 
     #[test]
@@ -966,7 +1132,7 @@ mod tests {
                 "https://shop.example/b",
             ),
         ]);
-        let d = fold(&events, &mut tz, HashMap::new());
+        let d = fold(&events, &mut tz, HashMap::new(), HashMap::new());
         assert_eq!(
             d.hits.iter().map(|h| h.session_id).collect::<Vec<_>>(),
             vec![2, 3, 2]
@@ -974,8 +1140,8 @@ mod tests {
         assert_eq!(d.latest[&(pid(), 1)].id, 2);
         // Split across batches the same hits give the same visits.
         let mut tz = HashMap::new();
-        let first = fold(&events[..3], &mut tz, HashMap::new());
-        let second = fold(&events[3..], &mut tz, first.latest.clone());
+        let first = fold(&events[..3], &mut tz, HashMap::new(), HashMap::new());
+        let second = fold(&events[3..], &mut tz, first.latest.clone(), HashMap::new());
         assert_eq!(second.hits[0].session_id, 2);
     }
 
@@ -1002,8 +1168,8 @@ mod tests {
                 "https://shop.example/b",
             ),
         ]);
-        let a = fold(&events, &mut HashMap::new(), HashMap::new());
-        let b = fold(&events, &mut HashMap::new(), HashMap::new());
+        let a = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
+        let b = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
         assert_eq!(a, b);
         // Across the DST change (02:00 → 03:00 local), 00:30 UTC and 01:30 UTC are 01:30 and 03:30.
         let hours: Vec<String> = a

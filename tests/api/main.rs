@@ -8,3 +8,4 @@ mod loadgen;
 mod projections;
 mod protocols;
 mod query;
+mod semantics;
