@@ -26,6 +26,7 @@ pub struct GenerationRow {
     pub events_per_second: f64,
     pub created_at: DateTime<Utc>,
     pub live_at: Option<DateTime<Utc>>,
+    pub schema_version: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,28 +90,71 @@ async fn point_views(
     Ok(())
 }
 
+/// Creates a generation's tables and records it, in `state`, with the code's schema version.
+async fn new_generation(
+    tx: &mut PgConnection,
+    p: &dyn Projection,
+    state: &str,
+) -> Result<Generation, sqlx::Error> {
+    let g = next_generation(tx, p.name()).await?;
+    create_tables(tx, p, g).await?;
+    sqlx::query(
+        "INSERT INTO projection_generations (projection, generation, state, schema_version, live_at) \
+         VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'live' THEN now() END)",
+    )
+    .bind(p.name())
+    .bind(g)
+    .bind(state)
+    .bind(p.schema_version())
+    .execute(&mut *tx)
+    .await?;
+    Ok(g)
+}
+
 /// Makes sure the projection has a live generation (a new database gets generation 1, which its
-/// runner fills from the start of the log).
+/// runner fills from the start of the log). If the live generation was built with an older
+/// schema version, starts a rebuild with this code's version; the old generation keeps serving
+/// reads, frozen, until the new one catches up and is switched in.
 pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
-    let live: Option<Generation> = sqlx::query_scalar(
-        "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'live'",
+    let rows: Vec<(Generation, String, i32)> = sqlx::query_as(
+        "SELECT generation, state, schema_version FROM projection_generations \
+         WHERE projection = $1 AND state IN ('live', 'building')",
     )
     .bind(p.name())
-    .fetch_optional(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
-    if live.is_none() {
-        let g = next_generation(&mut tx, p.name()).await?;
-        create_tables(&mut tx, p, g).await?;
-        sqlx::query(
-            "INSERT INTO projection_generations (projection, generation, state, live_at) VALUES ($1, $2, 'live', now())",
-        )
-        .bind(p.name())
-        .bind(g)
-        .execute(&mut *tx)
-        .await?;
-        point_views(&mut tx, p, g).await?;
+    let version = p.schema_version();
+    match rows.iter().find(|(_, state, _)| state == "live") {
+        None => {
+            let g = new_generation(&mut tx, p, "live").await?;
+            point_views(&mut tx, p, g).await?;
+        }
+        Some((live, _, live_version)) if *live_version < version => {
+            sqlx::query(
+                "UPDATE projection_generations SET state = 'retired', retired_at = now() \
+                 WHERE projection = $1 AND state = 'building' AND schema_version <> $2",
+            )
+            .bind(p.name())
+            .bind(version)
+            .execute(&mut *tx)
+            .await?;
+            let building = rows
+                .iter()
+                .any(|(_, state, v)| state == "building" && *v == version);
+            if !building {
+                let g = new_generation(&mut tx, p, "building").await?;
+                tracing::info!(
+                    projection = p.name(),
+                    live = live,
+                    generation = g,
+                    version,
+                    "the projection's schema changed: rebuilding it"
+                );
+            }
+        }
+        Some(_) => {}
     }
     tx.commit().await
 }
@@ -128,13 +172,7 @@ pub async fn start_rebuild(pool: &PgPool, p: &dyn Projection) -> Result<Generati
     if building.is_some() {
         return Err(RebuildError::AlreadyRunning(p.name().to_owned()));
     }
-    let g = next_generation(&mut tx, p.name()).await?;
-    create_tables(&mut tx, p, g).await?;
-    sqlx::query("INSERT INTO projection_generations (projection, generation, state) VALUES ($1, $2, 'building')")
-        .bind(p.name())
-        .bind(g)
-        .execute(&mut *tx)
-        .await?;
+    let g = new_generation(&mut tx, p, "building").await?;
     tx.commit().await?;
     Ok(g)
 }
@@ -245,7 +283,7 @@ pub async fn drop_retired(
 /// The live and building generations of every projection.
 pub async fn list(pool: &PgPool) -> Result<Vec<GenerationRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT projection, generation, state, position, events_per_second, created_at, live_at \
+        "SELECT projection, generation, state, position, events_per_second, created_at, live_at, schema_version \
          FROM projection_generations WHERE state IN ('live', 'building') ORDER BY projection, generation",
     )
     .fetch_all(pool)

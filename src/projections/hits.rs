@@ -127,6 +127,11 @@ impl Projection for HitsProjection {
         ]
     }
 
+    /// 2: visit attributes, bots, revenue, engaged sessions, per-property session timeouts.
+    fn schema_version(&self) -> i32 {
+        2
+    }
+
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             g,

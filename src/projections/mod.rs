@@ -48,6 +48,10 @@ pub trait Projection: Send + Sync + 'static {
 
     /// A writer for generation `g`. It may cache; after any error the runner makes a new one.
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter>;
+
+    /// The version of its tables and processing rules. Raise it when either changes: nodes with
+    /// the new code rebuild the projection beside the live generation and switch when caught up.
+    fn schema_version(&self) -> i32;
 }
 
 #[async_trait]

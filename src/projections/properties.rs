@@ -66,6 +66,11 @@ impl Projection for PropertiesProjection {
         )]
     }
 
+    /// 2: goals.
+    fn schema_version(&self) -> i32 {
+        2
+    }
+
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             table: table("properties", g),

@@ -308,7 +308,10 @@ impl ProjectionManager {
             };
             act.runners.retain(|_, addr| addr.connected());
             for row in wanted {
-                let Some(p) = act.projections.iter().find(|p| p.name() == row.projection) else {
+                // Generations built for another version of the code are not run here.
+                let Some(p) = act.projections.iter().find(|p| {
+                    p.name() == row.projection && p.schema_version() == row.schema_version
+                }) else {
                     continue;
                 };
                 act.runners

@@ -329,3 +329,45 @@ async fn the_cli_rebuilds_with_a_progress_bar() {
     assert_eq!(answers(&app, &dashboard("shop.example")).await, before);
     assert_eq!(status(&app, "hits").await["generation"], 2);
 }
+
+/// A node with a newer version of a projection's schema rebuilds it on start, beside the live
+/// generation, which keeps answering until the new one is switched in.
+#[actix_web::test]
+async fn a_schema_version_change_rebuilds_the_projection_on_start() {
+    let (app, _) = seeded(2_000).await;
+    let queries = dashboard("shop.example");
+    let before = answers(&app, &queries).await;
+    // As if generation 1 had been built by older code.
+    sqlx::query("UPDATE projection_generations SET schema_version = 1 WHERE projection = 'hits'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let hits = footfall::projections::hits::HitsProjection;
+    footfall::projections::generations::ensure_live(&app.pool, &hits)
+        .await
+        .unwrap();
+    // Starting again while that rebuild runs does not start another.
+    footfall::projections::generations::ensure_live(&app.pool, &hits)
+        .await
+        .unwrap();
+    let generations: Vec<(i32, String, i32)> = sqlx::query_as(
+        "SELECT generation, state, schema_version FROM projection_generations \
+         WHERE projection = 'hits' ORDER BY generation",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(generations[0], (1, "live".into(), 1));
+    assert_eq!(generations[1].0, 2);
+    assert_eq!(generations[1].2, 2);
+    assert_eq!(generations.len(), 2);
+    eventually(Duration::from_secs(120), "generation 2 to go live", || {
+        let app = &app;
+        async move {
+            let s = status(app, "hits").await;
+            (s["generation"] == 2 && s["state"] == "live").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(answers(&app, &queries).await, before);
+}

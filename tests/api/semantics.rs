@@ -617,3 +617,34 @@ async fn the_session_timeout_is_set_per_property() {
         );
     }
 }
+
+/// The visitor sketches (HyperLogLog, 2^14 registers): exact for small counts, and within 2 % at
+/// a million visitors, also when merged from daily sketches as a date range does.
+#[actix_web::test]
+async fn visitor_sketches_are_exact_when_small_and_within_two_percent_at_a_million() {
+    use footfall::projections::hits::HLL_PARAMS;
+    let (_, pool) = crate::helpers::fresh_log().await;
+    for n in [1i64, 7, 100, 1_000] {
+        let estimate: f64 = sqlx::query_scalar(&format!(
+            "SELECT hll_cardinality(hll_add_agg(hll_hash_bigint(v), {HLL_PARAMS})) \
+             FROM generate_series(1, $1::bigint) v"
+        ))
+        .bind(n)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        assert_eq!(estimate, n as f64, "exact at {n}");
+    }
+    // A million visitors spread over 30 days, each day's sketch built apart and then merged.
+    let n = 1_000_000f64;
+    let estimate: f64 = sqlx::query_scalar(&format!(
+        "SELECT hll_cardinality(hll_union_agg(day)) FROM ( \
+           SELECT hll_add_agg(hll_hash_bigint(v * 7919 + 13), {HLL_PARAMS}) AS day \
+           FROM generate_series(1::bigint, 1000000) v GROUP BY v % 30) days"
+    ))
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let error = (estimate - n).abs() / n;
+    assert!(error <= 0.02, "estimate {estimate}: error {error:.4}");
+}
