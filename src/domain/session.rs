@@ -114,6 +114,19 @@ impl Session {
         (self.last_at - self.started_at).num_seconds()
     }
 
+    /// The value of a `visit:*` attribute (`entry_page`, `exit_page` or a [`Visit::COLUMNS`]
+    /// column); empty for an unknown one.
+    pub fn attribute(&self, column: &str) -> &str {
+        match column {
+            "entry_page" => &self.entry_page,
+            "exit_page" => &self.exit_page,
+            _ => Visit::COLUMNS
+                .iter()
+                .position(|c| *c == column)
+                .map_or("", |i| self.visit.values()[i]),
+        }
+    }
+
     /// GA4's engaged session: longer than 10 seconds, 2+ pageviews, or a conversion.
     pub fn is_engaged(&self) -> bool {
         self.duration_secs() > ENGAGED_AFTER_SECS || self.pageviews >= 2 || self.conversions > 0

@@ -8,6 +8,8 @@
 //!   hour the visit started) and a HyperLogLog sketch of visitors.
 //! - `rollup_daily`: per property, local day and one breakdown dimension value (page, event name,
 //!   hostname, custom prop): counters and a visitor sketch.
+//! - `rollup_visits`: per property, local day a visit started and one visit attribute's value
+//!   (source, channel, device, country, entry page, …): visit counters and a visitor sketch.
 //! - `hit_properties`: each property's time zone, domain and session timeout, folded from
 //!   `PropertyRegistered`.
 //!
@@ -46,6 +48,23 @@ pub const DIM_PROP_PREFIX: &str = "prop:";
 /// Hits from bots, by bot name: counted here and nowhere else.
 pub const DIM_BOT: &str = "bot";
 
+/// The visit attributes kept in `rollup_visits` (the ones dashboards break down by).
+pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
+    "source",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "device",
+    "browser",
+    "os",
+    "country",
+    "region",
+    "city",
+    "entry_page",
+    "exit_page",
+];
+
 pub struct HitsProjection;
 
 impl Projection for HitsProjection {
@@ -64,16 +83,18 @@ impl Projection for HitsProjection {
             "sessions",
             "rollup_hourly",
             "rollup_daily",
+            "rollup_visits",
         ]
     }
 
     fn ddl(&self, g: Generation) -> Vec<String> {
-        let (props, hits, sessions, hourly, daily) = (
+        let (props, hits, sessions, hourly, daily, visits) = (
             table("hit_properties", g),
             table("hits", g),
             table("sessions", g),
             table("rollup_hourly", g),
             table("rollup_daily", g),
+            table("rollup_visits", g),
         );
         let hit_columns = "property_id uuid NOT NULL, position bigint NOT NULL, \
             occurred_at timestamptz NOT NULL, local_time timestamp NOT NULL, visitor_key bigint NOT NULL, \
@@ -124,10 +145,18 @@ impl Projection for HitsProjection {
                    visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL,
                    PRIMARY KEY (property_id, dimension, day, value))"
             ),
+            format!(
+                "CREATE TABLE {visits} (
+                   property_id uuid NOT NULL, dimension text NOT NULL, day date NOT NULL, value text NOT NULL,
+                   visitors hll NOT NULL, visits bigint NOT NULL, bounces bigint NOT NULL,
+                   duration bigint NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL,
+                   engaged bigint NOT NULL, PRIMARY KEY (property_id, dimension, day, value))"
+            ),
         ]
     }
 
-    /// 2: visit attributes, bots, revenue, engaged sessions, per-property session timeouts.
+    /// 2: visit attributes and their rollup, bots, revenue, engaged sessions, per-property session
+    /// timeouts.
     fn schema_version(&self) -> i32 {
         2
     }
@@ -198,6 +227,18 @@ pub struct DayDelta {
     pub visitors: Vec<i64>,
 }
 
+/// What visits contribute to one `rollup_visits` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitDelta {
+    pub visits: i64,
+    pub bounces: i64,
+    pub duration: i64,
+    pub pageviews: i64,
+    pub events: i64,
+    pub engaged: i64,
+    pub visitors: Vec<i64>,
+}
+
 pub type SessionKey = (PropertyId, i64);
 
 /// What a batch changes in the read models.
@@ -209,6 +250,7 @@ pub struct Delta {
     pub sessions: Vec<(PropertyId, Session, NaiveDateTime)>,
     pub hours: BTreeMap<(PropertyId, NaiveDateTime), HourDelta>,
     pub days: BTreeMap<(PropertyId, &'static str, NaiveDate, String), DayDelta>,
+    pub visit_days: BTreeMap<(PropertyId, &'static str, NaiveDate, String), VisitDelta>,
     /// Each visitor of the batch's latest visit after it.
     pub latest: HashMap<(PropertyId, i64), Session>,
 }
@@ -389,10 +431,13 @@ pub fn fold(
             contribute(&mut delta.hours, pid, tz, old, -1);
         }
         contribute(&mut delta.hours, pid, tz, &new, 1);
+        let old = before.get(&(pid, new.id)).and_then(Option::as_ref);
+        contribute_visit(&mut delta.visit_days, pid, tz, old, &new);
         let start_local = local(new.started_at, tz);
         delta.sessions.push((pid, new, start_local));
     }
     delta.hours.retain(|_, h| *h != HourDelta::default());
+    delta.visit_days.retain(|_, v| *v != VisitDelta::default());
     delta.latest = latest;
     delta
 }
@@ -478,6 +523,49 @@ fn contribute(
     h.duration += sign * s.duration_secs();
     h.session_pageviews += sign * i64::from(s.pageviews);
     h.engaged += sign * i64::from(s.is_engaged());
+}
+
+/// Moves a visit's contribution to `rollup_visits` from its old state to its new one. Its visitor
+/// is added to a row's sketch when the visit first counts there (sketches cannot subtract; a
+/// visit whose attribution changes leaves its visitor in the old row's sketch).
+fn contribute_visit(
+    rows: &mut BTreeMap<(PropertyId, &'static str, NaiveDate, String), VisitDelta>,
+    pid: PropertyId,
+    tz: Tz,
+    old: Option<&Session>,
+    new: &Session,
+) {
+    let add = |v: &mut VisitDelta, s: &Session, sign: i64| {
+        v.visits += sign;
+        v.bounces += sign * i64::from(s.is_bounce());
+        v.duration += sign * s.duration_secs();
+        v.pageviews += sign * i64::from(s.pageviews);
+        v.events += sign * i64::from(s.events);
+        v.engaged += sign * i64::from(s.is_engaged());
+    };
+    let new_day = local(new.started_at, tz).date();
+    for dim in VISIT_ROLLUP_DIMENSIONS {
+        let new_key = (pid, dim, new_day, new.attribute(dim).to_owned());
+        let moved = match old {
+            Some(o) => {
+                let old_key = (
+                    pid,
+                    dim,
+                    local(o.started_at, tz).date(),
+                    o.attribute(dim).to_owned(),
+                );
+                let moved = old_key != new_key;
+                add(rows.entry(old_key).or_default(), o, -1);
+                moved
+            }
+            None => true,
+        };
+        let row = rows.entry(new_key).or_default();
+        add(row, new, 1);
+        if moved {
+            row.visitors.push(new.visitor_key);
+        }
+    }
 }
 
 fn props_json(props: &[(String, String)]) -> String {
@@ -892,6 +980,40 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
         .bind(d.days.keys().map(|(_, _, _, v)| v.as_str()).collect::<Vec<_>>())
         .bind(d.days.values().map(|h| h.pageviews).collect::<Vec<_>>())
         .bind(d.days.values().map(|h| h.events).collect::<Vec<_>>())
+        .bind(&idx)
+        .bind(&vks)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    if !d.visit_days.is_empty() {
+        let v = &d.visit_days;
+        let (idx, vks) = flatten_visitors(v.values().map(|h| &h.visitors));
+        sqlx::query(&format!(
+            "INSERT INTO {t} AS r (property_id, dimension, day, value, visitors, visits, bounces, duration, pageviews, events, engaged) \
+             SELECT k.property_id, k.dimension, k.day, k.value, COALESCE(v.sketch, hll_empty({HLL_PARAMS})), k.visits, k.bounces, \
+                    k.duration, k.pageviews, k.events, k.engaged \
+             FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], \
+                         $9::bigint[], $10::bigint[]) \
+                  WITH ORDINALITY AS k(property_id, dimension, day, value, visits, bounces, duration, pageviews, events, engaged, idx) \
+             LEFT JOIN (SELECT idx, hll_add_agg(hll_hash_bigint(vk), {HLL_PARAMS}) AS sketch \
+                        FROM UNNEST($11::bigint[], $12::bigint[]) AS v(idx, vk) GROUP BY idx) v ON v.idx = k.idx \
+             ON CONFLICT (property_id, dimension, day, value) DO UPDATE SET visitors = hll_union(r.visitors, EXCLUDED.visitors), \
+               visits = r.visits + EXCLUDED.visits, bounces = r.bounces + EXCLUDED.bounces, \
+               duration = r.duration + EXCLUDED.duration, pageviews = r.pageviews + EXCLUDED.pageviews, \
+               events = r.events + EXCLUDED.events, engaged = r.engaged + EXCLUDED.engaged",
+            t = w.t("rollup_visits")
+        ))
+        .bind(v.keys().map(|(p, _, _, _)| p.as_uuid()).collect::<Vec<_>>())
+        .bind(v.keys().map(|(_, dim, _, _)| *dim).collect::<Vec<_>>())
+        .bind(v.keys().map(|(_, _, day, _)| *day).collect::<Vec<_>>())
+        .bind(v.keys().map(|(_, _, _, x)| x.as_str()).collect::<Vec<_>>())
+        .bind(v.values().map(|h| h.visits).collect::<Vec<_>>())
+        .bind(v.values().map(|h| h.bounces).collect::<Vec<_>>())
+        .bind(v.values().map(|h| h.duration).collect::<Vec<_>>())
+        .bind(v.values().map(|h| h.pageviews).collect::<Vec<_>>())
+        .bind(v.values().map(|h| h.events).collect::<Vec<_>>())
+        .bind(v.values().map(|h| h.engaged).collect::<Vec<_>>())
         .bind(&idx)
         .bind(&vks)
         .execute(&mut *tx)

@@ -3,6 +3,11 @@
 //! - no filter, no breakdown (only a time dimension, hour-aligned range): `rollup_hourly`;
 //! - no filter, one breakdown dimension, hit metrics only, day-aligned range, no hourly grain:
 //!   `rollup_daily`;
+//! - no filter, one visit attribute kept in `rollup_visits`, visit metrics, day-aligned range, no
+//!   hourly grain: `rollup_visits`;
+//!
+//! Breakdowns by visit attributes count visits that started in the range (and their visitors,
+//! pageviews and events), whichever table answers.
 //!
 //! and from the enriched `hits` and `sessions` tables otherwise (arbitrary filters crossed with
 //! breakdowns, `visit:*` attributes joined from each hit's visit, goals, revenue). Both paths
@@ -18,6 +23,7 @@ use super::{
     Dimension, Direction, Filter, Goal, Grain, Metric, Op, OrderKey, Query, QueryError, ResultRow,
 };
 use crate::domain::enrich::Visit;
+use crate::projections::hits::VISIT_ROLLUP_DIMENSIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -34,7 +40,17 @@ pub enum EngineError {
 pub enum Plan {
     HourlyRollup,
     DailyRollup,
+    VisitRollup,
     Enriched,
+}
+
+/// A breakdown by visit attributes only, with metrics the visits answer.
+fn is_visit_breakdown(q: &Query) -> bool {
+    q.dimensions
+        .iter()
+        .any(|d| matches!(d, Dimension::Visit(_)))
+        && !q.dimensions.iter().any(Dimension::is_event)
+        && !q.metrics.iter().any(Metric::needs_hits)
 }
 
 pub fn plan(q: &Query) -> Plan {
@@ -46,6 +62,15 @@ pub fn plan(q: &Query) -> Plan {
             Metric::Visitors | Metric::Pageviews | Metric::Events | Metric::Percentage
         )
     });
+    if is_visit_breakdown(q) {
+        let rolled_up = matches!(breakdowns.as_slice(),
+            [Dimension::Visit(c)] if VISIT_ROLLUP_DIMENSIONS.contains(c));
+        return if rolled_up && q.filters.is_none() && !hourly && q.range.is_day_aligned() {
+            Plan::VisitRollup
+        } else {
+            Plan::Enriched
+        };
+    }
     let rollup_dims = breakdowns.iter().all(|d| d.rollup_name().is_some());
     if q.metrics.iter().any(Metric::needs_hits) || !rollup_dims {
         return Plan::Enriched;
@@ -511,6 +536,78 @@ async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)
     fetch(&mut qb, pool, q.dimensions.len()).await
 }
 
+/// Visit metrics per visit attribute and start day.
+async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)>, EngineError> {
+    let dimension = q
+        .dimensions
+        .iter()
+        .find_map(|d| match d {
+            Dimension::Visit(c) => Some(*c),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut qb = QueryBuilder::new("SELECT ");
+    for (i, d) in q.dimensions.iter().enumerate() {
+        match d {
+            Dimension::Time(g) => {
+                qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
+            }
+            _ => qb.push(format!("value AS d{i}, ")),
+        };
+    }
+    qb.push(format!(
+        "{HLL_VISITORS} AS m_visitors, sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, \
+         sum(duration)::bigint AS m_duration, sum(pageviews)::bigint AS m_pageviews, \
+         sum(pageviews)::bigint AS m_session_pageviews, sum(events)::bigint AS m_events, \
+         sum(engaged)::bigint AS m_engaged FROM rollup_visits WHERE property_id = "
+    ));
+    qb.push_bind(q.property_id)
+        .push(" AND dimension = ")
+        .push_bind(dimension)
+        .push(" AND day >= ")
+        .push_bind(q.range.from.date())
+        .push(" AND day < ")
+        .push_bind(q.range.to.date());
+    push_group_by(&mut qb, q.dimensions.len());
+    let rows = fetch(&mut qb, pool, q.dimensions.len()).await?;
+    // Rows whose visits all moved elsewhere (a late hit changed their attribution) are empty.
+    Ok(rows
+        .into_iter()
+        .filter(|(_, a)| a.visits.unwrap_or(0) > 0)
+        .collect())
+}
+
+/// Visits, bounces, durations, session pageviews and engaged visits over `sessions` rows.
+fn session_metrics() -> String {
+    format!(
+        "count(*) AS m_visits, \
+         sum(CASE WHEN pageviews <= 1 AND interactive = 0 THEN 1 ELSE 0 END)::bigint AS m_bounces, \
+         sum(floor(extract(epoch FROM last_at - started_at)))::bigint AS m_duration, \
+         sum(pageviews)::bigint AS m_session_pageviews, \
+         count(*) FILTER (WHERE floor(extract(epoch FROM last_at - started_at)) > {} \
+                          OR pageviews >= 2 OR conversions > 0) AS m_engaged",
+        crate::domain::session::ENGAGED_AFTER_SECS
+    )
+}
+
+/// With filters, keeps the sessions that had a matching hit in the range: a join on the distinct
+/// matching sessions, hash-joined even on unanalysed tables, where `IN (subquery)` can degrade to
+/// a rescan per session.
+fn push_matched_sessions(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    q: &Query,
+) -> Result<(), EngineError> {
+    if let Some(f) = &q.filters {
+        qb.push(" JOIN (SELECT DISTINCT session_id AS matched");
+        push_hits_source(qb, q);
+        push_range(qb, q, "local_time");
+        qb.push(" AND ");
+        push_filter(qb, f, &q.goals)?;
+        qb.push(") m ON m.matched = sessions.session_id");
+    }
+    Ok(())
+}
+
 /// Hit metrics from the per-hit table. `visits` adds visits counted by their hits (for event
 /// breakdowns); `paged` orders and pages in SQL (for breakdowns, which can be large).
 async fn enriched_hits(
@@ -561,11 +658,14 @@ async fn enriched_hits(
     fetch(&mut qb, pool, q.dimensions.len()).await
 }
 
-/// Visits that started in the range (and, with filters, had a matching hit), grouped by time and
-/// visit attributes.
+/// Visit metrics from the sessions table: visits that started in the range (and, with filters,
+/// had a matching hit), grouped by time and visit attributes. With `visit_totals`, also their
+/// visitors, pageviews and events (for breakdowns by visit attributes, where the visits are the
+/// population).
 async fn enriched_sessions(
     pool: &PgPool,
     q: &Query,
+    visit_totals: bool,
 ) -> Result<Vec<(Vec<String>, Agg)>, EngineError> {
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
@@ -575,25 +675,14 @@ async fn enriched_sessions(
             _ => qb.push(format!("'' AS d{i}, ")),
         };
     }
-    qb.push(format!(
-        "count(*) AS m_visits, \
-         sum(CASE WHEN pageviews <= 1 AND interactive = 0 THEN 1 ELSE 0 END)::bigint AS m_bounces, \
-         sum(floor(extract(epoch FROM last_at - started_at)))::bigint AS m_duration, \
-         sum(pageviews)::bigint AS m_session_pageviews, \
-         count(*) FILTER (WHERE floor(extract(epoch FROM last_at - started_at)) > {} \
-                          OR pageviews >= 2 OR conversions > 0) AS m_engaged FROM sessions",
-        crate::domain::session::ENGAGED_AFTER_SECS
-    ));
-    if let Some(f) = &q.filters {
-        // A join on the distinct matching sessions: hash-joined even on unanalysed tables, where
-        // `IN (subquery)` can degrade to a rescan per session.
-        qb.push(" JOIN (SELECT DISTINCT session_id AS matched");
-        push_hits_source(&mut qb, q);
-        push_range(&mut qb, q, "local_time");
-        qb.push(" AND ");
-        push_filter(&mut qb, f, &q.goals)?;
-        qb.push(") m ON m.matched = sessions.session_id");
+    if visit_totals {
+        qb.push(
+            "count(DISTINCT visitor_key) AS m_visitors, sum(pageviews)::bigint AS m_pageviews, \
+             sum(events)::bigint AS m_events, ",
+        );
     }
+    qb.push(format!("{} FROM sessions", session_metrics()));
+    push_matched_sessions(&mut qb, q)?;
     push_range(&mut qb, q, "start_local");
     push_group_by(&mut qb, q.dimensions.len());
     fetch(&mut qb, pool, q.dimensions.len()).await
@@ -681,18 +770,21 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
         .any(|m| m.is_per_visit() || *m == Metric::Visits);
     // Visit metrics by visit attributes come from the sessions table and are merged in memory, so
     // such breakdowns are ordered and paged here; other breakdowns in SQL.
-    let sql_paged = breakdown && (event_breakdown || !per_visit);
+    let visit_breakdown = is_visit_breakdown(q);
+    let sql_paged = breakdown && !visit_breakdown && (event_breakdown || !per_visit);
     let mut groups: BTreeMap<Vec<String>, Agg> = BTreeMap::new();
     let mut ordered: Vec<Vec<String>> = Vec::new();
     let results = match plan {
         Plan::HourlyRollup => hourly_rollup(pool, q).await?,
         Plan::DailyRollup => daily_rollup(pool, q).await?,
+        Plan::VisitRollup => visit_rollup(pool, q).await?,
+        Plan::Enriched if visit_breakdown => enriched_sessions(pool, q, true).await?,
         Plan::Enriched => {
             let mut rows = enriched_hits(pool, q, event_breakdown, sql_paged).await?;
             if per_visit && !event_breakdown {
                 // Visits are counted by their start, so a group may have visits but no hits.
                 let mut by_key: BTreeMap<Vec<String>, Agg> = rows.into_iter().collect();
-                for (k, a) in enriched_sessions(pool, q).await? {
+                for (k, a) in enriched_sessions(pool, q, false).await? {
                     by_key.entry(k).or_default().merge(a);
                 }
                 rows = by_key.into_iter().collect();
@@ -817,6 +909,31 @@ mod tests {
                 None
             )),
             Plan::DailyRollup
+        );
+        assert_eq!(
+            plan(&query(
+                vec![Dimension::Visit("source")],
+                vec![Visitors, BounceRate],
+                None
+            )),
+            Plan::VisitRollup
+        );
+        // Not every visit attribute is rolled up; revenue needs the hits.
+        assert_eq!(
+            plan(&query(
+                vec![Dimension::Visit("referrer")],
+                vec![Visits],
+                None
+            )),
+            Plan::Enriched
+        );
+        assert_eq!(
+            plan(&query(
+                vec![Dimension::Visit("source")],
+                vec![TotalRevenue],
+                None
+            )),
+            Plan::Enriched
         );
         // Visits by page, hourly breakdowns and filters need the enriched tables.
         assert_eq!(

@@ -372,6 +372,29 @@ async fn scenario_answers(s: &Scenario) -> Vec<Value> {
         ])),
         "sources",
     );
+    // The same from the sessions table (a filter keeps the query off the rollup).
+    let sources_enriched: serde_json::Map<String, Value> = s
+        .query(
+            visits.clone(),
+            json!(["visit:source"]),
+            json!([["is_not", "visit:source", ["nowhere"]]]),
+        )
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["dimensions"][0].as_str().unwrap().to_owned(),
+                r["metrics"].clone(),
+            )
+        })
+        .collect();
+    check(
+        Value::Object(sources_enriched),
+        Value::Object(s.breakdown("visit:source", visits.clone()).await),
+        "sources from the sessions table and from the rollup",
+    );
     check(
         Value::Object(s.breakdown("visit:referrer", visits.clone()).await),
         Value::Object(map(&[
