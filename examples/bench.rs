@@ -1,7 +1,12 @@
 //! Read-side benchmarks against a running footfall (see `scripts/bench`).
 //!
-//! - `seed DATABASE_URL SITE EVENTS`: appends EVENTS hits for SITE straight to the log (the fast
-//!   path a bulk import takes), 5,000 per append.
+//! - `seed DATABASE_URL PROPERTIES BIG_HITS OTHER_HITS`: registers PROPERTIES properties
+//!   (`big.example` and `p<i>.bench.example`) and appends 30 days of visits straight to the log
+//!   (the fast path a bulk import takes): BIG_HITS hits for `big.example`, OTHER_HITS spread over
+//!   the others, with a mix of browsers, devices, a crawler, countries, referrers and campaigns.
+//! - `dashboard URL TOKEN SITE CLIENTS ROUNDS LABEL`: CLIENTS clients load a 30-day dashboard
+//!   (totals, time series, top pages, sources, countries, devices; six queries in parallel)
+//!   ROUNDS times each; prints p50/p99 per dashboard load and per query.
 //! - `freshness URL SITE READ_KEY PROBES`: while 16 clients post hits without pause, posts PROBES
 //!   probe hits one at a time and measures, for each, the time from its `202` until
 //!   `/api/v2/query` counts it. Prints p50/p90/p99/max.
@@ -20,7 +25,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use footfall::domain::{Domain, Event, Geo, HitRecorded, PropertyId, Protocol, VisitorKey};
+use footfall::domain::{
+    Domain, DomainClaimed, Event, Geo, HitRecorded, PropertyCredentials, PropertyId, PropertyName,
+    PropertyRegistered, Protocol, Revenue, Timezone, VisitorKey,
+};
 use footfall::eventlog::postgres::PgEventLog;
 use footfall::eventlog::{EventData, EventLog, ExpectedState, StreamAppend};
 use serde_json::{json, Value};
@@ -40,83 +48,356 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("seed") => seed(&args[1], &args[2], args[3].parse().unwrap()).await,
+        Some("seed") => {
+            seed(
+                &args[1],
+                args[2].parse().unwrap(),
+                args[3].parse().unwrap(),
+                args[4].parse().unwrap(),
+            )
+            .await
+        }
+        Some("dashboard") => {
+            dashboard(
+                &args[1],
+                &args[2],
+                &args[3],
+                args[4].parse().unwrap(),
+                args[5].parse().unwrap(),
+                &args[6],
+            )
+            .await
+        }
         Some("freshness") => {
             freshness(&args[1], &args[2], &args[3], args[4].parse().unwrap()).await
         }
         Some("rebuild") => rebuild(&args[1], &args[2]).await,
         Some("ceiling") => ceiling(&args[1], args[2].parse().unwrap()).await,
         Some("naive") => naive(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap()).await,
-        _ => eprintln!("usage: bench seed|freshness|rebuild …"),
+        _ => eprintln!("usage: bench seed|dashboard|freshness|rebuild|ceiling|naive …"),
     }
 }
 
-async fn seed(database_url: &str, site: &str, events: usize) {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM properties WHERE domain = $1")
-        .bind(Domain::parse(site).unwrap().as_str())
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    let property = PropertyId::new(id);
-    let log = PgEventLog::new(pool);
-    let start = Instant::now();
-    let base = chrono::Utc::now() - chrono::Duration::days(30);
-    let mut state: u64 = 7;
-    let mut next = |m: u64| {
-        state = state
+/// A small deterministic generator (PCG-style LCG), so every run seeds the same data.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, m: u64) -> u64 {
+        self.0 = self
+            .0
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
-        (state >> 33) % m
-    };
-    for chunk in 0..events.div_ceil(5000) {
-        let n = 5000.min(events - chunk * 5000);
-        let mut batch = Vec::with_capacity(n);
-        for i in 0..n {
-            let k = (chunk * 5000 + i) as i64;
-            // 30 days of traffic, 50,000 visitors, 500 pages, one event in ten a custom one.
-            let at = base + chrono::Duration::milliseconds(k * 30 * 86_400_000 / events as i64);
-            let hit = HitRecorded {
-                property_id: property,
-                occurred_at: at,
-                received_at: at,
-                name: if next(10) == 0 {
-                    "Signup".into()
-                } else {
-                    "pageview".into()
-                },
-                url: format!("https://{site}/page/{}", next(500)),
-                referrer: None,
-                title: None,
-                user_agent: Some("Mozilla/5.0".into()),
-                screen: None,
-                language: None,
-                visitor_key: VisitorKey::try_from(format!("{:016x}", next(50_000) + 1)).unwrap(),
-                client_id: None,
-                session_id: None,
-                user_id: None,
-                props: vec![],
-                revenue: None,
-                interactive: true,
-                hash_mode: false,
-                engagement_ms: None,
-                geo: Geo::default(),
-                protocol: Protocol::Plausible,
-            };
-            batch.push(EventData::new(&Event::HitRecorded(Box::new(hit))).unwrap());
-        }
-        let append = StreamAppend {
-            stream: property.hits_stream(),
-            expected: ExpectedState::Any,
-            events: batch,
-        };
-        log.append(vec![append]).await.unwrap();
+        (self.0 >> 33) % m
     }
-    let secs = start.elapsed().as_secs_f64();
+
+    /// Skewed towards 0 (roughly Zipf-like): `m · u^k` for a uniform `u`.
+    fn skewed(&mut self, m: u64, k: i32) -> u64 {
+        let u = self.below(1 << 30) as f64 / (1u64 << 30) as f64;
+        ((m as f64) * u.powi(k)) as u64
+    }
+}
+
+const USER_AGENTS: [&str; 8] = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:121.0) Gecko/20100101 Firefox/121.0",
+    "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+];
+const COUNTRIES: [(&str, &str); 8] = [
+    ("US", "United States"),
+    ("DE", "Germany"),
+    ("GB", "United Kingdom"),
+    ("FR", "France"),
+    ("IN", "India"),
+    ("BR", "Brazil"),
+    ("JP", "Japan"),
+    ("SE", "Sweden"),
+];
+const LANDINGS: [(&str, &str); 8] = [
+    ("", ""),
+    ("", "https://www.google.com/"),
+    ("", "https://www.bing.com/"),
+    ("", "https://l.facebook.com/"),
+    (
+        "?utm_source=newsletter&utm_medium=email&utm_campaign=weekly",
+        "",
+    ),
+    ("?gclid=bench", ""),
+    ("", "https://news.ycombinator.com/item"),
+    ("", "https://blog.example.org/review"),
+];
+
+/// One visit's hits: 1–6 pageviews a minute apart, sometimes a custom event, rarely a purchase.
+fn visit_hits(
+    rng: &mut Rng,
+    property: PropertyId,
+    site: &str,
+    visitor: u64,
+    start: chrono::DateTime<chrono::Utc>,
+    pages: u64,
+) -> Vec<HitRecorded> {
+    let ua = USER_AGENTS[(visitor % USER_AGENTS.len() as u64) as usize];
+    let (country, country_name) = COUNTRIES[rng.skewed(COUNTRIES.len() as u64, 2) as usize];
+    let (query, referrer) = LANDINGS[rng.below(LANDINGS.len() as u64) as usize];
+    let views = 1 + rng.skewed(6, 3);
+    let mut out = Vec::new();
+    for v in 0..views {
+        let at = start + chrono::Duration::seconds(60 * v as i64);
+        let path = format!("/page/{}", rng.skewed(pages, 3));
+        let custom = rng.below(10) == 0;
+        let purchase = custom && rng.below(10) == 0;
+        out.push(HitRecorded {
+            property_id: property,
+            occurred_at: at,
+            received_at: at,
+            name: match (custom, purchase) {
+                (_, true) => "Purchase".into(),
+                (true, false) => "Signup".into(),
+                _ => "pageview".into(),
+            },
+            url: format!("https://{site}{path}{}", if v == 0 { query } else { "" }),
+            referrer: (v == 0 && !referrer.is_empty()).then(|| referrer.to_owned()),
+            title: None,
+            user_agent: Some(ua.into()),
+            screen: None,
+            language: None,
+            visitor_key: VisitorKey::try_from(format!("{:016x}", visitor + 1)).unwrap(),
+            client_id: None,
+            session_id: None,
+            user_id: None,
+            props: vec![],
+            revenue: purchase.then(|| Revenue {
+                currency: "EUR".into(),
+                amount: "49.90".into(),
+            }),
+            interactive: true,
+            hash_mode: false,
+            engagement_ms: None,
+            geo: Geo {
+                country: Some(country.into()),
+                country_name: Some(country_name.into()),
+                ..Geo::default()
+            },
+            protocol: Protocol::Plausible,
+        });
+    }
+    out
+}
+
+/// Registers `properties` properties (`big.example` and `p<i>.bench.example`) straight in the log,
+/// then appends `big_hits` hits for `big.example` and `other_hits` spread over the others (skewed),
+/// 30 days of visits ending now, through the fast path (bulk appends), 5,000 events per append.
+async fn seed(database_url: &str, properties: usize, big_hits: usize, other_hits: usize) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let log = PgEventLog::new(pool);
+    let started = Instant::now();
+    let mut rng = Rng(7);
+    let mut ids = Vec::with_capacity(properties);
+    let names: Vec<String> = std::iter::once("big.example".to_owned())
+        .chain((1..properties).map(|i| format!("p{i}.bench.example")))
+        .collect();
+    for chunk in names.chunks(2_000) {
+        let mut appends = Vec::new();
+        for name in chunk {
+            let id = PropertyId::new(uuid::Uuid::now_v7());
+            ids.push(id);
+            let domain = Domain::parse(name).unwrap();
+            let registered = PropertyRegistered {
+                property_id: id,
+                domain: domain.clone(),
+                timezone: Timezone::parse("Europe/Berlin").unwrap(),
+                name: PropertyName::parse(name).unwrap(),
+                credentials: PropertyCredentials {
+                    measurement_id: format!("G-B{:09}", ids.len()),
+                    api_secret: format!("bench-secret-{}", ids.len()),
+                    read_key: format!("bench-read-key-{}", ids.len()),
+                },
+                session_timeout_minutes: None,
+                registered_at: chrono::Utc::now(),
+            };
+            appends.push(StreamAppend {
+                stream: domain.claim_stream(),
+                expected: ExpectedState::NoStream,
+                events: vec![EventData::new(&Event::DomainClaimed(DomainClaimed {
+                    domain,
+                    property_id: id,
+                }))
+                .unwrap()],
+            });
+            appends.push(StreamAppend {
+                stream: id.property_stream(),
+                expected: ExpectedState::NoStream,
+                events: vec![EventData::new(&Event::PropertyRegistered(registered)).unwrap()],
+            });
+        }
+        log.append(appends).await.unwrap();
+    }
+    let now = chrono::Utc::now() - chrono::Duration::minutes(10);
+    let base = now - chrono::Duration::days(30);
+    let mut pending: Vec<HitRecorded> = Vec::with_capacity(6_000);
+    let mut appended = 0usize;
+    let flush = |pending: &mut Vec<HitRecorded>| {
+        let mut by_stream: std::collections::BTreeMap<String, Vec<EventData>> = Default::default();
+        for h in pending.drain(..) {
+            by_stream
+                .entry(h.property_id.hits_stream())
+                .or_default()
+                .push(EventData::new(&Event::HitRecorded(Box::new(h))).unwrap());
+        }
+        by_stream
+            .into_iter()
+            .map(|(stream, events)| StreamAppend {
+                stream,
+                expected: ExpectedState::Any,
+                events,
+            })
+            .collect::<Vec<_>>()
+    };
+    for (target, big) in [(big_hits, true), (other_hits, false)] {
+        // Visits average ~1.6 hits; spread their starts evenly over the 30 days.
+        let visits = (target as f64 / 1.6).max(1.0) as i64;
+        let step_ms = 30 * 86_400_000 / visits;
+        let visitors = (target as u64 / 8).max(10);
+        let mut made = 0usize;
+        let mut v = 0i64;
+        while made < target {
+            let (pid, site, pages) = if big || ids.len() == 1 {
+                (ids[0], names[0].as_str(), 2_000)
+            } else {
+                let i = 1 + rng.skewed(ids.len() as u64 - 1, 4) as usize;
+                (ids[i], names[i].as_str(), 50)
+            };
+            let start = base + chrono::Duration::milliseconds((v % visits) * step_ms);
+            v += 1;
+            let visitor = rng.skewed(visitors, 2) + if big { 0 } else { 1 << 40 };
+            let mut hits = visit_hits(&mut rng, pid, site, visitor, start, pages);
+            hits.truncate(target - made);
+            made += hits.len();
+            pending.extend(hits);
+            if pending.len() >= 5_000 {
+                appended += pending.len();
+                log.append(flush(&mut pending)).await.unwrap();
+            }
+        }
+    }
+    appended += pending.len();
+    if !pending.is_empty() {
+        log.append(flush(&mut pending)).await.unwrap();
+    }
+    let secs = started.elapsed().as_secs_f64();
     println!(
-        "seed: {events} events appended in {secs:.1} s ({:.0} events/s)",
-        events as f64 / secs
+        "seed: {properties} properties and {appended} hits ({big_hits} for big.example) appended in {secs:.1} s ({:.0} events/s)",
+        (appended + 2 * properties) as f64 / secs
     );
+}
+
+/// The 30-day dashboard: totals, a daily time series, top pages, sources, countries, devices.
+fn dashboard_queries(site: &str) -> Vec<(&'static str, Value)> {
+    let q = |metrics: Value, dimensions: Value| {
+        json!({"site_id": site, "date_range": "30d", "metrics": metrics, "dimensions": dimensions,
+               "pagination": {"limit": 10}})
+    };
+    vec![
+        (
+            "totals",
+            q(
+                json!([
+                    "visitors",
+                    "visits",
+                    "pageviews",
+                    "bounce_rate",
+                    "visit_duration"
+                ]),
+                json!([]),
+            ),
+        ),
+        (
+            "timeseries",
+            q(json!(["visitors", "pageviews"]), json!(["time:day"])),
+        ),
+        (
+            "top pages",
+            q(json!(["visitors", "pageviews"]), json!(["event:page"])),
+        ),
+        (
+            "top sources",
+            q(json!(["visitors", "bounce_rate"]), json!(["visit:source"])),
+        ),
+        (
+            "countries",
+            q(json!(["visitors"]), json!(["visit:country"])),
+        ),
+        ("devices", q(json!(["visitors"]), json!(["visit:device"]))),
+    ]
+}
+
+/// `clients` clients each load the dashboard `rounds` times (its six queries in parallel, as a
+/// browser does); prints p50/p99 per query and per dashboard load.
+async fn dashboard(url: &str, token: &str, site: &str, clients: usize, rounds: usize, label: &str) {
+    let queries = Arc::new(dashboard_queries(site));
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (url, token, queries) = (url.to_owned(), token.to_owned(), queries.clone());
+        tasks.push(actix_web::rt::spawn(async move {
+            let c = client();
+            let mut per_query: Vec<Vec<f64>> = vec![Vec::new(); queries.len()];
+            let mut loads = Vec::new();
+            for _ in 0..rounds {
+                let load = Instant::now();
+                let mut inflight = Vec::new();
+                for (_, body) in queries.iter() {
+                    let req = c
+                        .post(format!("{url}/api/v2/query"))
+                        .insert_header(("Authorization", format!("Bearer {token}")))
+                        .timeout(Duration::from_secs(300));
+                    let body = body.clone();
+                    inflight.push(async move {
+                        let t = Instant::now();
+                        let res = req.send_json(&body).await.unwrap();
+                        assert_eq!(res.status().as_u16(), 200, "{body}");
+                        t.elapsed().as_secs_f64() * 1000.0
+                    });
+                }
+                for (i, ms) in futures_util::future::join_all(inflight)
+                    .await
+                    .into_iter()
+                    .enumerate()
+                {
+                    per_query[i].push(ms);
+                }
+                loads.push(load.elapsed().as_secs_f64() * 1000.0);
+            }
+            (per_query, loads)
+        }));
+    }
+    let mut per_query: Vec<Vec<f64>> = vec![Vec::new(); queries.len()];
+    let mut loads = Vec::new();
+    for t in tasks {
+        let (q, l) = t.await.unwrap();
+        for (i, v) in q.into_iter().enumerate() {
+            per_query[i].extend(v);
+        }
+        loads.extend(l);
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "p50 {:.0} ms, p99 {:.0} ms",
+            percentile(v, 0.5),
+            percentile(v, 0.99)
+        )
+    };
+    println!(
+        "dashboard ({label}, {clients} clients x {rounds} loads): whole dashboard {}",
+        stats(&mut loads)
+    );
+    for (i, (name, _)) in queries.iter().enumerate() {
+        println!("  {name}: {}", stats(&mut per_query[i]));
+    }
 }
 
 async fn freshness(url: &str, site: &str, key: &str, probes: usize) {

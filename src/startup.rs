@@ -139,6 +139,7 @@ impl Application {
             collector,
             properties: core.properties,
             log: core.log,
+            reports: crate::query::cache::Reports::new(core.pool.clone()),
             pool: core.pool,
             admin_token: config.admin_token.clone(),
             trusted_proxies: config.trusted_proxies.clone(),

@@ -18,6 +18,7 @@ pub const PROJECTION_EVENTS: &str = "footfall_projection_events_total";
 pub const PROJECTION_BATCH_DURATION: &str = "footfall_projection_batch_duration_seconds";
 pub const PROJECTION_LAG_EVENTS: &str = "footfall_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "footfall_projection_lag_seconds";
+pub const QUERY_CACHE: &str = "footfall_query_cache_total";
 
 /// Starts structured logging. `RUST_LOG` picks levels (default `info`). Calling it twice is harmless.
 pub fn init_logs(json: bool) {
@@ -79,6 +80,11 @@ fn describe() {
         APPEND_QUEUE_FULL,
         Unit::Count,
         "Requests refused because the appender queue was full."
+    );
+    describe_counter!(
+        QUERY_CACHE,
+        Unit::Count,
+        "Report queries answered from the shared answers (hit) or computed (miss)."
     );
     describe_counter!(
         PROJECTION_EVENTS,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub properties: Properties,
     pub log: Arc<dyn EventLog>,
     pub pool: PgPool,
+    /// Report queries, with shared answers.
+    pub reports: crate::query::cache::Reports,
     pub admin_token: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
 }

@@ -1,6 +1,8 @@
 //! Sessionization: a visit is a visitor's run of hits with no gap longer than the session timeout.
 //! Pure: a session's state and what one hit does to it.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::enrich::Visit;
@@ -40,8 +42,8 @@ pub struct Session {
     pub entry_at: DateTime<Utc>,
     pub exit_at: DateTime<Utc>,
     pub conversions: i32,
-    /// Acquisition, client and geo of the visit's first hit.
-    pub visit: Visit,
+    /// Acquisition, client and geo of the visit's first hit (shared: sessions are copied often).
+    pub visit: Arc<Visit>,
 }
 
 impl Session {
@@ -59,7 +61,7 @@ impl Session {
             entry_at: hit.at,
             exit_at: hit.at,
             conversions: 0,
-            visit,
+            visit: Arc::new(visit),
         };
         s.count(hit);
         s
@@ -75,7 +77,7 @@ impl Session {
         if hit.at < self.started_at {
             // A late hit from before the visit's start: the visit now starts, and is attributed,
             // with it.
-            self.visit = visit();
+            self.visit = Arc::new(visit());
         }
         self.count(hit);
     }

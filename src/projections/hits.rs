@@ -11,7 +11,8 @@
 //! - `rollup_visits`: per property, local day a visit started and one visit attribute's value
 //!   (source, channel, device, country, entry page, …): visit counters and a visitor sketch.
 //! - `hit_properties`: each property's time zone, domain and session timeout, folded from
-//!   `PropertyRegistered`.
+//!   `PropertyRegistered`, and the position of the last event applied for it (the version of its
+//!   read models, which keys the query cache).
 //!
 //! Hits from bots and crawlers are left out of all of these, and counted per day and bot under
 //! the `bot` dimension of `rollup_daily`, so merchants can see what was filtered.
@@ -107,7 +108,8 @@ impl Projection for HitsProjection {
         vec![
             format!(
                 "CREATE TABLE {props} (property_id uuid PRIMARY KEY, timezone text NOT NULL, \
-                 domain text NOT NULL, session_timeout_minutes integer NOT NULL)"
+                 domain text NOT NULL, session_timeout_minutes integer NOT NULL, \
+                 last_position bigint NOT NULL DEFAULT 0)"
             ),
             format!(
                 "DO $$ BEGIN
@@ -253,6 +255,8 @@ pub struct Delta {
     pub visit_days: BTreeMap<(PropertyId, &'static str, NaiveDate, String), VisitDelta>,
     /// Each visitor of the batch's latest visit after it.
     pub latest: HashMap<(PropertyId, i64), Session>,
+    /// Properties whose read models the batch changes, with the position of their last event.
+    pub changed: BTreeMap<PropertyId, i64>,
 }
 
 fn local(at: DateTime<Utc>, tz: Tz) -> NaiveDateTime {
@@ -326,6 +330,7 @@ pub fn fold(
             Event::DomainClaimed(_) | Event::HostnamesAllowed(_) | Event::GoalsSet(_) => continue,
         };
         let pid = hit.property_id;
+        delta.changed.insert(pid, *position as i64);
         let site = sites.get(&pid).cloned().unwrap_or_default();
         let tz = site.tz;
         let visitor = hit.visitor_key.as_u64() as i64;
@@ -618,7 +623,7 @@ fn session_of(r: &sqlx::postgres::PgRow) -> Result<Session, sqlx::Error> {
         entry_at: r.try_get("entry_at")?,
         exit_at: r.try_get("exit_at")?,
         conversions: r.try_get("conversions")?,
-        visit: visit_of(r)?,
+        visit: std::sync::Arc::new(visit_of(r)?),
     })
 }
 
@@ -982,6 +987,18 @@ async fn write(w: &Writer, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx:
         .bind(d.days.values().map(|h| h.events).collect::<Vec<_>>())
         .bind(&idx)
         .bind(&vks)
+        .execute(&mut *tx)
+        .await?;
+    }
+
+    if !d.changed.is_empty() {
+        sqlx::query(&format!(
+            "UPDATE {} p SET last_position = c.position \
+             FROM UNNEST($1::uuid[], $2::bigint[]) AS c(property_id, position) WHERE p.property_id = c.property_id",
+            w.t("hit_properties")
+        ))
+        .bind(d.changed.keys().map(|p| p.as_uuid()).collect::<Vec<_>>())
+        .bind(d.changed.values().copied().collect::<Vec<_>>())
         .execute(&mut *tx)
         .await?;
     }

@@ -1,6 +1,7 @@
 //! The one internal query model. The query APIs (Plausible Stats v2 and v1) are adapters that
 //! build a [`Query`]; [`engine`] plans and runs it against the read models.
 
+pub mod cache;
 pub mod engine;
 
 use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime};

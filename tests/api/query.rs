@@ -564,3 +564,50 @@ async fn malformed_queries_get_400_naming_the_field() {
         .unwrap()
         .starts_with("property:"));
 }
+
+/// Identical queries share one answer until the property's read models change; then the next
+/// query sees the change at once.
+#[actix_web::test]
+async fn answers_are_shared_until_the_property_changes() {
+    let app = spawn_app().await;
+    app.register("shop.example", "UTC").await;
+    let hits_of_cache = |text: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with("footfall_query_cache_total") && l.contains("\"hit\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let post = |page: &'static str| {
+        let app = &app;
+        async move {
+            let res = app
+                .post_event(
+                    &json!({"n": "pageview", "u": format!("https://shop.example{page}"), "d": "shop.example"}),
+                    &[],
+                )
+                .await;
+            assert_eq!(res.status, 202);
+            app.wait_projected().await;
+        }
+    };
+    let pageviews = || async {
+        let res = app
+            .query(
+                ADMIN_TOKEN,
+                &json!({"site_id": "shop.example", "metrics": ["pageviews"], "date_range": "day"}),
+            )
+            .await;
+        res.body["results"][0]["metrics"][0].as_u64().unwrap()
+    };
+    post("/a").await;
+    assert_eq!(pageviews().await, 1);
+    let before = hits_of_cache(&app.admin_get("/metrics").await.text);
+    assert_eq!(pageviews().await, 1);
+    let after = hits_of_cache(&app.admin_get("/metrics").await.text);
+    assert!(
+        after >= before + 1.0,
+        "the second query was answered from the cache"
+    );
+    post("/b").await;
+    assert_eq!(pageviews().await, 2, "a change is seen at once");
+}

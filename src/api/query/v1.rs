@@ -198,7 +198,7 @@ pub async fn realtime_visitors(
         offset: 0,
         goals: vec![],
     };
-    let rows = engine::run(&state.pool, &q).await?;
+    let rows = state.reports.run(&q).await?;
     Ok(HttpResponse::Ok().json(rows.first().map_or(json!(0), |r| r.metrics[0].clone())))
 }
 
@@ -242,7 +242,7 @@ pub async fn aggregate(
 }
 
 async fn totals(state: &AppState, q: &Query) -> Result<Vec<Value>, ApiError> {
-    let rows = engine::run(&state.pool, q).await?;
+    let rows = state.reports.run(q).await?;
     Ok(rows
         .into_iter()
         .next()
@@ -280,7 +280,9 @@ pub async fn timeseries(
         offset: 0,
         ..params.query(&site, range, metrics.clone(), vec![Dimension::Time(grain)])?
     };
-    let rows: std::collections::HashMap<String, ResultRow> = engine::run(&state.pool, &q)
+    let rows: std::collections::HashMap<String, ResultRow> = state
+        .reports
+        .run(&q)
         .await?
         .into_iter()
         .map(|r| (r.dimensions[0].clone(), r))
@@ -324,7 +326,9 @@ pub async fn breakdown(
     };
     let metrics = params.metrics()?;
     let q = params.query(&site, range, metrics.clone(), vec![dimension])?;
-    let results: Vec<Value> = engine::run(&state.pool, &q)
+    let results: Vec<Value> = state
+        .reports
+        .run(&q)
         .await?
         .into_iter()
         .map(|r| {

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use super::{time_labels, Site};
 use crate::api::{ApiError, AppState};
 use crate::query::{
-    engine, DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
+    DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
 };
 
 pub async fn query(
@@ -30,7 +30,7 @@ pub async fn query(
     let site_id = string(&obj, "site_id")?;
     let site = Site::authorize(&req, &state, &site_id).await?;
     let query = parse(&obj, &site)?;
-    let results = engine::run(&state.pool, &query).await?;
+    let results = state.reports.run(&query).await?;
 
     let mut meta = Map::new();
     let time = query.dimensions.iter().find_map(|d| match d {
