@@ -56,8 +56,12 @@ fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupError
 pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
     let options: PgConnectOptions = config
         .database_url
-        .parse()
-        .map_err(StartupError::DatabaseUrl)?;
+        .parse::<PgConnectOptions>()
+        .map_err(StartupError::DatabaseUrl)?
+        // Every statement is planned for its parameters: a generic plan of the log's
+        // `position > $1 … LIMIT $2` reads is a parallel scan of the whole log. And no JIT: its
+        // compile time is longer than our queries.
+        .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
     Ok(PgPoolOptions::new()
         .max_connections(config.db_pool_size)
         .acquire_timeout(config.db_timeout)

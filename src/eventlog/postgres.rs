@@ -385,3 +385,20 @@ impl Subscription for PgSubscription {
         self.after
     }
 }
+
+/// Refreshes the planner's statistics of the log once a tenth of it (at least 100,000 events) is
+/// new since the last analysis. Autovacuum does it too, but can fall far behind a bulk load; a log
+/// without statistics gets subscription reads planned as scans of the whole log.
+pub async fn analyze_if_stale(pool: &PgPool) -> Result<bool, sqlx::Error> {
+    let stale: Option<bool> = sqlx::query_scalar(
+        "SELECT n_mod_since_analyze > GREATEST(100000, n_live_tup / 10) \
+         FROM pg_stat_user_tables WHERE relid = 'events'::regclass",
+    )
+    .fetch_optional(pool)
+    .await?;
+    if stale != Some(true) {
+        return Ok(false);
+    }
+    sqlx::query("ANALYZE events").execute(pool).await?;
+    Ok(true)
+}

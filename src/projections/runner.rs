@@ -295,6 +295,11 @@ impl ProjectionManager {
                     tracing::warn!(projection = p.name(), error = %e, "dropping retired tables failed");
                 }
             }
+            match crate::eventlog::postgres::analyze_if_stale(&pool).await {
+                Ok(true) => tracing::info!("event log statistics refreshed"),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot refresh the event log's statistics"),
+            }
             generations::list(&pool).await
         };
         ctx.spawn(work.into_actor(self).map(|wanted, act, _| {

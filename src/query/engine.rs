@@ -511,29 +511,70 @@ async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)
         .iter()
         .find_map(Dimension::rollup_name)
         .unwrap_or_default();
-    let mut qb = QueryBuilder::new("SELECT ");
-    for (i, d) in q.dimensions.iter().enumerate() {
-        match d {
-            Dimension::Time(g) => {
-                qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
-            }
-            _ => qb.push(format!("value AS d{i}, ")),
-        };
+    let metrics = format!(
+        "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events"
+    );
+    if let Some(rows) = top_by_visitors(pool, q, &dimension, &metrics).await? {
+        return Ok(rows);
     }
-    qb.push(format!(
-        "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events \
-         FROM rollup_daily WHERE property_id = "
-    ));
-    qb.push_bind(q.property_id)
-        .push(" AND dimension = ")
-        .push_bind(dimension)
-        .push(" AND day >= ")
-        .push_bind(q.range.from.date())
-        .push(" AND day < ")
-        .push_bind(q.range.to.date());
-    push_group_by(&mut qb, q.dimensions.len());
-    push_order_and_page(&mut qb, q);
-    fetch(&mut qb, pool, q.dimensions.len()).await
+    day_rollup(pool, q, "rollup_daily", dimension, &metrics, true, None).await
+}
+
+/// The top values by visitors (the default order of breakdowns) without a sketch union for every
+/// value, which is what makes a breakdown over thousands of pages slow. Visitors never exceed
+/// events, so once the values with the most events are ranked by visitors, no other value can
+/// reach the last wanted one: its visitors are at most its events, which are at most the fewest
+/// events among those ranked. `None` when the shortcut does not apply or cannot prove its answer
+/// (then the full breakdown answers).
+async fn top_by_visitors(
+    pool: &PgPool,
+    q: &Query,
+    dimension: &str,
+    metrics: &str,
+) -> Result<Option<Vec<(Vec<String>, Agg)>>, EngineError> {
+    let wanted = q.offset + q.limit;
+    let by_visitors = order(q) == [(OrderKey::Metric(Metric::Visitors), Direction::Desc)];
+    if !by_visitors || q.dimensions.len() != 1 || wanted > 1_000 {
+        return Ok(None);
+    }
+    let candidates = (4 * wanted + 10) as i64;
+    let by_events: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT value, sum(events)::bigint AS e FROM rollup_daily \
+         WHERE property_id = $1 AND dimension = $2 AND day >= $3 AND day < $4 \
+         GROUP BY value ORDER BY e DESC, value LIMIT $5",
+    )
+    .bind(q.property_id)
+    .bind(dimension)
+    .bind(q.range.from.date())
+    .bind(q.range.to.date())
+    .bind(candidates)
+    .fetch_all(pool)
+    .await?;
+    let Some((_, fewest_events)) = by_events.last().cloned() else {
+        return Ok(None);
+    };
+    if (by_events.len() as i64) < candidates {
+        // Few values: the full breakdown is as cheap.
+        return Ok(None);
+    }
+    let values = by_events.into_iter().map(|(v, _)| v).collect();
+    let rows = day_rollup(
+        pool,
+        q,
+        "rollup_daily",
+        dimension.to_owned(),
+        metrics,
+        true,
+        Some(values),
+    )
+    .await?;
+    // Sketch estimates can exceed the true count by a little (0.81 % standard error): keep a margin.
+    let proven = rows.len() == q.limit
+        && rows
+            .last()
+            .and_then(|(_, a)| a.visitors)
+            .is_some_and(|v| (fewest_events as f64) * 1.05 < v as f64);
+    Ok(proven.then_some(rows))
 }
 
 /// Visit metrics per visit attribute and start day.
@@ -542,10 +583,35 @@ async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)
         .dimensions
         .iter()
         .find_map(|d| match d {
-            Dimension::Visit(c) => Some(*c),
+            Dimension::Visit(c) => Some(c.to_string()),
             _ => None,
         })
         .unwrap_or_default();
+    let metrics = format!(
+        "{HLL_VISITORS} AS m_visitors, sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, \
+         sum(duration)::bigint AS m_duration, sum(pageviews)::bigint AS m_pageviews, \
+         sum(pageviews)::bigint AS m_session_pageviews, sum(events)::bigint AS m_events, \
+         sum(engaged)::bigint AS m_engaged"
+    );
+    let rows = day_rollup(pool, q, "rollup_visits", dimension, &metrics, false, None).await?;
+    // Rows whose visits all moved elsewhere (a late hit changed their attribution) are empty.
+    Ok(rows
+        .into_iter()
+        .filter(|(_, a)| a.visits.unwrap_or(0) > 0)
+        .collect())
+}
+
+/// A breakdown from a rollup by day and dimension value (`rollup_daily`, `rollup_visits`);
+/// `paged` orders and pages it in SQL; `values` keeps only those values.
+async fn day_rollup(
+    pool: &PgPool,
+    q: &Query,
+    table: &str,
+    dimension: String,
+    metrics: &str,
+    paged: bool,
+    values: Option<Vec<String>>,
+) -> Result<Vec<(Vec<String>, Agg)>, EngineError> {
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
         match d {
@@ -555,12 +621,7 @@ async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)
             _ => qb.push(format!("value AS d{i}, ")),
         };
     }
-    qb.push(format!(
-        "{HLL_VISITORS} AS m_visitors, sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, \
-         sum(duration)::bigint AS m_duration, sum(pageviews)::bigint AS m_pageviews, \
-         sum(pageviews)::bigint AS m_session_pageviews, sum(events)::bigint AS m_events, \
-         sum(engaged)::bigint AS m_engaged FROM rollup_visits WHERE property_id = "
-    ));
+    qb.push(format!("{metrics} FROM {table} WHERE property_id = "));
     qb.push_bind(q.property_id)
         .push(" AND dimension = ")
         .push_bind(dimension)
@@ -568,13 +629,14 @@ async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Vec<(Vec<String>, Agg)
         .push_bind(q.range.from.date())
         .push(" AND day < ")
         .push_bind(q.range.to.date());
+    if let Some(values) = values {
+        qb.push(" AND value = ANY(").push_bind(values).push(")");
+    }
     push_group_by(&mut qb, q.dimensions.len());
-    let rows = fetch(&mut qb, pool, q.dimensions.len()).await?;
-    // Rows whose visits all moved elsewhere (a late hit changed their attribution) are empty.
-    Ok(rows
-        .into_iter()
-        .filter(|(_, a)| a.visits.unwrap_or(0) > 0)
-        .collect())
+    if paged {
+        push_order_and_page(&mut qb, q);
+    }
+    fetch(&mut qb, pool, q.dimensions.len()).await
 }
 
 /// Visits, bounces, durations, session pageviews and engaged visits over `sessions` rows.

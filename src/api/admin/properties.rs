@@ -80,11 +80,9 @@ pub async fn set_hostnames(
     body: web::Json<HostnamesBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&id)
-        .map_err(|_| ApiError::not_found("property_not_found", "property is not registered"))?;
     let property = state
         .properties
-        .allow_hostnames(id, body.into_inner().hostnames)
+        .allow_hostnames(property_id(&id)?, body.into_inner().hostnames)
         .await?;
     Ok(HttpResponse::Ok().json(property))
 }
@@ -103,11 +101,15 @@ pub async fn set_goals(
     body: web::Json<GoalsBody>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = uuid::Uuid::parse_str(&id)
-        .map_err(|_| ApiError::not_found("property_not_found", "property is not registered"))?;
     let property = state
         .properties
-        .set_goals(id, body.into_inner().goals)
+        .set_goals(property_id(&id)?, body.into_inner().goals)
         .await?;
     Ok(HttpResponse::Ok().json(property))
+}
+
+/// A property id from the path; one that is not a UUID names no property.
+fn property_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(id)
+        .map_err(|_| ApiError::not_found("property_not_found", "property is not registered"))
 }
