@@ -5,6 +5,10 @@ use footfall::cli::{self, Cli, Command};
 use footfall::config::Config;
 use footfall::telemetry;
 
+/// glibc's allocator spent a third of the server's CPU under load (perf, BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = Cli::parse();
     if let Command::Loadgen(args) = cli.command {

@@ -812,7 +812,15 @@ impl ProjectionWriter for Writer {
                 .filter_map(|k| self.sessions.get(k).map(|s| (*k, s.clone()))),
         );
         let earlier = self.load_earlier_sessions(tx, &late_hits(&events)).await?;
-        let mut delta = fold(&events, &mut self.sites, latest, earlier);
+        // The fold is pure CPU work (tens of milliseconds for a large batch): it runs on the
+        // blocking pool, so the actors and connections sharing this thread are not held up.
+        let mut sites = std::mem::take(&mut self.sites);
+        let (mut delta, sites) = tokio::task::spawn_blocking(move || {
+            let delta = fold(&events, &mut sites, latest, earlier);
+            (delta, sites)
+        })
+        .await?;
+        self.sites = sites;
         self.ensure_partitions(tx, &delta.hits).await?;
         write(self, tx, &delta).await?;
         if self.sessions.len() + delta.latest.len() > MAX_CACHED_VISITORS {

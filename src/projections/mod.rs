@@ -30,6 +30,9 @@ pub enum ProjectionError {
     /// An event the current code cannot read: a bug to fix, never skipped silently.
     #[error("event at position {position} cannot be decoded: {source}")]
     Decode { position: u64, source: DecodeError },
+    /// The fold of a batch, which runs off the actor's thread, did not finish (a panic).
+    #[error("folding a batch failed: {0}")]
+    Fold(#[from] tokio::task::JoinError),
 }
 
 pub trait Projection: Send + Sync + 'static {
