@@ -252,8 +252,8 @@ impl Properties {
 
     async fn find(&self, by: Lookup, value: &str) -> Result<Option<PropertyRecord>, sqlx::Error> {
         sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM properties WHERE {} = $1",
-            by.column()
+            "SELECT {COLUMNS} FROM properties WHERE {}",
+            by.condition()
         ))
         .bind(value)
         .fetch_optional(&self.pool)
@@ -307,16 +307,18 @@ enum Lookup {
 }
 
 impl Lookup {
-    fn column(self) -> &'static str {
+    /// The lookup's condition, on a unique index (`id::text = $1` would scan the whole table: it
+    /// made collection with Umami's website ids 25 times slower with 100,000 properties).
+    fn condition(self) -> &'static str {
         match self {
-            Self::Domain => "domain",
-            Self::Id => "id::text",
-            Self::MeasurementId => "measurement_id",
+            Self::Domain => "domain = $1",
+            Self::Id => "id = $1::uuid",
+            Self::MeasurementId => "measurement_id = $1",
         }
     }
 
     fn key(self, value: &str) -> String {
-        format!("{}:{value}", self.column())
+        format!("{}:{value}", self.condition())
     }
 }
 
