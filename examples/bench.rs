@@ -182,6 +182,7 @@ fn visit_hits(
                 country_name: Some(country_name.into()),
                 ..Geo::default()
             },
+            device: None,
             protocol: Protocol::Plausible,
         });
     }

@@ -77,7 +77,14 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StartupError> {
 /// The configured event-log adapter.
 fn event_log(config: &Config, pool: &PgPool) -> Result<Arc<dyn EventLog>, StartupError> {
     Ok(match &config.event_log {
-        EventLogKind::Postgres => Arc::new(PgEventLog::new(pool.clone())),
+        EventLogKind::Postgres => Arc::new(PgEventLog::with_timeouts(
+            pool.clone(),
+            crate::eventlog::postgres::AppendTimeouts {
+                // A batch gives up on a held lock about when its callers would have.
+                lock: config.appender.ack_timeout,
+                statement: config.appender.ack_timeout * 2,
+            },
+        )),
         #[cfg(feature = "kurrentdb")]
         EventLogKind::KurrentDb { url } => {
             Arc::new(crate::eventlog::kurrentdb::KurrentEventLog::connect(url)?)

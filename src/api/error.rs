@@ -56,6 +56,17 @@ impl ApiError {
         )
     }
 
+    /// 500 `outcome_unknown`: the write may or may not have happened (neither a 2xx nor a 503
+    /// would be true); the cause is logged, not sent.
+    pub fn outcome_unknown(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "write outcome unknown");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "outcome_unknown",
+            "the write may or may not have been recorded; retrying is safe only where it is idempotent",
+        )
+    }
+
     /// 503 with `Retry-After`: try again later; the cause is logged, not sent.
     pub fn unavailable(
         code: &'static str,
@@ -119,6 +130,7 @@ impl From<CollectError> for ApiError {
             CollectError::NotAppended(AppendRejected::Unavailable) | CollectError::Database(_) => {
                 Self::unavailable(e.code(), 5, &e)
             }
+            CollectError::NotAppended(AppendRejected::Unknown) => Self::outcome_unknown(&e),
             CollectError::Encode(_) => Self::internal(&e),
         }
     }
@@ -150,6 +162,7 @@ impl From<EventLogError> for ApiError {
             ),
             EventLogError::InvalidStream(_) => Self::bad_request("invalid_stream", e.to_string()),
             EventLogError::Unavailable(_) => Self::unavailable("unavailable", 5, &e),
+            EventLogError::OutcomeUnknown(_) => Self::outcome_unknown(&e),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Enrichment: pure functions that derive report dimensions from a hit's raw fields. Projections
 //! call them, so fixing one and rebuilding fixes history.
 
-use super::{Geo, HitRecorded};
+use super::{clean_text, Geo, HitRecorded, ReportedDevice};
 
 /// Where a hit happened, as reports show it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,6 +110,30 @@ impl Client {
             os,
             os_version,
             device: device.map(|d| d.as_str().to_owned()).unwrap_or_default(),
+        }
+    }
+
+    /// The client a server-side payload states; the same report values as [`Client::of`] gives.
+    pub fn reported(d: &ReportedDevice) -> Self {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let device = match d
+            .category
+            .as_deref()
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("desktop") => DeviceCategory::Desktop.as_str().to_owned(),
+            Some("mobile" | "smartphone") => DeviceCategory::Mobile.as_str().to_owned(),
+            Some("tablet") => DeviceCategory::Tablet.as_str().to_owned(),
+            _ => String::new(),
+        };
+        let (os, os_version) = normalise_os(&text(&d.os), &text(&d.os_version));
+        Self {
+            browser: text(&d.browser),
+            browser_version: major_minor(&text(&d.browser_version)),
+            os,
+            os_version,
+            device,
         }
     }
 }
@@ -368,7 +392,8 @@ impl Acquisition {
         let mut a = Self::default();
         if let Ok(u) = url::Url::parse(url) {
             for (k, v) in u.query_pairs() {
-                let v = v.trim().to_owned();
+                // Decoded values may hold what the URL could only carry encoded (`%00`).
+                let v = clean_text(&v).trim().to_owned();
                 match k.as_ref() {
                     "utm_source" => a.utm_source = v,
                     "utm_medium" => a.utm_medium = v,
@@ -541,7 +566,10 @@ impl Visit {
     pub fn of(hit: &HitRecorded, own_domain: &str) -> Self {
         Self {
             acquisition: Acquisition::of(&hit.url, hit.referrer.as_deref(), own_domain),
-            client: Client::of(hit.user_agent.as_deref().unwrap_or("")),
+            client: match &hit.device {
+                Some(device) => Client::reported(device),
+                None => Client::of(hit.user_agent.as_deref().unwrap_or("")),
+            },
             geo: hit.geo.clone(),
         }
     }

@@ -1,6 +1,7 @@
 //! Hits: the `RecordHits` command every collection protocol translates into, its validation, and
 //! the `HitRecorded` event it produces.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -58,6 +59,71 @@ pub struct HitRequest {
     pub user_id: Option<String>,
     /// When the client says the hit happened; `None` means "now".
     pub occurred_at: Option<DateTime<Utc>>,
+    /// The visitor's device as a server-side payload states it (GA4 Measurement Protocol's
+    /// `device`); `None` lets the user agent tell.
+    pub device: Option<ReportedDevice>,
+    /// The visitor's location as a server-side payload states it (`user_location`); `None` lets
+    /// the client's address tell.
+    pub geo: Option<Geo>,
+}
+
+/// A device as a server-side payload describes it. Every field is optional: what is not said
+/// stays unknown in reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedDevice {
+    /// `desktop`, `mobile`, `tablet` (GA4's values; others are kept as sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brand: Option<String>,
+}
+
+impl ReportedDevice {
+    /// Device fields are report dimensions: short, single-line text.
+    pub const MAX_FIELD_CHARS: usize = 100;
+
+    fn parse(self) -> Result<Option<Self>, DomainError> {
+        let f = |v: Option<String>, field| capped(v, field, Self::MAX_FIELD_CHARS);
+        let device = Self {
+            category: f(self.category, "device.category")?,
+            os: f(self.os, "device.operating_system")?,
+            os_version: f(self.os_version, "device.operating_system_version")?,
+            browser: f(self.browser, "device.browser")?,
+            browser_version: f(self.browser_version, "device.browser_version")?,
+            model: f(self.model, "device.model")?,
+            brand: f(self.brand, "device.brand")?,
+        };
+        Ok((device != Self::default()).then_some(device))
+    }
+}
+
+/// Text as every read model can hold it. Control characters (U+0000–U+001F, U+007F–U+009F) are
+/// removed; tab, line feed and carriage return become a space. PostgreSQL cannot store NUL in
+/// `text` or `jsonb` at all, and no report wants the others: a title with a line break is still
+/// the same title, so collection normalises rather than refuses.
+pub fn clean_text(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .filter_map(|c| match c {
+                '\t' | '\n' | '\r' => Some(' '),
+                c if c.is_control() => None,
+                c => Some(c),
+            })
+            .collect(),
+    )
 }
 
 /// Revenue attached to a hit, with the amount kept as the exact decimal text that was sent.
@@ -109,6 +175,8 @@ pub struct Hit {
     pub session_id: Option<String>,
     pub user_id: Option<String>,
     pub occurred_at: DateTime<Utc>,
+    pub device: Option<ReportedDevice>,
+    pub geo: Option<Geo>,
 }
 
 impl Hit {
@@ -117,6 +185,9 @@ impl Hit {
     pub const MAX_PROPS: usize = 30;
     pub const MAX_PROP_KEY_CHARS: usize = 300;
     pub const MAX_PROP_VALUE_CHARS: usize = 2000;
+    /// A prop's key and value, in UTF-8 bytes, together: they are one key of a B-tree index in the
+    /// read models, whose entries PostgreSQL caps at 2,704 bytes (a third of a page).
+    pub const MAX_PROP_BYTES: usize = 2400;
     pub const MAX_SHORT_FIELD_CHARS: usize = 300;
     /// How far back a client may date a hit (GA4's Measurement Protocol allows 72 hours).
     pub const MAX_BACKDATE: Duration = Duration::hours(72);
@@ -149,15 +220,18 @@ impl Hit {
         }
         let mut props = Vec::with_capacity(req.props.len());
         for (key, value) in req.props {
-            let key_len = key.trim().chars().count();
+            let key = clean_text(&key).trim().to_owned();
+            let value = clean_text(&value).into_owned();
+            let key_len = key.chars().count();
             if key_len == 0
                 || key_len > Self::MAX_PROP_KEY_CHARS
                 || value.chars().count() > Self::MAX_PROP_VALUE_CHARS
+                || key.len() + value.len() > Self::MAX_PROP_BYTES
             {
                 return Err(DomainError::InvalidProps);
             }
             if !value.is_empty() {
-                props.push((key.trim().to_owned(), value));
+                props.push((key, value));
             }
         }
         let revenue = req
@@ -170,6 +244,8 @@ impl Hit {
         {
             return Err(DomainError::TimestampOutOfRange);
         }
+        let device = req.device.map(ReportedDevice::parse).transpose()?.flatten();
+        let geo = req.geo.map(Geo::parse).transpose()?.flatten();
         Ok(Self {
             name,
             url,
@@ -186,21 +262,31 @@ impl Hit {
             session_id: short_field(req.session_id, "session_id")?,
             user_id: short_field(req.user_id, "user_id")?,
             occurred_at,
+            device,
+            geo,
         })
     }
 }
 
+/// Cleaned ([`clean_text`]) and trimmed; `None` when nothing is left.
 fn non_empty(s: Option<String>) -> Option<String> {
-    s.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    s.map(|s| clean_text(&s).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+fn capped(
+    s: Option<String>,
+    field: &'static str,
+    max_chars: usize,
+) -> Result<Option<String>, DomainError> {
+    match non_empty(s) {
+        Some(s) if s.chars().count() > max_chars => Err(DomainError::FieldTooLong(field)),
+        s => Ok(s),
+    }
 }
 
 fn short_field(s: Option<String>, field: &'static str) -> Result<Option<String>, DomainError> {
-    match non_empty(s) {
-        Some(s) if s.chars().count() > Hit::MAX_SHORT_FIELD_CHARS => {
-            Err(DomainError::FieldTooLong(field))
-        }
-        s => Ok(s),
-    }
+    capped(s, field, Hit::MAX_SHORT_FIELD_CHARS)
 }
 
 /// A pseudonymous visitor identifier: 64 bits of a salted hash, shown as 16 hex digits. It cannot be
@@ -279,6 +365,23 @@ pub struct Geo {
     pub city_name: Option<String>,
 }
 
+impl Geo {
+    /// A location a payload states (not one resolved from an address): codes and names are
+    /// report dimensions, so short, single-line text.
+    fn parse(self) -> Result<Option<Self>, DomainError> {
+        let f = |v: Option<String>, field| capped(v, field, ReportedDevice::MAX_FIELD_CHARS);
+        let geo = Self {
+            country: f(self.country, "user_location.country_id")?.map(|c| c.to_ascii_uppercase()),
+            country_name: f(self.country_name, "user_location.country_name")?,
+            region: f(self.region, "user_location.region_id")?.map(|r| r.to_ascii_uppercase()),
+            region_name: f(self.region_name, "user_location.region_name")?,
+            city: f(self.city, "user_location.city_id")?,
+            city_name: f(self.city_name, "user_location.city")?,
+        };
+        Ok((geo != Self::default()).then_some(geo))
+    }
+}
+
 /// Command: record one hit for each of the given properties.
 #[derive(Debug, Clone)]
 pub struct RecordHits {
@@ -303,7 +406,9 @@ impl RecordHits {
         let user_agent = self
             .user_agent
             .map(|ua| {
-                ua.chars()
+                clean_text(&ua)
+                    .trim()
+                    .chars()
                     .take(Self::MAX_USER_AGENT_CHARS)
                     .collect::<String>()
             })
@@ -341,7 +446,8 @@ impl RecordHits {
                     interactive: hit.interactive,
                     hash_mode: hit.hash_mode,
                     engagement_ms: hit.engagement_ms,
-                    geo: self.geo.clone(),
+                    geo: hit.geo.clone().unwrap_or_else(|| self.geo.clone()),
+                    device: hit.device.clone(),
                     protocol: self.protocol,
                 }
             })
@@ -387,6 +493,10 @@ pub struct HitRecorded {
     pub engagement_ms: Option<u64>,
     #[serde(default)]
     pub geo: Geo,
+    /// The device a server-side payload states; when present, reports take it instead of what
+    /// the user agent says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<ReportedDevice>,
     pub protocol: Protocol,
 }
 

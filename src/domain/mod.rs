@@ -9,7 +9,10 @@ pub mod session;
 pub mod values;
 
 pub use events::{DecodeError, Event};
-pub use hit::{Geo, Hit, HitRecorded, HitRequest, Protocol, RecordHits, Revenue, VisitorKey};
+pub use hit::{
+    clean_text, Geo, Hit, HitRecorded, HitRequest, Protocol, RecordHits, ReportedDevice, Revenue,
+    VisitorKey,
+};
 pub use property::{
     hostname_allowed, AllowHostnames, DomainClaimed, Goal, GoalsSet, HostnamesAllowed, Property,
     PropertyRegistered, RegisterProperty, SetGoals,

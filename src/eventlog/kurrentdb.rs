@@ -8,6 +8,8 @@
 //!   multi-stream append that fails part-way leaves the earlier streams written; callers order
 //!   their appends so that this is safe (a domain claim before the property it names);
 //! - idempotency by event id is EventStoreDB's own;
+//! - `contains_all` looks for the ids among each stream's newest events (the ones an append whose
+//!   outcome is unknown just wrote), reading backwards at most `RECENT` events a stream;
 //! - the schema version travels in the event's custom metadata;
 //! - the number of events in the log is not known (`LogHead::events` is `None`);
 //! - subscriptions are catch-up subscriptions to `$all` with a stream-prefix filter; a pump task
@@ -29,6 +31,9 @@ use super::{
     AppendResult, EventLog, EventLogError, ExpectedState, LogHead, Position, RecordedEvent,
     StreamAppend, StreamFilter, Subscription,
 };
+
+/// How far back `contains_all` looks in a stream.
+const RECENT: usize = 10_000;
 
 #[derive(Clone)]
 pub struct KurrentEventLog {
@@ -135,6 +140,37 @@ impl EventLog for KurrentEventLog {
             });
         }
         Ok(results)
+    }
+
+    async fn contains_all(&self, events: &[(String, uuid::Uuid)]) -> Result<bool, EventLogError> {
+        let mut by_stream: std::collections::HashMap<&str, std::collections::HashSet<uuid::Uuid>> =
+            std::collections::HashMap::new();
+        for (stream, id) in events {
+            by_stream.entry(stream.as_str()).or_default().insert(*id);
+        }
+        for (stream, mut wanted) in by_stream {
+            let options = ReadStreamOptions::default()
+                .backwards()
+                .position(StreamPosition::End)
+                .max_count(RECENT);
+            let mut read = match self.client.read_stream(stream, &options).await {
+                Ok(r) => r,
+                Err(kurrentdb::Error::ResourceNotFound) => return Ok(false),
+                Err(e) => return Err(unavailable(e)),
+            };
+            while !wanted.is_empty() {
+                match read.next().await {
+                    Ok(Some(e)) => {
+                        if let Some(e) = e.event.as_ref() {
+                            wanted.remove(&e.id);
+                        }
+                    }
+                    Ok(None) | Err(kurrentdb::Error::ResourceNotFound) => return Ok(false),
+                    Err(e) => return Err(unavailable(e)),
+                }
+            }
+        }
+        Ok(true)
     }
 
     async fn read_stream(

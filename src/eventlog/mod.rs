@@ -154,9 +154,13 @@ pub enum EventLogError {
     /// 400: a stream name the log cannot hold.
     #[error("invalid stream name `{0}`")]
     InvalidStream(String),
-    /// 503: the log cannot be reached or did not answer in time; nothing was acknowledged.
+    /// 503: the log cannot be reached or did not answer in time; the append did not happen.
     #[error("event log unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// 500: the connection was lost while the append committed, so it may or may not have
+    /// happened. A writer finds out with [`EventLog::contains_all`] before it answers anyone.
+    #[error("the outcome of the append is unknown")]
+    OutcomeUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// The port. Implementations must keep `$all` gap-free: a reader that has seen position `p` never
@@ -184,6 +188,11 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Vec<RecordedEvent>, EventLogError>;
 
     async fn head(&self) -> Result<LogHead, EventLogError>;
+
+    /// Whether every one of these events (stream, id) is in the log, answered only once any append
+    /// still in flight has finished: how a writer learns the outcome of an append whose commit it
+    /// lost sight of.
+    async fn contains_all(&self, events: &[(String, Uuid)]) -> Result<bool, EventLogError>;
 
     /// A catch-up subscription to `$all` after `after`: it reads history, then follows live appends.
     async fn subscribe(

@@ -28,9 +28,27 @@ const MAX_STREAM_NAME: usize = 200;
 /// Pause before the NOTIFY listener reconnects (retry interval).
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long an append may wait for the log's lock, and run any one statement: past either it
+/// fails, with nothing written.
+#[derive(Debug, Clone, Copy)]
+pub struct AppendTimeouts {
+    pub lock: Duration,
+    pub statement: Duration,
+}
+
+impl Default for AppendTimeouts {
+    fn default() -> Self {
+        Self {
+            lock: Duration::from_secs(5),
+            statement: Duration::from_secs(10),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct PgEventLog {
     pool: PgPool,
+    timeouts: AppendTimeouts,
     /// The newest head this process knows of, fed by its own appends and by NOTIFY from others.
     head: Arc<watch::Sender<u64>>,
     listener_started: Arc<std::sync::Once>,
@@ -38,8 +56,13 @@ pub struct PgEventLog {
 
 impl PgEventLog {
     pub fn new(pool: PgPool) -> Self {
+        Self::with_timeouts(pool, AppendTimeouts::default())
+    }
+
+    pub fn with_timeouts(pool: PgPool, timeouts: AppendTimeouts) -> Self {
         Self {
             pool,
+            timeouts,
             head: Arc::new(watch::Sender::new(0)),
             listener_started: Arc::new(std::sync::Once::new()),
         }
@@ -124,6 +147,17 @@ impl EventLog for PgEventLog {
             return Err(EventLogError::InvalidStream(bad.stream.clone()));
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // An acknowledgement promises durability whatever the server's default, and a held lock
+        // or a stuck statement fails the append (nothing written) instead of hanging it.
+        sqlx::query(
+            "SELECT set_config('synchronous_commit', 'on', true), \
+                    set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+        )
+        .bind(format!("{}ms", self.timeouts.lock.as_millis()))
+        .bind(format!("{}ms", self.timeouts.statement.as_millis()))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         // The lock that serialises appenders; held until commit.
         let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head FOR UPDATE")
             .fetch_one(&mut *tx)
@@ -256,7 +290,12 @@ impl EventLog for PgEventLog {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        tx.commit().await.map_err(unavailable)?;
+        // Everything before COMMIT failing means nothing was written; COMMIT itself failing on a
+        // lost connection leaves it open whether the server committed.
+        tx.commit().await.map_err(|e| match e {
+            sqlx::Error::Database(_) => unavailable(e),
+            e => EventLogError::OutcomeUnknown(Box::new(e)),
+        })?;
 
         let position = position as u64;
         self.head.send_if_modified(|h| {
@@ -265,6 +304,29 @@ impl EventLog for PgEventLog {
             newer
         });
         Ok(results)
+    }
+
+    async fn contains_all(&self, events: &[(String, Uuid)]) -> Result<bool, EventLogError> {
+        let ids: Vec<Uuid> = events.iter().map(|(_, id)| *id).collect();
+        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+            .bind(format!("{}ms", self.timeouts.lock.as_millis()))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        // An append holds this row's lock until it has committed or rolled back: waiting for it
+        // here means no append that could still write these ids is in flight.
+        sqlx::query("SELECT 1 FROM event_log_head FOR SHARE")
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        let found: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id = ANY($1)")
+            .bind(&ids)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+        tx.rollback().await.map_err(unavailable)?;
+        Ok(found as usize == ids.len())
     }
 
     async fn read_stream(

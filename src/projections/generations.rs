@@ -276,6 +276,11 @@ pub async fn drop_retired(
             .bind(g)
             .execute(&mut *tx)
             .await?;
+        sqlx::query("DELETE FROM projection_parked WHERE projection = $1 AND generation = $2")
+            .bind(p.name())
+            .bind(g)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }
@@ -330,6 +335,8 @@ pub struct ProjectionStatus {
     pub lag: i64,
     pub events_per_second: f64,
     pub eta_seconds: Option<f64>,
+    /// Events this generation parked (see [`super::parked`]).
+    pub parked: i64,
     pub rebuild: Option<RebuildStatus>,
 }
 
@@ -339,6 +346,7 @@ pub struct RebuildStatus {
     pub checkpoint: i64,
     pub events_per_second: f64,
     pub eta_seconds: Option<f64>,
+    pub parked: i64,
 }
 
 fn eta(head: i64, position: i64, rate: f64) -> Option<f64> {
@@ -356,6 +364,13 @@ fn eta(head: i64, position: i64, rate: f64) -> Option<f64> {
 pub async fn status(pool: &PgPool, head: Position) -> Result<Vec<ProjectionStatus>, sqlx::Error> {
     let head = head.0 as i64;
     let rows = list(pool).await?;
+    let parked = super::parked::counts(pool).await?;
+    let parked = |projection: &str, g: Generation| {
+        parked
+            .iter()
+            .find(|(p, pg, _)| p == projection && *pg == g)
+            .map_or(0, |(_, _, n)| *n)
+    };
     let mut out = Vec::new();
     for live in rows.iter().filter(|r| r.state == "live") {
         let rebuild = rows
@@ -366,6 +381,7 @@ pub async fn status(pool: &PgPool, head: Position) -> Result<Vec<ProjectionStatu
                 checkpoint: b.position,
                 events_per_second: b.events_per_second,
                 eta_seconds: eta(head, b.position, b.events_per_second),
+                parked: parked(&b.projection, b.generation),
             });
         out.push(ProjectionStatus {
             name: live.projection.clone(),
@@ -380,6 +396,7 @@ pub async fn status(pool: &PgPool, head: Position) -> Result<Vec<ProjectionStatu
             lag: (head - live.position).max(0),
             events_per_second: live.events_per_second,
             eta_seconds: eta(head, live.position, live.events_per_second),
+            parked: parked(&live.projection, live.generation),
             rebuild,
         });
     }

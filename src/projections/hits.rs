@@ -158,9 +158,10 @@ impl Projection for HitsProjection {
     }
 
     /// 2: visit attributes and their rollup, bots, revenue, engaged sessions, per-property session
-    /// timeouts.
+    /// timeouts. 3: control characters left out of decoded UTM values; devices that server-side
+    /// payloads state.
     fn schema_version(&self) -> i32 {
-        2
+        3
     }
 
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
@@ -1110,6 +1111,7 @@ mod tests {
             hash_mode: false,
             engagement_ms: None,
             geo: Geo::default(),
+            device: None,
             protocol: Protocol::Plausible,
         }))
     }

@@ -7,6 +7,7 @@
 
 pub mod generations;
 pub mod hits;
+pub mod parked;
 pub mod properties;
 pub mod runner;
 

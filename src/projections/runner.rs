@@ -17,8 +17,8 @@ use actix::prelude::*;
 use sqlx::{PgConnection, PgPool};
 
 use super::generations::{self, Generation, RETIRED_GRACE};
-use super::{Projection, ProjectionError};
-use crate::eventlog::{EventLog, Position};
+use super::{parked, Projection, ProjectionError, ProjectionWriter};
+use crate::eventlog::{EventLog, Position, RecordedEvent, StreamFilter};
 use crate::telemetry;
 
 /// Events per batch at most. Live batches are what arrived since the last one; a backlog (a rebuild)
@@ -93,7 +93,14 @@ async fn run(
         .await?;
     let mut rate = Rate::new(start);
     let mut stats = Statistics::default();
+    let mut replays_checked = Instant::now();
     loop {
+        if replays_checked.elapsed() >= RETRY_INTERVAL {
+            replays_checked = Instant::now();
+            if !replay_parked(&mut conn, projection, generation, log, &mut writer).await? {
+                return Ok(Ended::Retired);
+            }
+        }
         let events = subscription.next(IDLE_WAIT).await?;
         let Some(last) = events.last() else {
             // Caught up: record how far the log was read (events of other streams included),
@@ -109,17 +116,17 @@ async fn run(
             continue;
         };
         let started = Instant::now();
-        let mut tx = sqlx::Connection::begin(&mut conn).await?;
-        writer.apply(&mut tx, &events).await?;
-        stats
-            .after_batch(&mut tx, projection, generation, events.len())
-            .await?;
-        let events_per_second = rate.observe(last.position);
-        if !save_checkpoint(&mut tx, name, generation, last.position, events_per_second).await? {
-            tx.rollback().await?;
+        let mut batch = Batch {
+            conn: &mut conn,
+            projection,
+            generation,
+            writer: &mut writer,
+            stats: &mut stats,
+            rate: &mut rate,
+        };
+        if !batch.apply_or_park(&events).await? {
             return Ok(Ended::Retired);
         }
-        tx.commit().await?;
 
         let head = log.head().await?.position;
         metrics::counter!(telemetry::PROJECTION_EVENTS, "projection" => name)
@@ -134,6 +141,120 @@ async fn run(
             / 1000.0;
         metrics::gauge!(telemetry::PROJECTION_LAG_SECONDS, "projection" => name).set(age);
     }
+}
+
+/// One batch of a runner, applied in parts that each commit with their checkpoint.
+struct Batch<'a> {
+    conn: &'a mut PgConnection,
+    projection: &'a dyn Projection,
+    generation: Generation,
+    writer: &'a mut Box<dyn ProjectionWriter>,
+    stats: &'a mut Statistics,
+    rate: &'a mut Rate,
+}
+
+impl Batch<'_> {
+    /// Applies the events in order. A part that fails because of an event's own data is halved
+    /// until that event stands alone, which is then parked (see [`parked`]); every other event is
+    /// applied. `false` when the generation was retired meanwhile.
+    async fn apply_or_park(&mut self, events: &[RecordedEvent]) -> Result<bool, ProjectionError> {
+        let name = self.projection.name();
+        // Parts still to apply, the next one last.
+        let mut parts: Vec<&[RecordedEvent]> = vec![events];
+        while let Some(part) = parts.pop() {
+            let Some(last) = part.last() else { continue };
+            let mut tx = sqlx::Connection::begin(&mut *self.conn).await?;
+            let failure = match self.writer.apply(&mut tx, part).await {
+                Ok(()) => None,
+                Err(e) if parked::is_data_error(&e) => Some(e),
+                Err(e) => return Err(e),
+            };
+            match failure {
+                None => {
+                    self.stats
+                        .after_batch(&mut tx, self.projection, self.generation, part.len())
+                        .await?;
+                }
+                Some(e) => {
+                    tx.rollback().await?;
+                    // The writer may cache state of the part that failed.
+                    *self.writer = self.projection.writer(self.generation);
+                    if part.len() > 1 {
+                        let (first, second) = part.split_at(part.len() / 2);
+                        parts.push(second);
+                        parts.push(first);
+                        continue;
+                    }
+                    tracing::error!(projection = name, generation = self.generation,
+                        position = last.position.0, error = %e, "event parked");
+                    metrics::counter!(telemetry::PROJECTION_PARKED, "projection" => name)
+                        .increment(1);
+                    tx = sqlx::Connection::begin(&mut *self.conn).await?;
+                    parked::park(&mut tx, name, self.generation, last, &e).await?;
+                }
+            }
+            let events_per_second = self.rate.observe(last.position);
+            if !save_checkpoint(
+                &mut tx,
+                name,
+                self.generation,
+                last.position,
+                events_per_second,
+            )
+            .await?
+            {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            tx.commit().await?;
+        }
+        Ok(true)
+    }
+}
+
+/// Applies the parked events an operator asked to replay; those that apply now leave the parked
+/// table in the same transaction, the others stay with their new error. `false` when the
+/// generation was retired.
+async fn replay_parked(
+    conn: &mut PgConnection,
+    projection: &dyn Projection,
+    generation: Generation,
+    log: &dyn EventLog,
+    writer: &mut Box<dyn ProjectionWriter>,
+) -> Result<bool, ProjectionError> {
+    let name = projection.name();
+    let requested = parked::replays_requested(conn, name, generation).await?;
+    if requested.is_empty() {
+        return Ok(true);
+    }
+    for position in requested {
+        let events = log
+            .read_all(Position(position - 1), 1, &StreamFilter::all())
+            .await?;
+        let Some(event) = events.first().filter(|e| e.position.0 == position) else {
+            continue;
+        };
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        match writer.apply(&mut tx, std::slice::from_ref(event)).await {
+            Ok(()) => {
+                parked::unpark(&mut tx, name, generation, position).await?;
+                tx.commit().await?;
+                tracing::info!(
+                    projection = name,
+                    generation,
+                    position,
+                    "parked event replayed"
+                );
+            }
+            Err(e) if parked::is_data_error(&e) => {
+                tx.rollback().await?;
+                *writer = projection.writer(generation);
+                parked::park(conn, name, generation, event, &e).await?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(checkpoint(conn, name, generation).await?.is_some())
 }
 
 /// Moves the generation's checkpoint forward (never back); `false` when it is retired or gone.

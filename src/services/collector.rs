@@ -37,7 +37,8 @@ pub enum CollectError {
     /// 400: the page's host is not allowed to send hits to the property.
     #[error("hits from host `{0}` are not accepted for this property")]
     HostnameNotAllowed(String),
-    /// 503: the appender refused or failed the batch.
+    /// 503: the appender refused or failed the batch (nothing written); 500 when its outcome is
+    /// unknown.
     #[error(transparent)]
     NotAppended(#[from] AppendRejected),
     /// 503: the read model or salts could not be read.
@@ -57,6 +58,7 @@ impl CollectError {
             Self::HostnameNotAllowed(_) => "hostname_not_allowed",
             Self::NotAppended(AppendRejected::Overloaded) => "overloaded",
             Self::NotAppended(AppendRejected::Unavailable) | Self::Database(_) => "unavailable",
+            Self::NotAppended(AppendRejected::Unknown) => "outcome_unknown",
             Self::Encode(_) => "internal_error",
         }
     }
@@ -144,40 +146,80 @@ impl Collector {
         request: HitRequest,
         client: Client,
     ) -> Result<usize, CollectError> {
+        let recorded = self
+            .record_all(protocol, vec![(properties, request)], client)
+            .await?;
+        Ok(recorded.events)
+    }
+
+    /// Records the hits of one request, each for its properties, in **one** append: every valid
+    /// hit is durable in the log when this returns `Ok`, and none is when it returns an error.
+    /// Invalid hits are left out and returned; when no hit is valid, the first one's error is.
+    pub async fn record_all(
+        &self,
+        protocol: Protocol,
+        hits: Vec<(Vec<PropertyId>, HitRequest)>,
+        client: Client,
+    ) -> Result<Recorded, CollectError> {
         let received_at = Utc::now();
-        let hit = Hit::parse(request, received_at)?;
+        let mut valid = Vec::with_capacity(hits.len());
+        let mut refused = Vec::new();
+        for (properties, request) in hits {
+            match Hit::parse(request, received_at) {
+                Ok(hit) => valid.push((properties, hit)),
+                Err(e) => refused.push(e),
+            }
+        }
+        if valid.is_empty() {
+            if let Some(first) = refused.into_iter().next() {
+                return Err(first.into());
+            }
+            return Ok(Recorded::default());
+        }
         let salt = self.salts.for_day(received_at).await?;
-        let events = RecordHits {
-            hit,
-            properties,
-            protocol,
-            user_agent: client.user_agent,
-            ip: client.ip,
-            // Geo is resolved here, where the IP address is known; only the result is kept.
-            geo: match (&self.geo, client.ip) {
-                (Some(db), Some(ip)) => db.lookup(ip),
-                _ => Geo::default(),
-            },
-            salt: salt.to_vec(),
-            received_at,
+        // Geo is resolved here, where the IP address is known; only the result is kept.
+        let geo = match (&self.geo, client.ip) {
+            (Some(db), Some(ip)) => db.lookup(ip),
+            _ => Geo::default(),
+        };
+        let mut encoded = Vec::new();
+        for (properties, hit) in valid {
+            let events = RecordHits {
+                hit,
+                properties,
+                protocol,
+                user_agent: client.user_agent.clone(),
+                ip: client.ip,
+                geo: geo.clone(),
+                salt: salt.to_vec(),
+                received_at,
+            }
+            .handle();
+            for e in events {
+                let stream = e.property_id.hits_stream();
+                encoded.push((stream, EventData::new(&Event::HitRecorded(Box::new(e)))?));
+            }
         }
-        .handle();
-        let count = events.len();
-        let mut encoded = Vec::with_capacity(count);
-        for e in events {
-            let stream = e.property_id.hits_stream();
-            encoded.push((stream, EventData::new(&Event::HitRecorded(Box::new(e)))?));
+        let events = encoded.len();
+        if events > 0 {
+            submit(&self.appender, encoded, self.ack_timeout).await?;
         }
-        submit(&self.appender, encoded, self.ack_timeout).await?;
-        Ok(count)
+        Ok(Recorded { events, refused })
     }
 }
 
+/// What [`Collector::record_all`] appended, and the hits it left out as invalid.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    pub events: usize,
+    pub refused: Vec<DomainError>,
+}
+
 /// Counts a collection outcome under fixed labels.
-pub fn count_outcome(protocol: Protocol, result: &Result<usize, CollectError>) {
+pub fn count_outcome(protocol: Protocol, result: Result<usize, &CollectError>) {
     match result {
         Ok(n) => metrics::counter!(telemetry::HITS_RECEIVED, "protocol" => protocol.as_str())
-            .increment(*n as u64),
+            .increment(n as u64),
         Err(e) => {
             metrics::counter!(telemetry::HITS_REJECTED, "protocol" => protocol.as_str(), "code" => e.code())
                 .increment(1)

@@ -5,6 +5,6 @@ pub mod collector;
 pub mod properties;
 pub mod salts;
 
-pub use collector::{Client, CollectError, Collector};
+pub use collector::{Client, CollectError, Collector, Recorded};
 pub use properties::{Properties, PropertyRecord, RegisterError};
 pub use salts::Salts;

@@ -280,6 +280,7 @@ pub fn hit_event(property: &Value, s: &Seed<'_>) -> footfall::domain::HitRecorde
         hash_mode: false,
         engagement_ms: None,
         geo: Geo::default(),
+        device: None,
         protocol: Protocol::Plausible,
     }
 }

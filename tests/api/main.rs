@@ -8,4 +8,5 @@ mod loadgen;
 mod projections;
 mod protocols;
 mod query;
+mod reliability;
 mod semantics;

@@ -37,6 +37,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/log", web::get().to(log::head))
             .route("/projections", web::get().to(projections::list))
             .route(
+                "/projections/{name}/parked",
+                web::get().to(projections::parked),
+            )
+            .route(
+                "/projections/{name}/parked/replay",
+                web::post().to(projections::replay_parked),
+            )
+            .route(
                 "/projections/{name}/rebuild",
                 web::post().to(projections::rebuild),
             ),

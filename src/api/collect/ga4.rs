@@ -13,12 +13,15 @@ use serde_json::{json, Value};
 use super::{client, read_body};
 use crate::api::{ApiError, AppState};
 use crate::domain::hit::{ENGAGEMENT, PAGEVIEW};
-use crate::domain::{HitRequest, PropertyId, Protocol};
+use crate::domain::{Geo, HitRequest, PropertyId, Protocol, ReportedDevice};
 use crate::services::collector::count_outcome;
-use crate::services::{Collector, PropertyRecord};
+use crate::services::{Client, CollectError, Collector, PropertyRecord};
 
 /// GA4 limits.
 const MAX_EVENTS: usize = 25;
+/// Hits in one gtag.js `POST` (one per line). gtag.js sends far fewer; a body of more is refused
+/// whole with `400 too_many_hits`, so a request is always one atomic append of a bounded size.
+pub const MAX_GTAG_HITS: usize = 100;
 const MAX_PARAMS: usize = 25;
 const MAX_USER_PROPERTIES: usize = 25;
 const MAX_NAME: usize = 40;
@@ -124,6 +127,16 @@ pub struct MpBody {
     user_properties: Option<Pairs>,
     #[serde(default)]
     events: Option<Vec<Ga4Event>>,
+    /// The visitor's browser, as the server that sends the request saw it.
+    #[serde(default)]
+    user_agent: Value,
+    /// The visitor's address, for geo only (`user_location` wins).
+    #[serde(default)]
+    ip_override: Value,
+    #[serde(default)]
+    device: Value,
+    #[serde(default)]
+    user_location: Value,
 }
 
 /// A GA4 validation message, as `/debug/mp/collect` reports it.
@@ -239,6 +252,12 @@ pub struct Common {
     pub occurred_at: Option<DateTime<Utc>>,
     /// The page when an event has no `page_location` (server-side events).
     pub default_url: Option<String>,
+    /// The visitor's device and location, as a server-side payload states them.
+    pub device: Option<ReportedDevice>,
+    pub geo: Option<Geo>,
+    /// `device.language` and `device.screen_resolution`, for events that do not give their own.
+    pub language: Option<String>,
+    pub screen: Option<String>,
 }
 
 /// Translates a GA4 event into the shared hit request.
@@ -281,8 +300,8 @@ pub fn to_hit(event: &Ga4Event, common: &Common) -> HitRequest {
         url: text("page_location").or_else(|| common.default_url.clone()),
         referrer: text("page_referrer"),
         title: text("page_title"),
-        screen: text("screen_resolution"),
-        language: text("language"),
+        screen: text("screen_resolution").or_else(|| common.screen.clone()),
+        language: text("language").or_else(|| common.language.clone()),
         props,
         revenue,
         interactive: true,
@@ -294,6 +313,8 @@ pub fn to_hit(event: &Ga4Event, common: &Common) -> HitRequest {
         session_id: text("session_id"),
         user_id: common.user_id.clone(),
         occurred_at: event_time.or(common.occurred_at),
+        device: common.device.clone(),
+        geo: common.geo.clone(),
     }
 }
 
@@ -322,11 +343,47 @@ async fn mp_property(
     Ok(crate::api::constant_time_eq(p.api_secret.as_bytes(), secret.as_bytes()).then_some(p))
 }
 
-/// Validates a Measurement Protocol body; returns the hits to record and the messages.
-fn check_mp(
-    body: &[u8],
-    property: Option<&PropertyRecord>,
-) -> (Vec<HitRequest>, Vec<ValidationMessage>) {
+/// A Measurement Protocol body, checked.
+#[derive(Default)]
+struct MpCheck {
+    /// The valid events, to record.
+    hits: Vec<HitRequest>,
+    messages: Vec<ValidationMessage>,
+    /// The visitor, as the payload describes it: never the server that sent the request.
+    visitor: Client,
+    /// More than [`MAX_EVENTS`] events: the request is refused whole.
+    too_many_events: bool,
+}
+
+/// The visitor's device as the payload's `device` object states it.
+fn reported_device(device: &Value) -> Option<ReportedDevice> {
+    let text = |k: &str| device.get(k).and_then(as_text);
+    Some(ReportedDevice {
+        category: text("category"),
+        os: text("operating_system"),
+        os_version: text("operating_system_version"),
+        browser: text("browser"),
+        browser_version: text("browser_version"),
+        model: text("model"),
+        brand: text("brand"),
+    })
+    .filter(|d| *d != ReportedDevice::default())
+}
+
+/// The visitor's location as the payload's `user_location` object states it.
+fn reported_geo(location: &Value) -> Option<Geo> {
+    let text = |k: &str| location.get(k).and_then(as_text);
+    Some(Geo {
+        country: text("country_id"),
+        region: text("region_id"),
+        city_name: text("city"),
+        ..Geo::default()
+    })
+    .filter(|g| *g != Geo::default())
+}
+
+/// Validates a Measurement Protocol body: the hits to record, the messages, and the visitor.
+fn check_mp(body: &[u8], property: Option<&PropertyRecord>) -> MpCheck {
     let mut messages = Vec::new();
     if property.is_none() {
         messages.push(message(
@@ -343,9 +400,13 @@ fn check_mp(
                 "VALUE_INVALID",
                 format!("The body is not a valid JSON object: {e}"),
             ));
-            return (vec![], messages);
+            return MpCheck {
+                messages,
+                ..MpCheck::default()
+            };
         }
     };
+    let too_many_events = parsed.events.as_ref().is_some_and(|e| e.len() > MAX_EVENTS);
     let client_id = as_text(&parsed.client_id);
     if client_id.is_none() {
         messages.push(message(
@@ -426,6 +487,14 @@ fn check_mp(
         user_id: as_text(&parsed.user_id),
         occurred_at,
         default_url: property.map(|p| format!("https://{}/", p.domain)),
+        device: reported_device(&parsed.device),
+        geo: reported_geo(&parsed.user_location),
+        language: parsed.device.get("language").and_then(as_text),
+        screen: parsed.device.get("screen_resolution").and_then(as_text),
+    };
+    let visitor = Client {
+        ip: as_text(&parsed.ip_override).and_then(|ip| ip.trim().parse().ok()),
+        user_agent: as_text(&parsed.user_agent),
     };
     let before = messages.len();
     let mut hits = Vec::new();
@@ -440,40 +509,48 @@ fn check_mp(
     if before > 0 {
         hits.clear();
     }
-    (hits, messages)
+    MpCheck {
+        hits,
+        messages,
+        visitor,
+        too_many_events,
+    }
 }
 
-/// `POST /mp/collect`: answers `204` whatever it gets (as GA4 does) and records the valid events.
+/// `POST /mp/collect`: records the valid events in one append and answers `204` (invalid ones are
+/// dropped, as GA4 does); more than 25 events get `400 too_many_events`, and nothing is recorded.
+/// The request's own address and `User-Agent` are the sending server's: the visitor is what the
+/// payload says (`user_agent`, `device`, `user_location`, `ip_override`), or unknown.
 pub async fn mp_collect(
-    req: HttpRequest,
     query: web::Query<MpQuery>,
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, MAX_BODY).await?;
     let property = mp_property(&state, &query).await?;
-    let (hits, _) = check_mp(&body, property.as_deref());
-    if let Some(p) = property {
-        // Server-side hits carry the server's address and agent, not the visitor's.
-        let client = client(&req, &state.trusted_proxies);
-        for hit in hits {
-            let result = state
-                .collector
-                .record(
-                    Protocol::Ga4,
-                    vec![PropertyId::new(p.id)],
-                    hit,
-                    client.clone(),
-                )
-                .await;
-            count_outcome(Protocol::Ga4, &result);
-            match result {
-                // Invalid events are dropped, as GA4 does; anything else (503) is the caller's to retry.
-                Err(crate::services::CollectError::Invalid(_)) => {}
-                other => {
-                    other?;
-                }
-            }
+    let checked = check_mp(&body, property.as_deref());
+    if checked.too_many_events {
+        return Err(ApiError::bad_request(
+            "too_many_events",
+            format!("a request may carry at most {MAX_EVENTS} events"),
+        ));
+    }
+    if let (Some(p), false) = (property, checked.hits.is_empty()) {
+        let targets = vec![PropertyId::new(p.id)];
+        let hits = checked
+            .hits
+            .into_iter()
+            .map(|h| (targets.clone(), h))
+            .collect();
+        let result = state
+            .collector
+            .record_all(Protocol::Ga4, hits, checked.visitor)
+            .await;
+        count_outcome(Protocol::Ga4, result.as_ref().map(|r| r.events));
+        match result {
+            // Invalid events are dropped, as GA4 does; a 503 is the caller's to retry.
+            Ok(_) | Err(CollectError::Invalid(_)) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(HttpResponse::NoContent().finish())
@@ -487,12 +564,14 @@ pub async fn mp_debug(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_body(payload, MAX_BODY).await?;
     let property = mp_property(&state, &query).await?;
-    let (_, messages) = check_mp(&body, property.as_deref());
+    let messages = check_mp(&body, property.as_deref()).messages;
     Ok(HttpResponse::Ok().json(json!({"validationMessages": messages})))
 }
 
 /// gtag.js: `GET`/`POST /g/collect?v=2&tid=…&cid=…&en=…&dl=…`; a `POST` body may hold several
-/// hits, one query string per line, each merged over the URL's parameters.
+/// hits, one query string per line, each merged over the URL's parameters. The valid hits of a
+/// request are appended together: `204` means all of them are in the log, `503` that none is.
+/// Invalid lines are left out; when no line is valid the first one's error is the answer.
 pub async fn gtag_collect(
     req: HttpRequest,
     body: web::Bytes,
@@ -519,6 +598,12 @@ pub async fn gtag_collect(
             ))
         }
     };
+    if lines.len() > MAX_GTAG_HITS {
+        return Err(ApiError::bad_request(
+            "too_many_hits",
+            format!("a request may carry at most {MAX_GTAG_HITS} hits"),
+        ));
+    }
     let tid = lines
         .iter()
         .flatten()
@@ -537,80 +622,87 @@ pub async fn gtag_collect(
             )
         })?;
     let client = client(&req, &state.trusted_proxies);
-    let mut recorded = 0;
+    let mut hits = Vec::with_capacity(lines.len());
     let mut first_error = None;
     for line in &lines {
-        let get = |key: &str| {
-            line.iter()
-                .chain(shared.iter())
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        let mut params: Vec<(String, Value)> = Vec::new();
-        for (k, v) in line.iter().chain(shared.iter()) {
-            let entry = if let Some(name) = k.strip_prefix("ep.") {
-                (name.to_owned(), json!(v))
-            } else if let Some(name) = k.strip_prefix("epn.") {
-                let number = v
-                    .parse::<i64>()
-                    .map(|n| json!(n))
-                    .or_else(|_| v.parse::<f64>().map(|n| json!(n)));
-                (name.to_owned(), number.unwrap_or_else(|_| json!(v)))
-            } else {
-                continue;
-            };
-            if !params.iter().any(|(k, _)| *k == entry.0) {
-                params.push(entry);
-            }
-        }
-        for (param, key) in [
-            ("page_location", "dl"),
-            ("page_referrer", "dr"),
-            ("page_title", "dt"),
-            ("language", "ul"),
-            ("screen_resolution", "sr"),
-            ("session_id", "sid"),
-            ("engagement_time_msec", "_et"),
-        ] {
-            if let Some(v) = get(key).filter(|v| !v.is_empty()) {
-                params.push((param.to_owned(), json!(v)));
-            }
-        }
-        let event = Ga4Event {
-            name: json!(get("en").unwrap_or_else(|| "page_view".into())),
-            params: Some(Pairs(params)),
-        };
-        if let Some(problem) = validate_event(&event, "event", false).into_iter().next() {
-            first_error.get_or_insert(ApiError::bad_request("invalid_event", problem.description));
-            continue;
-        }
-        let common = Common {
-            client_id: get("cid"),
-            user_id: get("uid"),
-            ..Common::default()
-        };
-        let hit = to_hit(&event, &common);
-        let result = async {
-            let targets =
-                Collector::browser_targets(std::slice::from_ref(&property), hit.url.as_deref())?;
-            state
-                .collector
-                .record(Protocol::Ga4, targets, hit, client.clone())
-                .await
-        }
-        .await;
-        count_outcome(Protocol::Ga4, &result);
-        match result {
-            Ok(n) => recorded += n,
+        match gtag_hit(line, &shared, &property) {
+            Ok(hit) => hits.push(hit),
             Err(e) => {
-                first_error.get_or_insert(e.into());
+                first_error.get_or_insert(e);
             }
         }
     }
-    match first_error {
-        Some(e) if recorded == 0 => Err(e),
-        _ => Ok(HttpResponse::NoContent().finish()),
+    if hits.is_empty() {
+        if let Some(e) = first_error {
+            return Err(e);
+        }
     }
+    let result = state
+        .collector
+        .record_all(Protocol::Ga4, hits, client)
+        .await;
+    count_outcome(Protocol::Ga4, result.as_ref().map(|r| r.events));
+    result?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// One gtag.js line (its parameters over the URL's) as a hit for the properties that accept it.
+fn gtag_hit(
+    line: &[(String, String)],
+    shared: &[(String, String)],
+    property: &Arc<PropertyRecord>,
+) -> Result<(Vec<PropertyId>, HitRequest), ApiError> {
+    let get = |key: &str| {
+        line.iter()
+            .chain(shared.iter())
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let mut params: Vec<(String, Value)> = Vec::new();
+    for (k, v) in line.iter().chain(shared.iter()) {
+        let entry = if let Some(name) = k.strip_prefix("ep.") {
+            (name.to_owned(), json!(v))
+        } else if let Some(name) = k.strip_prefix("epn.") {
+            let number = v
+                .parse::<i64>()
+                .map(|n| json!(n))
+                .or_else(|_| v.parse::<f64>().map(|n| json!(n)));
+            (name.to_owned(), number.unwrap_or_else(|_| json!(v)))
+        } else {
+            continue;
+        };
+        if !params.iter().any(|(k, _)| *k == entry.0) {
+            params.push(entry);
+        }
+    }
+    for (param, key) in [
+        ("page_location", "dl"),
+        ("page_referrer", "dr"),
+        ("page_title", "dt"),
+        ("language", "ul"),
+        ("screen_resolution", "sr"),
+        ("session_id", "sid"),
+        ("engagement_time_msec", "_et"),
+    ] {
+        if let Some(v) = get(key).filter(|v| !v.is_empty()) {
+            params.push((param.to_owned(), json!(v)));
+        }
+    }
+    let event = Ga4Event {
+        name: json!(get("en").unwrap_or_else(|| "page_view".into())),
+        params: Some(Pairs(params)),
+    };
+    if let Some(problem) = validate_event(&event, "event", false).into_iter().next() {
+        return Err(ApiError::bad_request("invalid_event", problem.description));
+    }
+    let common = Common {
+        client_id: get("cid"),
+        user_id: get("uid"),
+        ..Common::default()
+    };
+    let hit = to_hit(&event, &common);
+    let targets = Collector::browser_targets(std::slice::from_ref(property), hit.url.as_deref())?;
+    Ok((targets, hit))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub async fn event(
         .collector
         .record(Protocol::Plausible, properties, hit, client)
         .await;
-    count_outcome(Protocol::Plausible, &result);
+    count_outcome(Protocol::Plausible, result.as_ref().copied());
     result?;
     // Plausible answers 202 with the text `ok`.
     Ok(HttpResponse::Accepted()

@@ -57,7 +57,7 @@ pub async fn send(
             client(&req, &state.trusted_proxies),
         )
         .await;
-    count_outcome(Protocol::Umami, &result);
+    count_outcome(Protocol::Umami, result.as_ref().copied());
     result?;
     // Umami answers with a cache token its tracker sends back; footfall needs none.
     Ok(HttpResponse::Ok().json(json!({"cache": ""})))
