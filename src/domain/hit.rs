@@ -588,6 +588,66 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_are_removed_from_every_text_field() {
+        assert_eq!(clean_text("plain é 🙂"), "plain é 🙂");
+        assert_eq!(clean_text("a\u{0}b\u{7f}c\u{85}d\u{1b}"), "abcd");
+        assert_eq!(clean_text("line\nbreak\ttab\r"), "line break tab ");
+        let mut r = pageview();
+        r.name = Some("Sign\u{0}up".into());
+        r.url = Some("https://shop.example/\u{0}a".into());
+        r.title = Some("Two\nlines".into());
+        r.props = vec![
+            ("k\u{0}".into(), "v\u{0}".into()),
+            ("\u{0}".into(), "x".into()),
+        ];
+        assert_eq!(
+            Hit::parse(r.clone(), now()).unwrap_err(),
+            DomainError::InvalidProps,
+            "a key of control characters only is empty"
+        );
+        r.props.pop();
+        let hit = Hit::parse(r, now()).unwrap();
+        assert_eq!(hit.name, "Signup");
+        assert_eq!(hit.url, "https://shop.example/a");
+        assert_eq!(hit.title.as_deref(), Some("Two lines"));
+        assert_eq!(hit.props, vec![("k".to_owned(), "v".to_owned())]);
+    }
+
+    #[test]
+    fn a_prop_fits_one_index_key() {
+        let mut r = pageview();
+        // 600 four-byte characters: within 2,000 characters, over 2,400 bytes with the key.
+        r.props = vec![("k".into(), "🙂".repeat(600))];
+        assert_eq!(
+            Hit::parse(r.clone(), now()).unwrap_err(),
+            DomainError::InvalidProps
+        );
+        r.props = vec![("k".into(), "🙂".repeat(599))];
+        assert!(Hit::parse(r, now()).is_ok());
+    }
+
+    #[test]
+    fn reported_devices_and_places_are_kept_only_when_they_say_something() {
+        let mut r = pageview();
+        r.device = Some(ReportedDevice {
+            category: Some(" mobile\n".into()),
+            ..ReportedDevice::default()
+        });
+        r.geo = Some(Geo::default());
+        let hit = Hit::parse(r.clone(), now()).unwrap();
+        assert_eq!(hit.device.unwrap().category.as_deref(), Some("mobile"));
+        assert_eq!(hit.geo, None);
+        r.device = Some(ReportedDevice {
+            model: Some("x".repeat(101)),
+            ..ReportedDevice::default()
+        });
+        assert_eq!(
+            Hit::parse(r, now()).unwrap_err(),
+            DomainError::FieldTooLong("device.model")
+        );
+    }
+
+    #[test]
     fn revenue_keeps_the_exact_decimal() {
         assert_eq!(
             Revenue::parse("eur", "1322.22").unwrap(),

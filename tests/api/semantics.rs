@@ -95,13 +95,16 @@ impl Scenario {
         }
     }
 
-    /// Sends one GA4 event at a local time of the property.
+    /// Sends one GA4 event at a local time of the property, as a merchant's server forwards its
+    /// visitor: the visitor's agent and address are in the payload, the request's are the server's.
     async fn send(&self, v: &Visitor, day: NaiveDate, time: &str, name: &str, params: Value) {
         let local = day.and_time(NaiveTime::parse_from_str(time, "%H:%M:%S").unwrap());
         let at = Kolkata.from_local_datetime(&local).single().unwrap();
         let body = json!({
             "client_id": v.client_id,
             "timestamp_micros": at.timestamp_micros(),
+            "user_agent": v.user_agent,
+            "ip_override": v.ip,
             "events": [{"name": name, "params": params}],
         });
         let before = self.app.log_events().await;
@@ -117,8 +120,8 @@ impl Scenario {
                 None,
                 &[
                     ("Content-Type", "application/json"),
-                    ("User-Agent", v.user_agent),
-                    ("X-Forwarded-For", v.ip),
+                    ("User-Agent", "python-requests/2.32.3"),
+                    ("X-Forwarded-For", "198.51.100.1"),
                 ],
                 Some(serde_json::to_vec(&body).unwrap()),
             )
