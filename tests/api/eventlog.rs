@@ -185,6 +185,23 @@ pub async fn appends_are_idempotent_by_event_id(log: &dyn EventLog) {
     assert_eq!(stored.iter().map(|e| e.id).collect::<HashSet<_>>().len(), 6);
 }
 
+/// `contains_all` is how a writer learns the outcome of an append it lost sight of: true only when
+/// every one of the events is there.
+pub async fn contains_all_tells_whether_every_event_is_in_the_log(log: &dyn EventLog) {
+    let written: Vec<EventData> = (0..3).map(event).collect();
+    log.append(vec![append("test-c", ExpectedState::Any, written.clone())])
+        .await
+        .unwrap();
+    let ids = |events: &[EventData]| -> Vec<(String, Uuid)> {
+        events.iter().map(|e| ("test-c".to_owned(), e.id)).collect()
+    };
+    assert!(log.contains_all(&ids(&written)).await.unwrap());
+    let mut with_missing = written.clone();
+    with_missing.push(event(9));
+    assert!(!log.contains_all(&ids(&with_missing)).await.unwrap());
+    assert!(!log.contains_all(&ids(&[event(10)])).await.unwrap());
+}
+
 pub async fn filters_select_categories(log: &dyn EventLog) {
     log.append(vec![
         append("hits-1", ExpectedState::Any, vec![event(0), event(1)]),
@@ -356,6 +373,58 @@ async fn pg_expected_state_conflicts_are_typed_and_atomic() {
 #[actix_web::test]
 async fn pg_appends_are_idempotent_by_event_id() {
     appends_are_idempotent_by_event_id(&fresh_log().await.0).await;
+}
+
+#[actix_web::test]
+async fn pg_contains_all_tells_whether_every_event_is_in_the_log() {
+    contains_all_tells_whether_every_event_is_in_the_log(&fresh_log().await.0).await;
+}
+
+/// An append whose COMMIT is still in flight holds the head's lock: `contains_all` answers only
+/// once it has finished, so a writer that lost its connection during COMMIT learns the truth.
+#[actix_web::test]
+async fn pg_contains_all_waits_for_an_append_in_flight() {
+    use sqlx::Connection;
+    let (log, pool) = fresh_log().await;
+    let url = pool
+        .connect_options()
+        .get_database()
+        .map(str::to_owned)
+        .unwrap();
+    let mut writer =
+        sqlx::PgConnection::connect(&format!("{}/{url}", crate::helpers::server_url()))
+            .await
+            .unwrap();
+    // What an append does before its COMMIT: the head's lock, then the rows.
+    let id = Uuid::now_v7();
+    sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+    sqlx::query("SELECT position FROM event_log_head FOR UPDATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO events (position, stream_id, revision, event_id, event_type, schema_version, data) \
+         VALUES (1, 'test-f', 0, $1, 'TestEvent', 1, '{}')",
+    )
+    .bind(id)
+    .execute(&mut writer)
+    .await
+    .unwrap();
+    let target = [("test-f".to_owned(), id)];
+    let lookup = async { (log.contains_all(&target).await, Instant::now()) };
+    let commit = async {
+        // The lookup is under way meanwhile; it must not answer before the COMMIT.
+        actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+        let committed = Instant::now();
+        sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+        committed
+    };
+    let ((found, answered), committed) = futures_util::future::join(lookup, commit).await;
+    assert!(found.unwrap(), "the committed event is found");
+    assert!(
+        answered >= committed,
+        "the lookup answered only after the commit"
+    );
 }
 
 #[actix_web::test]
@@ -549,6 +618,7 @@ mod kurrentdb {
         appends_get_revisions_and_positions(&*shared).await;
         expected_state_conflicts_are_typed_and_atomic_per_stream(&*shared).await;
         appends_are_idempotent_by_event_id(&*shared).await;
+        contains_all_tells_whether_every_event_is_in_the_log(&*shared).await;
         subscriptions_catch_up_then_follow(shared).await;
     }
 
