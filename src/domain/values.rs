@@ -191,9 +191,37 @@ pub struct PropertyCredentials {
     pub read_key: String,
 }
 
+impl PropertyCredentials {
+    /// Whether `id` has the shape of a measurement id (`G-` and 10 upper-case letters or digits),
+    /// so that anything else is refused without a lookup.
+    pub fn is_measurement_id(id: &str) -> bool {
+        id.strip_prefix("G-").is_some_and(|rest| {
+            rest.len() == 10
+                && rest
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measurement_ids_have_one_shape() {
+        assert!(PropertyCredentials::is_measurement_id("G-AB12CD34EF"));
+        for bad in [
+            "",
+            "G-",
+            "G-ab12cd34ef",
+            "G-AB12CD34E",
+            "X-AB12CD34EF",
+            "G-AB12CD34E\0",
+        ] {
+            assert!(!PropertyCredentials::is_measurement_id(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn domains_are_normalised_and_validated() {

@@ -246,8 +246,11 @@ impl Properties {
         &self,
         measurement_id: &str,
     ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
-        self.cached(Lookup::MeasurementId, measurement_id.trim())
-            .await
+        let id = measurement_id.trim();
+        if !crate::domain::PropertyCredentials::is_measurement_id(id) {
+            return Ok(None);
+        }
+        self.cached(Lookup::MeasurementId, id).await
     }
 
     async fn find(&self, by: Lookup, value: &str) -> Result<Option<PropertyRecord>, sqlx::Error> {

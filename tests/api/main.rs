@@ -6,6 +6,7 @@ mod eventlog;
 mod helpers;
 mod loadgen;
 mod projections;
+mod proptests;
 mod protocols;
 mod query;
 mod reliability;

@@ -271,31 +271,40 @@ async fn while_the_log_is_locked_every_answer_is_true() {
     let secret = p["api_secret"].as_str().unwrap().to_owned();
     let pid = p["id"].as_str().unwrap().to_owned();
 
-    // (marker, hits it carries, method, path, content type, body)
-    let mut requests: Vec<(String, usize, &str, String, &str, Vec<u8>)> = Vec::new();
+    struct Request {
+        marker: String,
+        hits: usize,
+        path: String,
+        content_type: &'static str,
+        body: Vec<u8>,
+    }
+    let request = |marker: &str, hits, path: String, content_type, body: String| Request {
+        marker: marker.to_owned(),
+        hits,
+        path,
+        content_type,
+        body: body.into_bytes(),
+    };
+    let mut requests: Vec<Request> = Vec::new();
     for round in 0..4 {
         let m = format!("pl{round}");
-        requests.push((
-            m.clone(),
+        requests.push(request(
+            &m,
             1,
-            "POST",
             "/api/event".into(),
             "text/plain",
             json!({"n": "pageview", "u": format!("https://shop.example/{m}"), "d": "shop.example"})
-                .to_string()
-                .into_bytes(),
+                .to_string(),
         ));
         let m = format!("um{round}");
-        requests.push((
-            m.clone(),
+        requests.push(request(
+            &m,
             1,
-            "POST",
             "/api/send".into(),
             "application/json",
             json!({"type": "event", "payload": {"website": pid, "hostname": "shop.example",
                    "url": format!("/{m}")}})
-            .to_string()
-            .into_bytes(),
+            .to_string(),
         ));
         let m = format!("mp{round}");
         let events: Vec<Value> = (0..25)
@@ -304,27 +313,23 @@ async fn while_the_log_is_locked_every_answer_is_true() {
                  "params": {"page_location": format!("https://shop.example/{m}/{i}")}})
             })
             .collect();
-        requests.push((
-            m.clone(),
+        requests.push(request(
+            &m,
             25,
-            "POST",
             format!("/mp/collect?measurement_id={mid}&api_secret={secret}"),
             "application/json",
-            json!({"client_id": "c1", "events": events})
-                .to_string()
-                .into_bytes(),
+            json!({"client_id": "c1", "events": events}).to_string(),
         ));
         let m = format!("gt{round}");
         let lines: Vec<String> = (0..20)
             .map(|i| format!("en=page_view&dl=https%3A%2F%2Fshop.example%2F{m}%2F{i}"))
             .collect();
-        requests.push((
-            m.clone(),
+        requests.push(request(
+            &m,
             20,
-            "POST",
             format!("/g/collect?v=2&tid={mid}&cid=c2"),
             "text/plain",
-            lines.join("\n").into_bytes(),
+            lines.join("\n"),
         ));
     }
 
@@ -339,23 +344,22 @@ async fn while_the_log_is_locked_every_answer_is_true() {
     let app_ref = &app;
     // Requests start 120 ms apart, from the moment the lock is taken until after it goes, so that
     // some wait in the queue, some wait in a batch behind the lock, and some come after it.
-    let sends =
-        requests
-            .iter()
-            .enumerate()
-            .map(|(i, (_, _, method, path, ctype, body))| async move {
-                let app = app_ref;
-                let stagger = Duration::from_millis(120 * i as u64);
-                actix_web::rt::time::sleep(stagger).await;
-                app.request(
-                    method,
-                    path,
-                    None,
-                    &[("Content-Type", *ctype), ("User-Agent", "Mozilla/5.0")],
-                    Some(body.clone()),
-                )
-                .await
-            });
+    let sends = requests.iter().enumerate().map(|(i, r)| async move {
+        let app = app_ref;
+        let stagger = Duration::from_millis(120 * i as u64);
+        actix_web::rt::time::sleep(stagger).await;
+        app.request(
+            "POST",
+            &r.path,
+            None,
+            &[
+                ("Content-Type", r.content_type),
+                ("User-Agent", "Mozilla/5.0"),
+            ],
+            Some(r.body.clone()),
+        )
+        .await
+    });
     let release = async {
         // The lock is held for two append timeouts and more (the requests are under way).
         let hold = Duration::from_millis(1600);
@@ -377,7 +381,7 @@ async fn while_the_log_is_locked_every_answer_is_true() {
         *stored.entry(marker).or_insert(0usize) += 1;
     }
     let (mut acked, mut refused) = (0, 0);
-    for ((marker, hits, ..), answer) in requests.iter().zip(&answers) {
+    for (Request { marker, hits, .. }, answer) in requests.iter().zip(&answers) {
         let in_log = stored.get(marker).copied().unwrap_or(0);
         match answer.status {
             200..=299 => {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::{client, read_body};
 use crate::api::{ApiError, AppState};
 use crate::domain::hit::{ENGAGEMENT, PAGEVIEW};
-use crate::domain::{Geo, HitRequest, PropertyId, Protocol, ReportedDevice};
+use crate::domain::{Geo, Hit, HitRequest, PropertyId, Protocol, ReportedDevice};
 use crate::services::collector::count_outcome;
 use crate::services::{Client, CollectError, Collector, PropertyRecord};
 
@@ -498,12 +498,23 @@ fn check_mp(body: &[u8], property: Option<&PropertyRecord>) -> MpCheck {
     };
     let before = messages.len();
     let mut hits = Vec::new();
+    let now = Utc::now();
     for (i, e) in events.iter().enumerate() {
-        let problems = validate_event(e, &format!("events[{i}]"), true);
-        if problems.is_empty() {
-            hits.push(to_hit(e, &common));
+        let path = format!("events[{i}]");
+        let problems = validate_event(e, &path, true);
+        if !problems.is_empty() {
+            messages.extend(problems);
+            continue;
         }
-        messages.extend(problems);
+        // The rules collection applies, so that the debug endpoint and collection agree (with
+        // no property, the request is dropped whole already).
+        let hit = to_hit(e, &common);
+        match Hit::parse(hit.clone(), now) {
+            Err(problem) if property.is_some() => {
+                messages.push(message(path, "VALUE_INVALID", problem.to_string()))
+            }
+            _ => hits.push(hit),
+        }
     }
     // Request-level problems drop the whole request, as GA4 does.
     if before > 0 {
@@ -574,9 +585,10 @@ pub async fn mp_debug(
 /// Invalid lines are left out; when no line is valid the first one's error is the answer.
 pub async fn gtag_collect(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let body = read_body(payload, super::MAX_BODY).await?;
     let shared: Vec<(String, String)> = url::form_urlencoded::parse(req.query_string().as_bytes())
         .into_owned()
         .collect();

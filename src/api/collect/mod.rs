@@ -38,7 +38,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/g/collect")
             .wrap(cors())
-            .app_data(web::PayloadConfig::new(MAX_BODY))
             .route(web::get().to(ga4::gtag_collect))
             .route(web::post().to(ga4::gtag_collect))
             .route(options()),
