@@ -71,6 +71,7 @@ pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
 /// Applies the embedded migrations.
 pub async fn migrate(pool: &PgPool) -> Result<(), StartupError> {
     sqlx::migrate!("./migrations").run(pool).await?;
+    crate::eventlog::postgres::convert_legacy_events(pool).await?;
     Ok(())
 }
 

@@ -1,5 +1,7 @@
-//! The domain's events as they travel through the log: a type name, a schema version and JSON
-//! data. Decoding upcasts old schema versions, and fails with a typed error, never a panic.
+//! The domain's events as they travel through the log: a type name, a schema version and data.
+//! Hits, billions of them, are written in the compact binary encoding of [`super::codec`]
+//! (`HitRecorded` version 2); the rare property events as JSON (version 1). Decoding upcasts old
+//! schema versions (JSON hits of version 1), and fails with a typed error, never a panic.
 
 use super::{DomainClaimed, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered};
 use serde::de::DeserializeOwned;
@@ -21,6 +23,8 @@ pub enum DecodeError {
     UnknownVersion { event_type: String, version: u16 },
     #[error("event data does not match its schema: {0}")]
     Data(#[from] serde_json::Error),
+    #[error("event data does not match its binary schema: {0}")]
+    Binary(#[from] super::codec::CodecError),
 }
 
 impl Event {
@@ -40,12 +44,24 @@ impl Event {
         }
     }
 
-    /// The schema version new events are written with.
+    /// The schema version new events are written with: 2 for hits (binary), 1 for the others
+    /// (JSON).
     pub fn schema_version(&self) -> u16 {
-        1
+        match self {
+            Self::HitRecorded(_) => 2,
+            _ => 1,
+        }
     }
 
-    /// The event's data as JSON text.
+    /// The event's data as its [`Event::schema_version`] stores it.
+    pub fn encode(&self) -> Result<Vec<u8>, serde_json::Error> {
+        match self {
+            Self::HitRecorded(e) => Ok(super::codec::encode_hit(e)),
+            other => other.to_json().map(String::into_bytes),
+        }
+    }
+
+    /// The event's data as JSON text (what the admin API shows, whatever the stored encoding).
     pub fn to_json(&self) -> Result<String, serde_json::Error> {
         match self {
             Self::PropertyRegistered(e) => serde_json::to_string(e),
@@ -57,14 +73,14 @@ impl Event {
     }
 
     /// Decodes stored data of any known schema version into the current shape.
-    pub fn decode(event_type: &str, version: u16, data: &str) -> Result<Self, DecodeError> {
+    pub fn decode(event_type: &str, version: u16, data: &[u8]) -> Result<Self, DecodeError> {
         fn v1<T: DeserializeOwned>(
             event_type: &str,
             version: u16,
-            data: &str,
+            data: &[u8],
         ) -> Result<T, DecodeError> {
             match version {
-                1 => Ok(serde_json::from_str(data)?),
+                1 => Ok(serde_json::from_slice(data)?),
                 _ => Err(DecodeError::UnknownVersion {
                     event_type: event_type.to_owned(),
                     version,
@@ -76,6 +92,10 @@ impl Event {
                 v1(event_type, version, data).map(Self::PropertyRegistered)
             }
             Self::DOMAIN_CLAIMED => v1(event_type, version, data).map(Self::DomainClaimed),
+            // Version 1 is the JSON of the first releases, upcast by reading it.
+            Self::HIT_RECORDED if version == 2 => {
+                Ok(Self::HitRecorded(Box::new(super::codec::decode_hit(data)?)))
+            }
             Self::HIT_RECORDED => {
                 v1(event_type, version, data).map(|e| Self::HitRecorded(Box::new(e)))
             }
@@ -97,7 +117,7 @@ mod tests {
             domain: Domain::parse("shop.example").unwrap(),
             property_id: PropertyId::parse("0190c7e6-5b8f-7000-8000-000000000001").unwrap(),
         });
-        let data = event.to_json().unwrap();
+        let data = event.encode().unwrap();
         let back = Event::decode(event.type_name(), event.schema_version(), &data).unwrap();
         assert_eq!(back, event);
     }
@@ -105,15 +125,15 @@ mod tests {
     #[test]
     fn unknown_types_versions_and_bad_data_are_typed_errors() {
         assert!(matches!(
-            Event::decode("Nope", 1, "null"),
+            Event::decode("Nope", 1, b"null"),
             Err(DecodeError::UnknownType(_))
         ));
         assert!(matches!(
-            Event::decode(Event::DOMAIN_CLAIMED, 9, "null"),
+            Event::decode(Event::DOMAIN_CLAIMED, 9, b"null"),
             Err(DecodeError::UnknownVersion { version: 9, .. })
         ));
         assert!(matches!(
-            Event::decode(Event::DOMAIN_CLAIMED, 1, r#"{"domain": 5}"#),
+            Event::decode(Event::DOMAIN_CLAIMED, 1, br#"{"domain": 5}"#),
             Err(DecodeError::Data(_))
         ));
     }

@@ -331,6 +331,11 @@ impl VisitorKey {
     pub fn as_u64(&self) -> u64 {
         self.0
     }
+
+    /// The key with these 64 bits (as [`VisitorKey::as_u64`] gives them).
+    pub fn from_u64(bits: u64) -> Self {
+        Self(bits)
+    }
 }
 
 impl TryFrom<String> for VisitorKey {

@@ -1,5 +1,6 @@
 //! Pure domain logic: commands, events, aggregates and processing rules. No I/O and no async.
 
+pub mod codec;
 pub mod enrich;
 pub mod events;
 pub mod geo;

@@ -100,7 +100,7 @@ fn recorded(e: &kurrentdb::RecordedEvent) -> RecordedEvent {
         id: e.id,
         event_type: e.event_type.clone(),
         schema_version,
-        data: String::from_utf8_lossy(&e.data).into_owned(),
+        data: e.data.to_vec(),
         recorded_at: e.created,
     }
 }

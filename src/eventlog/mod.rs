@@ -44,8 +44,8 @@ pub struct EventData {
     pub id: Uuid,
     pub event_type: String,
     pub schema_version: u16,
-    /// JSON text.
-    pub data: String,
+    /// The encoded event ([`Event::encode`]).
+    pub data: Vec<u8>,
 }
 
 impl EventData {
@@ -54,7 +54,7 @@ impl EventData {
             id,
             event_type: event.type_name().to_owned(),
             schema_version: event.schema_version(),
-            data: event.to_json()?,
+            data: event.encode()?,
         })
     }
 
@@ -92,8 +92,8 @@ pub struct RecordedEvent {
     pub id: Uuid,
     pub event_type: String,
     pub schema_version: u16,
-    /// JSON text.
-    pub data: String,
+    /// The encoded event, as its schema version has it.
+    pub data: Vec<u8>,
     pub recorded_at: DateTime<Utc>,
 }
 

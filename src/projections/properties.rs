@@ -152,7 +152,7 @@ mod tests {
             id: uuid::Uuid::nil(),
             event_type: event.type_name().into(),
             schema_version: event.schema_version(),
-            data: event.to_json().unwrap(),
+            data: event.encode().unwrap(),
             recorded_at: chrono::Utc::now(),
         }
     }
@@ -199,7 +199,7 @@ mod tests {
                 property_id: PropertyId::parse("0190c7e6-5b8f-7000-8000-000000000001").unwrap(),
             }),
         );
-        bad.data = "{}".into();
+        bad.data = b"{}".to_vec();
         assert!(matches!(
             fold(&[bad]),
             Err(ProjectionError::Decode { position: 7, .. })

@@ -19,7 +19,7 @@ fn event(n: usize) -> EventData {
         id: Uuid::now_v7(),
         event_type: "TestEvent".into(),
         schema_version: 1,
-        data: format!(r#"{{"n":{n}}}"#),
+        data: format!(r#"{{"n":{n}}}"#).into_bytes(),
     }
 }
 
@@ -52,7 +52,7 @@ pub async fn appends_get_revisions_and_positions(log: &dyn EventLog) {
         a.iter().map(|e| e.revision).collect::<Vec<_>>(),
         vec![0, 1, 2]
     );
-    assert_eq!(a[1].data, r#"{"n":1}"#);
+    assert_eq!(a[1].data, br#"{"n":1}"#);
     assert!(a.windows(2).all(|w| w[0].position < w[1].position));
     assert_eq!(log.read_stream("test-a", 2, 100).await.unwrap().len(), 1);
     assert!(log
@@ -284,8 +284,8 @@ pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
     }
     live.await.unwrap();
     assert_eq!(
-        fresh.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
-        vec![r#"{"n":10}"#, r#"{"n":11}"#]
+        fresh.iter().map(|e| e.data.as_slice()).collect::<Vec<_>>(),
+        vec![br#"{"n":10}"#.as_slice(), br#"{"n":11}"#.as_slice()]
     );
 }
 
@@ -395,7 +395,8 @@ async fn pg_contains_all_waits_for_an_append_in_flight() {
         sqlx::PgConnection::connect(&format!("{}/{url}", crate::helpers::server_url()))
             .await
             .unwrap();
-    // What an append does before its COMMIT: the head's lock, then the rows.
+    // What an append does before its COMMIT: the head's lock, then the batch (whose records
+    // `contains_all` does not read).
     let id = Uuid::now_v7();
     sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
     sqlx::query("SELECT position FROM event_log_head FOR UPDATE")
@@ -403,8 +404,8 @@ async fn pg_contains_all_waits_for_an_append_in_flight() {
         .await
         .unwrap();
     sqlx::query(
-        "INSERT INTO events (position, stream_id, revision, event_id, event_type, schema_version, data) \
-         VALUES (1, 'test-f', 0, $1, 'TestEvent', 1, '{}')",
+        "INSERT INTO event_batches (first_position, last_position, category, streams, event_ids, records) \
+         VALUES (1, 1, 'test', '{}', ARRAY[$1::uuid], '\\x00')",
     )
     .bind(id)
     .execute(&mut writer)
@@ -658,4 +659,115 @@ mod kurrentdb {
             .unwrap();
         assert_eq!(r[0].revision, Some(1));
     }
+}
+
+/// A log written before record batches (one JSON row per event) is converted by `migrate`: every
+/// position, stream, revision, id and byte of data is kept, and old hits still decode.
+#[actix_web::test]
+async fn a_log_of_json_rows_is_converted_into_record_batches() {
+    use footfall::domain::Event;
+    let url = fresh_database().await;
+    let pool = PgPool::connect(&url).await.unwrap();
+    let mut before = sqlx::migrate!("./migrations");
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version < 20261201000002)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    before.run(&pool).await.unwrap();
+    let hit = r#"{"property_id":"0190c7e6-5b8f-7000-8000-000000000001","occurred_at":"2026-11-20T10:00:00Z","received_at":"2026-11-20T10:00:01Z","name":"pageview","url":"https://shop.example/","visitor_key":"00000000000000ff","interactive":true,"protocol":"plausible"}"#;
+    let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+    let rows = [
+        ("property-1", 0, "DomainClaimed", r#"{"n":1}"#),
+        ("hits-1", 0, "HitRecorded", hit),
+        ("hits-1", 1, "HitRecorded", hit),
+        ("property-1", 1, "GoalsSet", r#"{"n":2}"#),
+        ("hits-2", 0, "HitRecorded", hit),
+    ];
+    for (i, (stream, revision, event_type, data)) in rows.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO events (position, stream_id, revision, event_id, event_type, schema_version, data) \
+             VALUES ($1, $2, $3, $4, $5, 1, $6::json)",
+        )
+        .bind(i as i64 + 1)
+        .bind(stream)
+        .bind(revision)
+        .bind(ids[i])
+        .bind(event_type)
+        .bind(data)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO event_streams (stream_id, revision) VALUES ('property-1', 1), ('hits-1', 1), ('hits-2', 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE event_log_head SET position = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    footfall::startup::migrate(&pool).await.unwrap();
+    let gone: bool = sqlx::query_scalar("SELECT to_regclass('events') IS NULL")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(gone, "the old table is dropped");
+    let log = PgEventLog::new(pool.clone());
+    let all = log
+        .read_all(Position::START, 100, &StreamFilter::all())
+        .await
+        .unwrap();
+    /// Position, stream, revision, id, type, data.
+    type Stored<'a> = (u64, &'a str, u64, Uuid, &'a str, &'a [u8]);
+    let seen: Vec<Stored<'_>> = all
+        .iter()
+        .map(|e| {
+            (
+                e.position.0,
+                e.stream.as_str(),
+                e.revision,
+                e.id,
+                e.event_type.as_str(),
+                e.data.as_slice(),
+            )
+        })
+        .collect();
+    let expected: Vec<Stored<'_>> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, (s, r, t, d))| (i as u64 + 1, *s, *r as u64, ids[i], *t, d.as_bytes()))
+        .collect();
+    assert_eq!(seen, expected);
+    assert!(matches!(all[1].decode().unwrap(), Event::HitRecorded(_)));
+    let hits = log
+        .read_all(Position::START, 100, &StreamFilter::categories(&["hits"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        hits.iter().map(|e| e.position.0).collect::<Vec<_>>(),
+        [2, 3, 5]
+    );
+    assert_eq!(
+        log.read_stream("hits-1", 1, 10).await.unwrap()[0].position,
+        Position(3)
+    );
+    // And the log goes on from there.
+    log.append(vec![append(
+        "hits-2",
+        ExpectedState::Revision(0),
+        vec![event(9)],
+    )])
+    .await
+    .unwrap();
+    assert_eq!(log.head().await.unwrap().position, Position(6));
+    assert!(log
+        .contains_all(&[("hits-1".to_owned(), ids[2])])
+        .await
+        .unwrap());
 }

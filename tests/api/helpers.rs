@@ -219,6 +219,30 @@ impl TestApp {
         }
     }
 
+    /// Every hit in the log, decoded, in log order.
+    pub async fn log_hits(&self) -> Vec<footfall::domain::HitRecorded> {
+        use footfall::domain::Event;
+        use footfall::eventlog::{EventLog, Position, StreamFilter};
+        let log = PgEventLog::new(self.pool.clone());
+        let mut hits = Vec::new();
+        let mut after = Position::START;
+        loop {
+            let events = log
+                .read_all(after, 10_000, &StreamFilter::categories(&["hits"]))
+                .await
+                .unwrap();
+            let Some(last) = events.last() else {
+                return hits;
+            };
+            after = last.position;
+            for e in &events {
+                if let Event::HitRecorded(h) = e.decode().unwrap() {
+                    hits.push(*h);
+                }
+            }
+        }
+    }
+
     /// Number of events in the whole log.
     pub async fn log_events(&self) -> u64 {
         self.admin_get("/api/admin/log").await.body["events"]

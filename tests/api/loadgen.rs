@@ -38,7 +38,9 @@ async fn loadgen(app: &TestApp, extra: &[&str]) -> Value {
 }
 
 async fn hits_in_log(app: &TestApp) -> u64 {
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'HitRecorded'")
+    let n: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(last_position - first_position + 1), 0)::bigint FROM event_batches WHERE category = 'hits'",
+    )
         .fetch_one(&app.pool)
         .await
         .unwrap();

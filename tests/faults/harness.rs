@@ -306,19 +306,34 @@ impl Db {
     pub fn markers_in_log(&self, domain: &str) -> std::collections::HashMap<u64, i64> {
         let prefix = format!("https://{domain}/f/");
         self.rt.block_on(async {
-            let mut conn = PgConnection::connect(&self.url).await.unwrap();
-            let rows: Vec<(Option<String>, i64)> = sqlx::query_as(
-                "SELECT data->>'url', count(*) FROM events WHERE event_type = 'HitRecorded' GROUP BY 1",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-            rows.into_iter()
-                .filter_map(|(url, n)| {
-                    let marker = url?.strip_prefix(&prefix)?.parse::<u64>().ok()?;
-                    Some((marker, n))
-                })
-                .collect()
+            use footfall::domain::Event;
+            use footfall::eventlog::{EventLog, Position, StreamFilter};
+            let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+            let log = footfall::eventlog::postgres::PgEventLog::new(pool.clone());
+            let mut counts = std::collections::HashMap::new();
+            let mut after = Position::START;
+            loop {
+                let events = log
+                    .read_all(after, 10_000, &StreamFilter::categories(&["hits"]))
+                    .await
+                    .unwrap();
+                let Some(last) = events.last() else { break };
+                after = last.position;
+                for e in &events {
+                    let Ok(Event::HitRecorded(hit)) = e.decode() else {
+                        continue;
+                    };
+                    let marker = hit
+                        .url
+                        .strip_prefix(&prefix)
+                        .and_then(|m| m.parse::<u64>().ok());
+                    if let Some(marker) = marker {
+                        *counts.entry(marker).or_insert(0) += 1;
+                    }
+                }
+            }
+            pool.close().await;
+            counts
         })
     }
 

@@ -51,8 +51,9 @@ fn render(e: &RecordedEvent) -> Value {
         "revision": e.revision,
         "position": e.position,
         "recorded_at": e.recorded_at,
-        // Stored data is JSON the log validated on write.
-        "data": serde_json::from_str::<Value>(&e.data).unwrap_or(Value::Null),
+        // Shown as JSON whatever its stored encoding; data this code cannot decode shows as null.
+        "data": e.decode().ok().and_then(|d| d.to_json().ok())
+            .and_then(|j| serde_json::from_str::<Value>(&j).ok()).unwrap_or(Value::Null),
     })
 }
 

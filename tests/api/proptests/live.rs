@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use footfall::domain::enrich::is_bot;
-use serde_json::Value;
 
 use super::runner::{Case, Ctx};
 
@@ -52,13 +51,8 @@ pub(super) async fn live_check(
         if Instant::now() >= until {
             let mut out = String::new();
             for (projection, generation, checkpoint) in behind {
-                let next: Option<i64> =
-                    sqlx::query_scalar("SELECT min(position) FROM events WHERE position > $1")
-                        .bind(checkpoint)
-                        .fetch_one(pool)
-                        .await
-                        .unwrap();
-                let next = next.unwrap_or(checkpoint + 1);
+                // Positions are dense: the event the projection stays before is the next one.
+                let next = checkpoint + 1;
                 write!(
                     out,
                     "the live projection `{projection}` (generation {generation}) stays at \
@@ -105,17 +99,31 @@ pub(super) async fn live_check(
             None => writeln!(out).unwrap(),
         }
     }
-    let logged: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT position, data::text FROM events WHERE category = 'hits' ORDER BY position",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let log = footfall::eventlog::postgres::PgEventLog::new(pool.clone());
+    let mut logged: Vec<(i64, footfall::domain::HitRecorded)> = Vec::new();
+    let mut after = footfall::eventlog::Position::START;
+    loop {
+        use footfall::eventlog::EventLog;
+        let events = log
+            .read_all(
+                after,
+                10_000,
+                &footfall::eventlog::StreamFilter::categories(&["hits"]),
+            )
+            .await
+            .unwrap();
+        let Some(last) = events.last() else { break };
+        after = last.position;
+        for e in &events {
+            if let Ok(footfall::domain::Event::HitRecorded(h)) = e.decode() {
+                logged.push((e.position.0 as i64, *h));
+            }
+        }
+    }
     let (mut people, mut bots, mut pings, mut bot_pings) = (BTreeSet::new(), 0i64, 0, 0);
-    for (position, data) in &logged {
-        let hit: Value = serde_json::from_str(data).unwrap();
-        let engagement = hit["name"] == "engagement";
-        if hit["user_agent"].as_str().is_some_and(is_bot) {
+    for (position, hit) in &logged {
+        let engagement = hit.name == "engagement";
+        if hit.user_agent.as_deref().is_some_and(is_bot) {
             if engagement {
                 bot_pings += 1;
             } else {

@@ -114,7 +114,9 @@ impl<'a> Ctx<'a> {
     /// Events appended after `after`: all of them, and those of `hits-…` streams.
     async fn appended(&self, after: i64) -> (i64, i64) {
         sqlx::query_as(
-            "SELECT count(*), count(*) FILTER (WHERE category = 'hits') FROM events WHERE position > $1",
+            "SELECT coalesce(sum(n), 0)::bigint, coalesce(sum(n) FILTER (WHERE category = 'hits'), 0)::bigint \
+             FROM (SELECT category, last_position - greatest(first_position, $1 + 1) + 1 AS n \
+                   FROM event_batches WHERE last_position > $1) b",
         )
         .bind(after)
         .fetch_one(&self.app.pool)

@@ -18,15 +18,24 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::{
-    AppendResult, EventLog, EventLogError, ExpectedState, LogHead, Position, RecordedEvent,
-    StreamAppend, StreamFilter, Subscription,
+    AppendResult, EventData, EventLog, EventLogError, ExpectedState, LogHead, Position,
+    RecordedEvent, StreamAppend, StreamFilter, Subscription,
 };
+
+mod batch;
+mod legacy;
+
+pub use legacy::convert_legacy_events;
 
 /// The NOTIFY channel that announces new heads; the payload is the new head position.
 const CHANNEL: &str = "footfall_events";
 const MAX_STREAM_NAME: usize = 200;
 /// Pause before the NOTIFY listener reconnects (retry interval).
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Batch rows a read fetches at a time.
+const PAGE: usize = 16;
+/// Stream names a process remembers by number, at most (about 100 bytes each).
+const MAX_CACHED_STREAM_NAMES: usize = 1_000_000;
 
 /// How long an append may wait for the log's lock, and run any one statement: past either it
 /// fails, with nothing written.
@@ -49,6 +58,8 @@ impl Default for AppendTimeouts {
 pub struct PgEventLog {
     pool: PgPool,
     timeouts: AppendTimeouts,
+    /// Stream names by `stream_no` (immutable once assigned).
+    names: Arc<std::sync::Mutex<HashMap<i64, Arc<str>>>>,
     /// The newest head this process knows of, fed by its own appends and by NOTIFY from others.
     head: Arc<watch::Sender<u64>>,
     listener_started: Arc<std::sync::Once>,
@@ -63,6 +74,7 @@ impl PgEventLog {
         Self {
             pool,
             timeouts,
+            names: Arc::default(),
             head: Arc::new(watch::Sender::new(0)),
             listener_started: Arc::new(std::sync::Once::new()),
         }
@@ -114,28 +126,117 @@ fn satisfies(expected: ExpectedState, actual: Option<u64>) -> bool {
     }
 }
 
-fn recorded(row: &PgRow) -> Result<RecordedEvent, sqlx::Error> {
-    Ok(RecordedEvent {
-        stream: row.try_get("stream_id")?,
-        revision: row.try_get::<i64, _>("revision")? as u64,
-        position: Position(row.try_get::<i64, _>("position")? as u64),
-        id: row.try_get("event_id")?,
-        event_type: row.try_get("event_type")?,
-        schema_version: row.try_get::<i16, _>("schema_version")? as u16,
-        data: row.try_get("data")?,
-        recorded_at: row.try_get::<DateTime<Utc>, _>("recorded_at")?,
-    })
+/// A stream's category: the part of its name before the first `-` (`hits-<id>` → `hits`).
+fn category(stream: &str) -> &str {
+    stream.split('-').next().unwrap_or(stream)
 }
 
-fn decode_rows(rows: &[PgRow]) -> Result<Vec<RecordedEvent>, EventLogError> {
-    rows.iter()
-        .map(recorded)
-        .collect::<Result<_, _>>()
-        .map_err(unavailable)
+/// A stored batch row, before its records are decoded.
+struct BatchRow {
+    first_position: i64,
+    streams: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    recorded_at: DateTime<Utc>,
+    records: Vec<u8>,
 }
 
-const SELECT_EVENTS: &str = "SELECT stream_id, revision, position, event_id, event_type, \
-     schema_version, data::text AS data, recorded_at FROM events";
+impl BatchRow {
+    fn of(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            first_position: row.try_get("first_position")?,
+            streams: row.try_get("streams")?,
+            event_ids: row.try_get("event_ids")?,
+            recorded_at: row.try_get("recorded_at")?,
+            records: row.try_get("records")?,
+        })
+    }
+}
+
+const SELECT_BATCHES: &str =
+    "SELECT first_position, streams, event_ids, recorded_at, records FROM event_batches";
+
+impl PgEventLog {
+    /// Stream names by `stream_no`, from a cache of the immutable mapping.
+    async fn stream_names(&self, numbers: &[i64]) -> Result<HashMap<i64, Arc<str>>, sqlx::Error> {
+        let mut out = HashMap::with_capacity(numbers.len());
+        let mut missing = Vec::new();
+        {
+            let cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+            for n in numbers {
+                match cache.get(n) {
+                    Some(name) => {
+                        out.insert(*n, name.clone());
+                    }
+                    None => missing.push(*n),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(out);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT stream_no, stream_id FROM event_streams WHERE stream_no = ANY($1)",
+        )
+        .bind(&missing)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut cache = self.names.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() + rows.len() > MAX_CACHED_STREAM_NAMES {
+            cache.clear();
+        }
+        for (n, name) in rows {
+            let name: Arc<str> = name.into();
+            cache.insert(n, name.clone());
+            out.insert(n, name);
+        }
+        Ok(out)
+    }
+
+    /// The events of batch rows, in position order; `keep` chooses which.
+    async fn events_of(
+        &self,
+        rows: &[BatchRow],
+        mut keep: impl FnMut(&str, u64, u64) -> bool,
+    ) -> Result<Vec<RecordedEvent>, EventLogError> {
+        let numbers: Vec<i64> = rows
+            .iter()
+            .flat_map(|r| r.streams.iter().copied())
+            .collect();
+        let names = self.stream_names(&numbers).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        for row in rows {
+            let records = batch::decode(&row.records, row.streams.len())
+                .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
+            if records.len() != row.event_ids.len() {
+                return Err(EventLogError::Unavailable(
+                    "a batch's records and event ids disagree".into(),
+                ));
+            }
+            for (i, (record, id)) in records.into_iter().zip(&row.event_ids).enumerate() {
+                let stream = names.get(&row.streams[record.stream]).ok_or_else(|| {
+                    EventLogError::Unavailable("a batch names an unknown stream".into())
+                })?;
+                let position = row.first_position as u64 + i as u64;
+                if !keep(stream, record.revision, position) {
+                    continue;
+                }
+                out.push(RecordedEvent {
+                    stream: stream.to_string(),
+                    revision: record.revision,
+                    position: Position(position),
+                    id: *id,
+                    event_type: record.event_type,
+                    schema_version: record.schema_version,
+                    data: record.data,
+                    recorded_at: row.recorded_at,
+                });
+            }
+        }
+        Ok(out)
+    }
+}
 
 #[async_trait]
 impl EventLog for PgEventLog {
@@ -168,14 +269,16 @@ impl EventLog for PgEventLog {
             .iter()
             .flat_map(|a| a.events.iter().map(|e| e.id))
             .collect();
-        let mut seen: HashSet<Uuid> =
-            sqlx::query_scalar("SELECT event_id FROM events WHERE event_id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .into_iter()
-                .collect();
+        let mut seen: HashSet<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM event_batches, unnest(event_ids) AS id \
+             WHERE event_ids && $1 AND id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .collect();
 
         let names: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
         let mut revisions: HashMap<String, Option<u64>> =
@@ -194,21 +297,15 @@ impl EventLog for PgEventLog {
                 .collect::<Result<_, sqlx::Error>>()
                 .map_err(unavailable)?;
 
-        let mut position = head;
-        let (
-            mut positions,
-            mut streams,
-            mut revs,
-            mut event_ids,
-            mut types,
-            mut versions,
-            mut data,
-        ) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+        // The new events in position order, each with its stream's index in `appends`.
+        let mut new: Vec<(usize, u64, &EventData)> = Vec::new();
         let mut results = Vec::with_capacity(appends.len());
-        for append in &appends {
+        let mut position = head as u64;
+        for (i, append) in appends.iter().enumerate() {
             let current = revisions.get(&append.stream).copied().flatten();
-            let new: Vec<_> = append.events.iter().filter(|e| seen.insert(e.id)).collect();
-            if new.is_empty() && !append.events.is_empty() {
+            let fresh: Vec<&EventData> =
+                append.events.iter().filter(|e| seen.insert(e.id)).collect();
+            if fresh.is_empty() && !append.events.is_empty() {
                 // Every event is already in the log: an idempotent retry.
                 results.push(AppendResult {
                     stream: append.stream.clone(),
@@ -225,62 +322,90 @@ impl EventLog for PgEventLog {
                 });
             }
             let mut revision = current;
-            for e in new {
+            for e in fresh {
                 let next = revision.map_or(0, |r| r + 1);
                 revision = Some(next);
                 position += 1;
-                positions.push(position);
-                streams.push(append.stream.as_str());
-                revs.push(next as i64);
-                event_ids.push(e.id);
-                types.push(e.event_type.as_str());
-                versions.push(e.schema_version as i16);
-                data.push(e.data.as_str());
+                new.push((i, next, e));
             }
             revisions.insert(append.stream.clone(), revision);
             results.push(AppendResult {
                 stream: append.stream.clone(),
                 revision,
-                position: Position(position as u64),
+                position: Position(position),
             });
         }
-        if position == head {
+        if new.is_empty() {
             tx.rollback().await.map_err(unavailable)?;
             return Ok(results);
         }
 
-        sqlx::query(
-            "INSERT INTO events (position, stream_id, revision, event_id, event_type, schema_version, data) \
-             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[], \
-                                  $6::smallint[], $7::text[]::json[])",
-        )
-        .bind(&positions)
-        .bind(&streams)
-        .bind(&revs)
-        .bind(&event_ids)
-        .bind(&types)
-        .bind(&versions)
-        .bind(&data)
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-
+        // Stream revisions, and the numbers batches name streams by.
         let (touched, last): (Vec<&str>, Vec<i64>) = revisions
             .iter()
             .filter_map(|(s, r)| r.map(|r| (s.as_str(), r as i64)))
             .unzip();
-        sqlx::query(
+        let numbers: HashMap<String, i64> = sqlx::query_as(
             "INSERT INTO event_streams (stream_id, revision) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-             ON CONFLICT (stream_id) DO UPDATE SET revision = EXCLUDED.revision",
+             ON CONFLICT (stream_id) DO UPDATE SET revision = EXCLUDED.revision \
+             RETURNING stream_id, stream_no",
         )
         .bind(&touched)
         .bind(&last)
-        .execute(&mut *tx)
+        .fetch_all(&mut *tx)
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)?
+        .into_iter()
+        .collect();
+
+        // One batch per run of events of one category, so that subscriptions to a category skip
+        // the others' batches.
+        let mut first = head + 1;
+        for run in
+            new.chunk_by(|a, b| category(&appends[a.0].stream) == category(&appends[b.0].stream))
+        {
+            let mut streams: Vec<i64> = Vec::new();
+            let mut records = Vec::with_capacity(run.len());
+            for (i, revision, e) in run {
+                let no = numbers
+                    .get(&appends[*i].stream)
+                    .copied()
+                    .ok_or_else(|| EventLogError::Unavailable("a stream got no number".into()))?;
+                let stream = match streams.iter().position(|s| *s == no) {
+                    Some(at) => at,
+                    None => {
+                        streams.push(no);
+                        streams.len() - 1
+                    }
+                };
+                records.push(batch::Record {
+                    stream,
+                    revision: *revision,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    data: &e.data,
+                });
+            }
+            let event_ids: Vec<Uuid> = run.iter().map(|(_, _, e)| e.id).collect();
+            let last = first + run.len() as i64 - 1;
+            sqlx::query(
+                "INSERT INTO event_batches (first_position, last_position, category, streams, event_ids, records) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(first)
+            .bind(last)
+            .bind(category(&appends[run[0].0].stream))
+            .bind(&streams)
+            .bind(&event_ids)
+            .bind(batch::encode(&records))
+            .execute(&mut *tx)
+            .await
+            .map_err(unavailable)?;
+            first = last + 1;
+        }
 
         sqlx::query("UPDATE event_log_head SET position = $1")
-            .bind(position)
+            .bind(position as i64)
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -297,7 +422,6 @@ impl EventLog for PgEventLog {
             e => EventLogError::OutcomeUnknown(Box::new(e)),
         })?;
 
-        let position = position as u64;
         self.head.send_if_modified(|h| {
             let newer = position > *h;
             *h = (*h).max(position);
@@ -320,13 +444,17 @@ impl EventLog for PgEventLog {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let found: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE event_id = ANY($1)")
-            .bind(&ids)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let found: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT id) FROM event_batches, unnest(event_ids) AS id \
+             WHERE event_ids && $1 AND id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         tx.rollback().await.map_err(unavailable)?;
-        Ok(found as usize == ids.len())
+        let wanted: HashSet<&Uuid> = ids.iter().collect();
+        Ok(found as usize == wanted.len())
     }
 
     async fn read_stream(
@@ -335,16 +463,41 @@ impl EventLog for PgEventLog {
         from: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, EventLogError> {
-        let rows = sqlx::query(&format!(
-            "{SELECT_EVENTS} WHERE stream_id = $1 AND revision >= $2 ORDER BY revision LIMIT $3"
-        ))
-        .bind(stream)
-        .bind(from as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        decode_rows(&rows)
+        let Some(no): Option<i64> =
+            sqlx::query_scalar("SELECT stream_no FROM event_streams WHERE stream_id = $1")
+                .bind(stream)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(unavailable)?
+        else {
+            return Ok(vec![]);
+        };
+        // Batches are read in pages, in position order, until `limit` events are found.
+        let mut out = Vec::new();
+        let mut after = 0i64;
+        while out.len() < limit {
+            let rows = sqlx::query(&format!(
+                "{SELECT_BATCHES} WHERE streams @> ARRAY[$1::bigint] AND first_position > $2 \
+                 ORDER BY first_position LIMIT {PAGE}"
+            ))
+            .bind(no)
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(BatchRow::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+            let Some(last) = rows.last() else { break };
+            after = last.first_position;
+            let events = self
+                .events_of(&rows, |s, revision, _| s == stream && revision >= from)
+                .await?;
+            out.extend(events);
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn read_all(
@@ -356,21 +509,40 @@ impl EventLog for PgEventLog {
         let condition = if filter.categories.is_empty() {
             ""
         } else if filter.categories.iter().any(|c| c == "hits") {
-            "AND category = ANY($3)"
+            "AND category = ANY($2)"
         } else {
             // Lets the planner use the partial index that leaves hits out.
-            "AND category = ANY($3) AND category <> 'hits'"
+            "AND category = ANY($2) AND category <> 'hits'"
         };
-        let rows = sqlx::query(&format!(
-            "{SELECT_EVENTS} WHERE position > $1 {condition} ORDER BY position LIMIT $2"
-        ))
-        .bind(after.0 as i64)
-        .bind(limit as i64)
-        .bind(&filter.categories)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(unavailable)?;
-        decode_rows(&rows)
+        let mut out = Vec::new();
+        let mut from = after.0 as i64;
+        while out.len() < limit {
+            // From the batch that holds position `from` + 1 on: an index range, wherever `from` is.
+            let rows = sqlx::query(&format!(
+                "{SELECT_BATCHES} WHERE first_position >= COALESCE((SELECT max(first_position) \
+                   FROM event_batches WHERE first_position <= $1 + 1), 0) \
+                 AND last_position > $1 {condition} ORDER BY first_position LIMIT {PAGE}"
+            ))
+            .bind(from)
+            .bind(&filter.categories)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(BatchRow::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+            let Some(last) = rows.last() else { break };
+            from = last.first_position + last.event_ids.len() as i64 - 1;
+            let events = self
+                .events_of(&rows, |stream, _, position| {
+                    position > after.0 && filter.matches(stream)
+                })
+                .await?;
+            out.extend(events);
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn head(&self) -> Result<LogHead, EventLogError> {
@@ -453,14 +625,14 @@ impl Subscription for PgSubscription {
 /// without statistics gets subscription reads planned as scans of the whole log.
 pub async fn analyze_if_stale(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let stale: Option<bool> = sqlx::query_scalar(
-        "SELECT n_mod_since_analyze > GREATEST(100000, n_live_tup / 10) \
-         FROM pg_stat_user_tables WHERE relid = 'events'::regclass",
+        "SELECT n_mod_since_analyze > GREATEST(1000, n_live_tup / 10) \
+         FROM pg_stat_user_tables WHERE relid = 'event_batches'::regclass",
     )
     .fetch_optional(pool)
     .await?;
     if stale != Some(true) {
         return Ok(false);
     }
-    sqlx::query("ANALYZE events").execute(pool).await?;
+    sqlx::query("ANALYZE event_batches").execute(pool).await?;
     Ok(true)
 }

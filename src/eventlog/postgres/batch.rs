@@ -1,0 +1,201 @@
+//! The record batch: how the events of one `event_batches` row are stored in its `records` column.
+//!
+//! The row itself carries the positions (`first_position`.., dense), the streams (`streams`, by
+//! `stream_no`) and the event ids (`event_ids`, in record order); the records carry the rest, in
+//! position order. PostgreSQL compresses the column (lz4), so repeated type names and similar
+//! payloads cost little.
+//!
+//! | field | encoding |
+//! |---|---|
+//! | format version | 1 byte, `1` |
+//! | type names | varint count, then each as varint length + UTF-8 |
+//! | records | varint count, then each: varint index into the row's `streams`, varint revision, varint index into the type names, varint schema version, varint data length + data |
+//!
+//! Varints are unsigned LEB128. A new layout gets a new format version; readers keep every old one.
+
+use crate::domain::codec::{put_str, put_varint, CodecError, Reader};
+
+const FORMAT: u8 = 1;
+
+/// One event of a batch, as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Index into the batch row's `streams`.
+    pub stream: usize,
+    pub revision: u64,
+    pub event_type: &'a str,
+    pub schema_version: u16,
+    pub data: &'a [u8],
+}
+
+/// Why stored bytes are not a record batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BatchError {
+    /// The framing is broken: the bytes end inside a field, a varint overflows, text is not
+    /// UTF-8, or bytes are left over.
+    #[error("record batch framing: {0}")]
+    Framing(#[from] CodecError),
+    /// A format this code does not know (written by newer code).
+    #[error("record batch format {0} is unknown")]
+    UnknownFormat(u8),
+    /// A field holds an impossible value (an index out of range, text that is not UTF-8).
+    #[error("record batch invalid: {0}")]
+    Invalid(&'static str),
+}
+
+pub fn encode(records: &[Record<'_>]) -> Vec<u8> {
+    let mut types: Vec<&str> = Vec::new();
+    let mut out = Vec::with_capacity(16 + records.iter().map(|r| r.data.len() + 8).sum::<usize>());
+    out.push(FORMAT);
+    let type_index: Vec<usize> = records
+        .iter()
+        .map(|r| match types.iter().position(|t| *t == r.event_type) {
+            Some(i) => i,
+            None => {
+                types.push(r.event_type);
+                types.len() - 1
+            }
+        })
+        .collect();
+    put_varint(&mut out, types.len() as u64);
+    for t in &types {
+        put_str(&mut out, t);
+    }
+    put_varint(&mut out, records.len() as u64);
+    for (r, t) in records.iter().zip(type_index) {
+        put_varint(&mut out, r.stream as u64);
+        put_varint(&mut out, r.revision);
+        put_varint(&mut out, t as u64);
+        put_varint(&mut out, u64::from(r.schema_version));
+        put_varint(&mut out, r.data.len() as u64);
+        out.extend_from_slice(r.data);
+    }
+    out
+}
+
+/// One event of a batch, as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub stream: usize,
+    pub revision: u64,
+    pub event_type: String,
+    pub schema_version: u16,
+    pub data: Vec<u8>,
+}
+
+/// Decodes a batch; `streams` is how many streams the row lists (record indexes are checked).
+pub fn decode(bytes: &[u8], streams: usize) -> Result<Vec<StoredRecord>, BatchError> {
+    let mut r = Reader::new(bytes);
+    let format = r.byte()?;
+    if format != FORMAT {
+        return Err(BatchError::UnknownFormat(format));
+    }
+    let index = |r: &mut Reader<'_>| -> Result<usize, BatchError> {
+        usize::try_from(r.varint()?).map_err(|_| BatchError::Invalid("index"))
+    };
+    let type_count = r.len()?;
+    let mut types = Vec::with_capacity(type_count);
+    for _ in 0..type_count {
+        types.push(r.str()?);
+    }
+    let count = r.len()?;
+    // A count no larger than the remaining input: no allocation beyond what the input can hold.
+    let mut out = Vec::with_capacity(count.min(r.remaining()));
+    for _ in 0..count {
+        let stream = index(&mut r)?;
+        if stream >= streams {
+            return Err(BatchError::Invalid("stream index"));
+        }
+        let revision = r.varint()?;
+        let event_type = types
+            .get(index(&mut r)?)
+            .ok_or(BatchError::Invalid("type index"))?
+            .clone();
+        let schema_version =
+            u16::try_from(r.varint()?).map_err(|_| BatchError::Invalid("schema version"))?;
+        let len = r.len()?;
+        let data = r.take(len)?.to_vec();
+        out.push(StoredRecord {
+            stream,
+            revision,
+            event_type,
+            schema_version,
+            data,
+        });
+    }
+    if !r.is_empty() {
+        return Err(BatchError::Invalid("trailing bytes"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_round_trip() {
+        let records = [
+            Record {
+                stream: 0,
+                revision: 0,
+                event_type: "HitRecorded",
+                schema_version: 2,
+                data: b"\x01\x02",
+            },
+            Record {
+                stream: 1,
+                revision: 300,
+                event_type: "GoalsSet",
+                schema_version: 1,
+                data: b"{}",
+            },
+            Record {
+                stream: 0,
+                revision: 1,
+                event_type: "HitRecorded",
+                schema_version: 2,
+                data: b"",
+            },
+        ];
+        let bytes = encode(&records);
+        let back = decode(&bytes, 2).unwrap();
+        assert_eq!(back.len(), 3);
+        for (r, b) in records.iter().zip(&back) {
+            assert_eq!(
+                (r.stream, r.revision, r.event_type, r.schema_version, r.data),
+                (
+                    b.stream,
+                    b.revision,
+                    b.event_type.as_str(),
+                    b.schema_version,
+                    b.data.as_slice()
+                )
+            );
+        }
+        assert_eq!(
+            decode(&bytes, 1).unwrap_err(),
+            BatchError::Invalid("stream index")
+        );
+    }
+
+    #[test]
+    fn damaged_batches_are_errors_not_panics() {
+        let bytes = encode(&[Record {
+            stream: 0,
+            revision: 7,
+            event_type: "HitRecorded",
+            schema_version: 2,
+            data: b"payload",
+        }]);
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], 1).is_err(), "cut at {cut}");
+        }
+        let mut newer = bytes.clone();
+        newer[0] = 2;
+        assert_eq!(decode(&newer, 1).unwrap_err(), BatchError::UnknownFormat(2));
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(decode(&longer, 1).is_err());
+    }
+}
