@@ -189,7 +189,9 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             let projection =
                 projections::by_name(&name).ok_or(CliError::UnknownProjection(name))?;
             let core = Core::start(&config, true).await?;
-            let generation = generations::start_rebuild(&core.pool, &*projection).await?;
+            let generation =
+                generations::start_rebuild(&core.pool, &*projection, config.projection_partitions)
+                    .await?;
             tracing::info!(
                 projection = projection.name(),
                 generation,

@@ -73,6 +73,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub workers: usize,
     pub db_pool_size: u32,
+    /// `FOOTFALL_PROJECTION_PARTITIONS` (1–64, default: the cores): how many runners build a
+    /// partitioned projection's new generations. A running generation keeps the count it was
+    /// created with; a rebuild takes the new one.
+    pub projection_partitions: i32,
     /// How long to wait for a database connection before answering 503.
     pub db_timeout: Duration,
     pub appender: AppenderConfig,
@@ -176,6 +180,20 @@ impl Config {
                 "FOOTFALL_DB_POOL_SIZE",
                 Some(16),
             )?,
+            projection_partitions: match parse_or(
+                get("FOOTFALL_PROJECTION_PARTITIONS"),
+                "FOOTFALL_PROJECTION_PARTITIONS",
+                Some(workers.clamp(1, 64) as i32),
+            )? {
+                n @ 1..=64 => n,
+                n => {
+                    return Err(invalid(
+                        "FOOTFALL_PROJECTION_PARTITIONS",
+                        &n.to_string(),
+                        "1 to 64".into(),
+                    ))
+                }
+            },
             db_timeout: millis(
                 get("FOOTFALL_DB_TIMEOUT_MS"),
                 "FOOTFALL_DB_TIMEOUT_MS",

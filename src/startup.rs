@@ -115,7 +115,7 @@ impl Core {
         migrate(&pool).await?;
         let log = event_log(config, &pool)?;
         for p in projections::all() {
-            generations::ensure_live(&pool, &*p).await?;
+            generations::ensure_live(&pool, &*p, config.projection_partitions).await?;
         }
         if project {
             ProjectionManager::new(projections::all(), log.clone(), pool.clone()).start();
@@ -155,6 +155,7 @@ impl Application {
             pool: core.pool,
             admin_token: config.admin_token.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
+            projection_partitions: config.projection_partitions,
         });
         if state.admin_token.is_none() && config.has_role(Role::Admin) {
             tracing::warn!("FOOTFALL_ADMIN_TOKEN is not set: the admin API refuses every request");

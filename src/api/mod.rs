@@ -31,6 +31,8 @@ pub struct AppState {
     pub reports: crate::query::cache::Reports,
     pub admin_token: Option<String>,
     pub trusted_proxies: Vec<IpNet>,
+    /// Partitions of the rebuilds this node starts (`FOOTFALL_PROJECTION_PARTITIONS`).
+    pub projection_partitions: i32,
 }
 
 /// Registers the routes of the node's roles. Health and metrics are always served.

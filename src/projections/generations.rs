@@ -27,6 +27,8 @@ pub struct GenerationRow {
     pub created_at: DateTime<Utc>,
     pub live_at: Option<DateTime<Utc>>,
     pub schema_version: i32,
+    /// How many runners build it (see [`super::runner`]).
+    pub partitions: i32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,21 +93,43 @@ async fn point_views(
 }
 
 /// Creates a generation's tables and records it, in `state`, with the code's schema version.
+/// How many partitions a new generation of `p` gets when `configured` are asked for: projections
+/// that are not partitioned have one.
+pub fn partitions_of(p: &dyn Projection, configured: i32) -> i32 {
+    if p.partitioned() {
+        configured.clamp(1, 64)
+    } else {
+        1
+    }
+}
+
 async fn new_generation(
     tx: &mut PgConnection,
     p: &dyn Projection,
     state: &str,
+    partitions: i32,
 ) -> Result<Generation, sqlx::Error> {
     let g = next_generation(tx, p.name()).await?;
+    let partitions = partitions_of(p, partitions);
     create_tables(tx, p, g).await?;
     sqlx::query(
-        "INSERT INTO projection_generations (projection, generation, state, schema_version, live_at) \
-         VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'live' THEN now() END)",
+        "INSERT INTO projection_generations (projection, generation, state, schema_version, live_at, partitions) \
+         VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'live' THEN now() END, $5)",
     )
     .bind(p.name())
     .bind(g)
     .bind(state)
     .bind(p.schema_version())
+    .bind(partitions)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO projection_partitions (projection, generation, partition) \
+         SELECT $1, $2, generate_series(0, $3 - 1)",
+    )
+    .bind(p.name())
+    .bind(g)
+    .bind(partitions)
     .execute(&mut *tx)
     .await?;
     Ok(g)
@@ -115,7 +139,11 @@ async fn new_generation(
 /// runner fills from the start of the log). If the live generation was built with an older
 /// schema version, starts a rebuild with this code's version; the old generation keeps serving
 /// reads, frozen, until the new one catches up and is switched in.
-pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<(), sqlx::Error> {
+pub async fn ensure_live(
+    pool: &PgPool,
+    p: &dyn Projection,
+    partitions: i32,
+) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
     let rows: Vec<(Generation, String, i32)> = sqlx::query_as(
@@ -128,7 +156,7 @@ pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<(), sqlx::
     let version = p.schema_version();
     match rows.iter().find(|(_, state, _)| state == "live") {
         None => {
-            let g = new_generation(&mut tx, p, "live").await?;
+            let g = new_generation(&mut tx, p, "live", partitions).await?;
             point_views(&mut tx, p, g).await?;
         }
         Some((live, _, live_version)) if *live_version < version => {
@@ -144,7 +172,7 @@ pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<(), sqlx::
                 .iter()
                 .any(|(_, state, v)| state == "building" && *v == version);
             if !building {
-                let g = new_generation(&mut tx, p, "building").await?;
+                let g = new_generation(&mut tx, p, "building", partitions).await?;
                 tracing::info!(
                     projection = p.name(),
                     live = live,
@@ -160,7 +188,11 @@ pub async fn ensure_live(pool: &PgPool, p: &dyn Projection) -> Result<(), sqlx::
 }
 
 /// Starts a rebuild: a new generation, built from position 0 beside the live one.
-pub async fn start_rebuild(pool: &PgPool, p: &dyn Projection) -> Result<Generation, RebuildError> {
+pub async fn start_rebuild(
+    pool: &PgPool,
+    p: &dyn Projection,
+    partitions: i32,
+) -> Result<Generation, RebuildError> {
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
     let building: Option<Generation> = sqlx::query_scalar(
@@ -172,7 +204,7 @@ pub async fn start_rebuild(pool: &PgPool, p: &dyn Projection) -> Result<Generati
     if building.is_some() {
         return Err(RebuildError::AlreadyRunning(p.name().to_owned()));
     }
-    let g = new_generation(&mut tx, p, "building").await?;
+    let g = new_generation(&mut tx, p, "building", partitions).await?;
     tx.commit().await?;
     Ok(g)
 }
@@ -288,7 +320,8 @@ pub async fn drop_retired(
 /// The live and building generations of every projection.
 pub async fn list(pool: &PgPool) -> Result<Vec<GenerationRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT projection, generation, state, position, events_per_second, created_at, live_at, schema_version \
+        "SELECT projection, generation, state, position, events_per_second, created_at, live_at, schema_version, \
+                partitions \
          FROM projection_generations WHERE state IN ('live', 'building') ORDER BY projection, generation",
     )
     .fetch_all(pool)

@@ -77,6 +77,12 @@ impl Projection for HitsProjection {
         StreamFilter::categories(&["property", "hits"])
     }
 
+    /// Every row it writes belongs to one property (a property's registration, in its
+    /// `property-<id>` stream, goes to the same partition as its `hits-<id>` stream).
+    fn partitioned(&self) -> bool {
+        true
+    }
+
     fn tables(&self) -> &'static [&'static str] {
         &[
             "hit_properties",

@@ -56,6 +56,12 @@ pub trait Projection: Send + Sync + 'static {
     /// The version of its tables and processing rules. Raise it when either changes: nodes with
     /// the new code rebuild the projection beside the live generation and switch when caught up.
     fn schema_version(&self) -> i32;
+
+    /// Whether its events can be folded by several runners, each taking the properties that hash
+    /// to it (see [`runner::partition_of`]): true when nothing it writes spans properties.
+    fn partitioned(&self) -> bool {
+        false
+    }
 }
 
 #[async_trait]

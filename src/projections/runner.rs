@@ -1,10 +1,14 @@
 //! The actors that run projections.
 //!
-//! A [`ProjectionRunner`] follows the log for one generation of one projection. It writes each
-//! batch's read-model changes **and** the checkpoint in one transaction, so every event takes effect
-//! exactly once across crashes and restarts. It runs on one node at a time: it holds a session
-//! advisory lock on its own connection, and another node's runner takes over when that connection
-//! dies. It stops when its generation is retired.
+//! A [`ProjectionRunner`] follows the log for one partition of one generation of one projection
+//! (a [`Slot`]). It writes each batch's read-model changes **and** its partition's checkpoint in
+//! one transaction, so every event takes effect exactly once across crashes and restarts. It runs
+//! on one node at a time: it holds a session advisory lock on its own connection, and another
+//! node's runner takes over when that connection dies. It stops when its generation is retired.
+//!
+//! A partitioned projection's generation has several partitions; each event belongs to the
+//! partition its property hashes to ([`partition_of`]), so the runners of one generation write
+//! disjoint rows and can run in parallel, on one node or several.
 //!
 //! The [`ProjectionManager`] keeps a runner alive for every live or building generation, switches a
 //! caught-up rebuild in, and drops retired tables.
@@ -30,9 +34,57 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// How often a standby runner tries to take over, and how often the manager looks around.
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
 
+/// One runner's share of the work: a partition of a generation of a projection.
+#[derive(Clone)]
+pub struct Slot {
+    pub projection: Arc<dyn Projection>,
+    pub generation: Generation,
+    pub partition: i32,
+    pub partitions: i32,
+}
+
+impl Slot {
+    fn name(&self) -> &'static str {
+        self.projection.name()
+    }
+
+    /// Whether this slot folds the events of `stream`.
+    fn owns(&self, stream: &str) -> bool {
+        partition_of(stream, self.partitions) == self.partition
+    }
+
+    /// The advisory lock that makes one node at a time run this slot. Partition 0 keeps the key
+    /// a whole generation had before partitions existed, so older nodes and newer ones exclude
+    /// each other during a rolling upgrade.
+    fn lock_keys(&self) -> (String, i32) {
+        match self.partition {
+            0 => (
+                format!("footfall.projection.{}", self.name()),
+                self.generation,
+            ),
+            p => (
+                format!("footfall.projection.{}.{p}", self.name()),
+                self.generation,
+            ),
+        }
+    }
+}
+
+/// The partition (of `partitions`) that the events of `stream` belong to: a stable hash (FNV-1a) of
+/// the stream's id after its category, so `hits-<id>` and `property-<id>` go to the same one.
+pub fn partition_of(stream: &str, partitions: i32) -> i32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    let id = stream.split_once('-').map_or(stream, |(_, id)| id);
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    (hash % partitions as u64) as i32
+}
+
 pub struct ProjectionRunner {
-    projection: Arc<dyn Projection>,
-    generation: Generation,
+    slot: Slot,
     log: Arc<dyn EventLog>,
     pool: PgPool,
 }
@@ -47,19 +99,15 @@ impl Actor for ProjectionRunner {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (p, g, log, pool) = (
-            self.projection.clone(),
-            self.generation,
-            self.log.clone(),
-            self.pool.clone(),
-        );
+        let (slot, log, pool) = (self.slot.clone(), self.log.clone(), self.pool.clone());
         let work = async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match run(&*p, g, &*log, &pool).await {
+                match run(&slot, &*log, &pool).await {
                     Ok(Ended::Retired) => return,
                     Err(e) => {
-                        tracing::error!(projection = p.name(), generation = g, error = %e, "projection failed; retrying");
+                        tracing::error!(projection = slot.name(), generation = slot.generation,
+                            partition = slot.partition, error = %e, "projection failed; retrying");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(10));
                     }
@@ -70,20 +118,17 @@ impl Actor for ProjectionRunner {
     }
 }
 
-async fn run(
-    projection: &dyn Projection,
-    generation: Generation,
-    log: &dyn EventLog,
-    pool: &PgPool,
-) -> Result<Ended, ProjectionError> {
-    let name = projection.name();
-    let mut conn = lead(pool, name, generation).await?;
-    let Some(start) = checkpoint(&mut conn, name, generation).await? else {
+async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, ProjectionError> {
+    let (projection, generation, name) = (&*slot.projection, slot.generation, slot.name());
+    let mut conn = lead(pool, slot).await?;
+    let Some(start) = checkpoint(&mut conn, slot).await? else {
         return Ok(Ended::Retired);
     };
     tracing::info!(
         projection = name,
         generation,
+        partition = slot.partition,
+        partitions = slot.partitions,
         checkpoint = start.0,
         "projection runner leading"
     );
@@ -97,7 +142,7 @@ async fn run(
     loop {
         if replays_checked.elapsed() >= RETRY_INTERVAL {
             replays_checked = Instant::now();
-            if !replay_parked(&mut conn, projection, generation, log, &mut writer).await? {
+            if !replay_parked(&mut conn, slot, log, &mut writer).await? {
                 return Ok(Ended::Retired);
             }
         }
@@ -108,7 +153,7 @@ async fn run(
             // connection, holding the lock, is alive.
             let position = subscription.position();
             let events_per_second = rate.observe(position);
-            if !save_checkpoint(&mut conn, name, generation, position, events_per_second).await? {
+            if !save_checkpoint(&mut conn, slot, position, events_per_second).await? {
                 return Ok(Ended::Retired);
             }
             metrics::gauge!(telemetry::PROJECTION_LAG_SECONDS, "projection" => name).set(0.0);
@@ -118,13 +163,21 @@ async fn run(
         let started = Instant::now();
         let mut batch = Batch {
             conn: &mut conn,
-            projection,
-            generation,
+            slot,
             writer: &mut writer,
             stats: &mut stats,
             rate: &mut rate,
         };
-        if !batch.apply_or_park(&events).await? {
+        let mine: Vec<RecordedEvent> = if slot.partitions > 1 {
+            events
+                .iter()
+                .filter(|e| slot.owns(&e.stream))
+                .cloned()
+                .collect()
+        } else {
+            events.clone()
+        };
+        if !batch.apply_or_park(&mine, last.position).await? {
             return Ok(Ended::Retired);
         }
 
@@ -146,23 +199,38 @@ async fn run(
 /// One batch of a runner, applied in parts that each commit with their checkpoint.
 struct Batch<'a> {
     conn: &'a mut PgConnection,
-    projection: &'a dyn Projection,
-    generation: Generation,
+    slot: &'a Slot,
     writer: &'a mut Box<dyn ProjectionWriter>,
     stats: &'a mut Statistics,
     rate: &'a mut Rate,
 }
 
 impl Batch<'_> {
-    /// Applies the events in order. A part that fails because of an event's own data is halved
-    /// until that event stands alone, which is then parked (see [`parked`]); every other event is
-    /// applied. `false` when the generation was retired meanwhile.
-    async fn apply_or_park(&mut self, events: &[RecordedEvent]) -> Result<bool, ProjectionError> {
-        let name = self.projection.name();
+    /// Applies the slot's events in order, then moves its checkpoint to `read_to` (the last event
+    /// read, whichever partition it belonged to). A part that fails because of an event's own
+    /// data is halved until that event stands alone, which is then parked (see [`parked`]);
+    /// every other event is applied. `false` when the generation was retired meanwhile.
+    async fn apply_or_park(
+        &mut self,
+        events: &[RecordedEvent],
+        read_to: Position,
+    ) -> Result<bool, ProjectionError> {
+        let (projection, generation) = (&*self.slot.projection, self.slot.generation);
+        let name = projection.name();
+        if events.is_empty() {
+            let events_per_second = self.rate.observe(read_to);
+            return Ok(save_checkpoint(self.conn, self.slot, read_to, events_per_second).await?);
+        }
         // Parts still to apply, the next one last.
         let mut parts: Vec<&[RecordedEvent]> = vec![events];
         while let Some(part) = parts.pop() {
             let Some(last) = part.last() else { continue };
+            // The last part also takes the checkpoint past the other partitions' events.
+            let to = if parts.is_empty() {
+                read_to
+            } else {
+                last.position
+            };
             let mut tx = sqlx::Connection::begin(&mut *self.conn).await?;
             let failure = match self.writer.apply(&mut tx, part).await {
                 Ok(()) => None,
@@ -172,37 +240,29 @@ impl Batch<'_> {
             match failure {
                 None => {
                     self.stats
-                        .after_batch(&mut tx, self.projection, self.generation, part.len())
+                        .after_batch(&mut tx, projection, generation, part.len())
                         .await?;
                 }
                 Some(e) => {
                     tx.rollback().await?;
                     // The writer may cache state of the part that failed.
-                    *self.writer = self.projection.writer(self.generation);
+                    *self.writer = projection.writer(generation);
                     if part.len() > 1 {
                         let (first, second) = part.split_at(part.len() / 2);
                         parts.push(second);
                         parts.push(first);
                         continue;
                     }
-                    tracing::error!(projection = name, generation = self.generation,
+                    tracing::error!(projection = name, generation,
                         position = last.position.0, error = %e, "event parked");
                     metrics::counter!(telemetry::PROJECTION_PARKED, "projection" => name)
                         .increment(1);
                     tx = sqlx::Connection::begin(&mut *self.conn).await?;
-                    parked::park(&mut tx, name, self.generation, last, &e).await?;
+                    parked::park(&mut tx, name, generation, last, &e).await?;
                 }
             }
-            let events_per_second = self.rate.observe(last.position);
-            if !save_checkpoint(
-                &mut tx,
-                name,
-                self.generation,
-                last.position,
-                events_per_second,
-            )
-            .await?
-            {
+            let events_per_second = self.rate.observe(to);
+            if !save_checkpoint(&mut tx, self.slot, to, events_per_second).await? {
                 tx.rollback().await?;
                 return Ok(false);
             }
@@ -217,12 +277,11 @@ impl Batch<'_> {
 /// generation was retired.
 async fn replay_parked(
     conn: &mut PgConnection,
-    projection: &dyn Projection,
-    generation: Generation,
+    slot: &Slot,
     log: &dyn EventLog,
     writer: &mut Box<dyn ProjectionWriter>,
 ) -> Result<bool, ProjectionError> {
-    let name = projection.name();
+    let (projection, generation, name) = (&*slot.projection, slot.generation, slot.name());
     let requested = parked::replays_requested(conn, name, generation).await?;
     if requested.is_empty() {
         return Ok(true);
@@ -231,7 +290,10 @@ async fn replay_parked(
         let events = log
             .read_all(Position(position - 1), 1, &StreamFilter::all())
             .await?;
-        let Some(event) = events.first().filter(|e| e.position.0 == position) else {
+        let Some(event) = events
+            .first()
+            .filter(|e| e.position.0 == position && slot.owns(&e.stream))
+        else {
             continue;
         };
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
@@ -254,42 +316,55 @@ async fn replay_parked(
             Err(e) => return Err(e),
         }
     }
-    Ok(checkpoint(conn, name, generation).await?.is_some())
+    Ok(checkpoint(conn, slot).await?.is_some())
 }
 
-/// Moves the generation's checkpoint forward (never back); `false` when it is retired or gone.
+/// Moves the slot's checkpoint forward (never back), and the generation's to the lowest of its
+/// partitions'; `false` when the generation is retired or gone. The generation's row is updated
+/// last, so partitions wait for each other only for the commit.
 async fn save_checkpoint(
     conn: &mut PgConnection,
-    name: &str,
-    g: Generation,
+    slot: &Slot,
     position: Position,
     events_per_second: f64,
 ) -> Result<bool, sqlx::Error> {
-    let updated = sqlx::query(
-        "UPDATE projection_generations SET position = GREATEST(position, $3), events_per_second = $4 \
-         WHERE projection = $1 AND generation = $2 AND state <> 'retired'",
+    sqlx::query(
+        "UPDATE projection_partitions SET position = GREATEST(position, $4), events_per_second = $5 \
+         WHERE projection = $1 AND generation = $2 AND partition = $3",
     )
-    .bind(name)
-    .bind(g)
+    .bind(slot.name())
+    .bind(slot.generation)
+    .bind(slot.partition)
     .bind(position.0 as i64)
     .bind(events_per_second)
+    .execute(&mut *conn)
+    .await?;
+    let updated = sqlx::query(
+        "UPDATE projection_generations g SET (position, events_per_second) = \
+           (SELECT GREATEST(g.position, min(p.position)), sum(p.events_per_second) \
+            FROM projection_partitions p WHERE p.projection = g.projection AND p.generation = g.generation) \
+         WHERE projection = $1 AND generation = $2 AND state <> 'retired'",
+    )
+    .bind(slot.name())
+    .bind(slot.generation)
     .execute(&mut *conn)
     .await?
     .rows_affected();
     Ok(updated > 0)
 }
 
-/// The generation's checkpoint, or `None` when it is retired or gone.
-async fn checkpoint(
-    conn: &mut PgConnection,
-    name: &str,
-    g: Generation,
-) -> Result<Option<Position>, sqlx::Error> {
+/// The slot's checkpoint, or `None` when its generation is retired or gone. A generation of one
+/// partition may have been advanced by a node older than partitions (rolling upgrades), which
+/// moved only the generation's checkpoint: the greater of the two is where it stands.
+async fn checkpoint(conn: &mut PgConnection, slot: &Slot) -> Result<Option<Position>, sqlx::Error> {
     let pos: Option<i64> = sqlx::query_scalar(
-        "SELECT position FROM projection_generations WHERE projection = $1 AND generation = $2 AND state <> 'retired'",
+        "SELECT GREATEST(p.position, CASE WHEN g.partitions = 1 THEN g.position ELSE 0 END) \
+         FROM projection_generations g JOIN projection_partitions p USING (projection, generation) \
+         WHERE g.projection = $1 AND g.generation = $2 AND p.partition = $3 AND g.state <> 'retired'",
     )
-    .bind(name)
-    .bind(g)
+    .bind(slot.name())
+    .bind(slot.generation)
+    .bind(slot.partition)
     .fetch_optional(&mut *conn)
     .await?;
     Ok(pos.map(|p| Position(p as u64)))
@@ -358,18 +433,17 @@ impl Rate {
     }
 }
 
-/// Takes the generation's advisory lock on a connection of its own, waiting while another node
-/// holds it.
-async fn lead(pool: &PgPool, name: &str, g: Generation) -> Result<PgConnection, sqlx::Error> {
+/// Takes the slot's advisory lock on a connection of its own, waiting while another node holds
+/// it.
+async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
+    let (key, g) = slot.lock_keys();
     loop {
         let mut conn = pool.acquire().await?;
-        let got: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_lock(hashtext('footfall.projection.' || $1), $2)",
-        )
-        .bind(name)
-        .bind(g)
-        .fetch_one(&mut *conn)
-        .await?;
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1), $2)")
+            .bind(&key)
+            .bind(g)
+            .fetch_one(&mut *conn)
+            .await?;
         if got {
             // The lock lives as long as the session, so the connection leaves the pool: when the
             // runner stops, dropping it closes the session and frees the lock for another node.
@@ -385,7 +459,7 @@ pub struct ProjectionManager {
     projections: Vec<Arc<dyn Projection>>,
     log: Arc<dyn EventLog>,
     pool: PgPool,
-    runners: HashMap<(&'static str, Generation), Addr<ProjectionRunner>>,
+    runners: HashMap<(&'static str, Generation, i32), Addr<ProjectionRunner>>,
     busy: bool,
 }
 
@@ -443,17 +517,23 @@ impl ProjectionManager {
                 }) else {
                     continue;
                 };
-                act.runners
-                    .entry((p.name(), row.generation))
-                    .or_insert_with(|| {
-                        ProjectionRunner {
-                            projection: p.clone(),
-                            generation: row.generation,
-                            log: act.log.clone(),
-                            pool: act.pool.clone(),
-                        }
-                        .start()
-                    });
+                for partition in 0..row.partitions {
+                    act.runners
+                        .entry((p.name(), row.generation, partition))
+                        .or_insert_with(|| {
+                            ProjectionRunner {
+                                slot: Slot {
+                                    projection: p.clone(),
+                                    generation: row.generation,
+                                    partition,
+                                    partitions: row.partitions,
+                                },
+                                log: act.log.clone(),
+                                pool: act.pool.clone(),
+                            }
+                            .start()
+                        });
+                }
             }
         }));
     }
@@ -465,5 +545,32 @@ impl Actor for ProjectionManager {
     fn started(&mut self, ctx: &mut Self::Context) {
         self.tick(ctx);
         ctx.run_interval(RETRY_INTERVAL, |act, ctx| act.tick(ctx));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partition_of;
+
+    #[test]
+    fn a_property_and_its_hits_share_a_partition_and_the_hash_is_stable() {
+        let id = "0190c7e6-5b8f-7000-8000-000000000001";
+        for n in 1..=8 {
+            let p = partition_of(&format!("hits-{id}"), n);
+            assert!((0..n).contains(&p));
+            assert_eq!(partition_of(&format!("property-{id}"), n), p);
+        }
+        assert_eq!(partition_of("anything", 1), 0);
+        // Stored checkpoints depend on it: the hash never changes.
+        assert_eq!(partition_of(&format!("hits-{id}"), 7), 1);
+        // Many properties spread over the partitions.
+        let mut counts = [0; 4];
+        for i in 0..4000 {
+            counts[partition_of(&format!("hits-{i:08x}-0000"), 4) as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

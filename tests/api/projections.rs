@@ -343,11 +343,11 @@ async fn a_schema_version_change_rebuilds_the_projection_on_start() {
         .await
         .unwrap();
     let hits = footfall::projections::hits::HitsProjection;
-    footfall::projections::generations::ensure_live(&app.pool, &hits)
+    footfall::projections::generations::ensure_live(&app.pool, &hits, 2)
         .await
         .unwrap();
     // Starting again while that rebuild runs does not start another.
-    footfall::projections::generations::ensure_live(&app.pool, &hits)
+    footfall::projections::generations::ensure_live(&app.pool, &hits, 2)
         .await
         .unwrap();
     let generations: Vec<(i32, String, i32)> = sqlx::query_as(
@@ -373,4 +373,62 @@ async fn a_schema_version_change_rebuilds_the_projection_on_start() {
     })
     .await;
     assert_eq!(answers(&app, &queries).await, before);
+}
+
+/// The `hits` projection is built by one runner per partition, each with a checkpoint of its own;
+/// the answers do not depend on how many partitions built the generation.
+#[actix_web::test]
+async fn any_number_of_partitions_builds_the_same_read_model() {
+    use footfall::projections::generations::start_rebuild;
+    use footfall::projections::hits::HitsProjection;
+    let (app, _) = seeded(6_000).await;
+    let queries = [dashboard("shop.example"), dashboard("other.example")].concat();
+    let partitions = |g: i32| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i32, i64)>(
+                "SELECT partition, position FROM projection_partitions \
+                 WHERE projection = 'hits' AND generation = $1 ORDER BY partition",
+            )
+            .bind(g)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The test server runs with the default: as many partitions as cores (at least one).
+    let first = partitions(1).await;
+    assert!(!first.is_empty());
+    let head = app.log_events().await as i64;
+    assert!(
+        first.iter().all(|(_, position)| *position == head),
+        "{first:?}"
+    );
+    let expected = answers(&app, &queries).await;
+
+    for (generation, count) in [(2, 1), (3, 3)] {
+        let g = start_rebuild(&app.pool, &HitsProjection, count)
+            .await
+            .unwrap();
+        assert_eq!(g, generation);
+        eventually(Duration::from_secs(120), "the rebuild to go live", || {
+            let app = &app;
+            async move {
+                let s = status(app, "hits").await;
+                (s["generation"] == generation && s["rebuild"].is_null()).then_some(())
+            }
+        })
+        .await;
+        let built = partitions(generation).await;
+        assert_eq!(
+            built,
+            (0..count).map(|p| (p, head)).collect::<Vec<_>>(),
+            "every partition reached the head"
+        );
+        assert_eq!(
+            answers(&app, &queries).await,
+            expected,
+            "{count} partition(s) answer the same"
+        );
+    }
 }

@@ -57,7 +57,8 @@ pub async fn rebuild(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let projection = projection(&name)?;
-    let generation = generations::start_rebuild(&state.pool, &*projection).await?;
+    let generation =
+        generations::start_rebuild(&state.pool, &*projection, state.projection_partitions).await?;
     Ok(HttpResponse::Accepted()
         .json(json!({"projection": *name, "generation": generation, "state": "rebuilding"})))
 }
