@@ -11,9 +11,10 @@
 //!   probe hits one at a time and measures, for each, the time from its `202` until
 //!   `/api/v2/query` counts it. Prints p50/p90/p99/max.
 //! - `rebuild URL ADMIN_TOKEN`: rebuilds the `hits` projection and prints events/s.
-//! - `ceiling DATABASE_URL ROWS`: the ceiling for a PostgreSQL-backed log: the same rows as the
-//!   `events` table (same columns and indexes, same JSON) inserted from one client with
-//!   `INSERT … UNNEST`, 5,000 per transaction.
+//! - `ceiling DATABASE_URL ROWS`: the yardstick every ingest and rebuild target is a ratio to:
+//!   `COPY … FROM STDIN` of ROWS realistic `HitRecorded` events (the seed's generator), one JSON
+//!   row each, from one client, into a fresh table of the old `events` shape (one row per event,
+//!   its columns and three indexes, defined here); prints rows/s.
 //! - `naive DATABASE_URL ROWS CLIENTS`: the naive design (how Umami stores events): one `INSERT`
 //!   per hit into a plain table, each its own transaction, from CLIENTS connections.
 //!
@@ -32,6 +33,7 @@ use footfall::domain::{
 use footfall::eventlog::postgres::PgEventLog;
 use footfall::eventlog::{EventData, EventLog, ExpectedState, StreamAppend};
 use serde_json::{json, Value};
+use sqlx::Connection;
 
 fn client() -> awc::Client {
     awc::Client::builder()
@@ -131,7 +133,8 @@ const LANDINGS: [(&str, &str); 8] = [
     ("", "https://blog.example.org/review"),
 ];
 
-/// One visit's hits: 1–6 pageviews a minute apart, sometimes a custom event, rarely a purchase.
+/// One visit's hits: 1–6 pageviews a minute apart, sometimes a custom event (with a prop), rarely a
+/// purchase (with a prop and revenue).
 fn visit_hits(
     rng: &mut Rng,
     property: PropertyId,
@@ -169,7 +172,17 @@ fn visit_hits(
             client_id: None,
             session_id: None,
             user_id: None,
-            props: vec![],
+            props: match (custom, purchase) {
+                (_, true) => vec![(
+                    "product".into(),
+                    ["annual", "monthly"][(visitor % 2) as usize].into(),
+                )],
+                (true, false) => vec![(
+                    "plan".into(),
+                    ["free", "pro", "team"][(visitor % 3) as usize].into(),
+                )],
+                _ => vec![],
+            },
             revenue: purchase.then(|| Revenue {
                 currency: "EUR".into(),
                 amount: "49.90".into(),
@@ -189,6 +202,53 @@ fn visit_hits(
     out
 }
 
+/// The seed's hits: `target` hits in visits spread evenly over the 30 days from `base`, all for
+/// `ids[0]` (`big`) or spread, skewed, over the other properties.
+fn hits<'a>(
+    rng: &'a mut Rng,
+    ids: &'a [PropertyId],
+    names: &'a [String],
+    base: chrono::DateTime<chrono::Utc>,
+    target: usize,
+    big: bool,
+) -> impl Iterator<Item = HitRecorded> + 'a {
+    // Visits average ~1.6 hits; spread their starts evenly over the 30 days.
+    let visits = (target as f64 / 1.6).max(1.0) as i64;
+    let step_ms = 30 * 86_400_000 / visits;
+    let visitors = (target as u64 / 8).max(10);
+    let mut made = 0usize;
+    let mut v = 0i64;
+    let mut visit = Vec::new().into_iter();
+    std::iter::from_fn(move || loop {
+        if let Some(hit) = visit.next() {
+            return Some(hit);
+        }
+        if made >= target {
+            return None;
+        }
+        let (pid, site, pages) = if big || ids.len() == 1 {
+            (ids[0], names[0].as_str(), 2_000)
+        } else {
+            let i = 1 + rng.skewed(ids.len() as u64 - 1, 4) as usize;
+            (ids[i], names[i].as_str(), 50)
+        };
+        let start = base + chrono::Duration::milliseconds((v % visits) * step_ms);
+        v += 1;
+        let visitor = rng.skewed(visitors, 2) + if big { 0 } else { 1 << 40 };
+        let mut hits = visit_hits(rng, pid, site, visitor, start, pages);
+        hits.truncate(target - made);
+        made += hits.len();
+        visit = hits.into_iter();
+    })
+}
+
+/// `big.example`, then `p<i>.bench.example`: `properties` names in all.
+fn property_names(properties: usize) -> Vec<String> {
+    std::iter::once("big.example".to_owned())
+        .chain((1..properties).map(|i| format!("p{i}.bench.example")))
+        .collect()
+}
+
 /// Registers `properties` properties (`big.example` and `p<i>.bench.example`) straight in the log,
 /// then appends `big_hits` hits for `big.example` and `other_hits` spread over the others (skewed),
 /// 30 days of visits ending now, through the fast path (bulk appends), 5,000 events per append.
@@ -198,9 +258,7 @@ async fn seed(database_url: &str, properties: usize, big_hits: usize, other_hits
     let started = Instant::now();
     let mut rng = Rng(7);
     let mut ids = Vec::with_capacity(properties);
-    let names: Vec<String> = std::iter::once("big.example".to_owned())
-        .chain((1..properties).map(|i| format!("p{i}.bench.example")))
-        .collect();
+    let names = property_names(properties);
     for chunk in names.chunks(2_000) {
         let mut appends = Vec::new();
         for name in chunk {
@@ -259,26 +317,8 @@ async fn seed(database_url: &str, properties: usize, big_hits: usize, other_hits
             .collect::<Vec<_>>()
     };
     for (target, big) in [(big_hits, true), (other_hits, false)] {
-        // Visits average ~1.6 hits; spread their starts evenly over the 30 days.
-        let visits = (target as f64 / 1.6).max(1.0) as i64;
-        let step_ms = 30 * 86_400_000 / visits;
-        let visitors = (target as u64 / 8).max(10);
-        let mut made = 0usize;
-        let mut v = 0i64;
-        while made < target {
-            let (pid, site, pages) = if big || ids.len() == 1 {
-                (ids[0], names[0].as_str(), 2_000)
-            } else {
-                let i = 1 + rng.skewed(ids.len() as u64 - 1, 4) as usize;
-                (ids[i], names[i].as_str(), 50)
-            };
-            let start = base + chrono::Duration::milliseconds((v % visits) * step_ms);
-            v += 1;
-            let visitor = rng.skewed(visitors, 2) + if big { 0 } else { 1 << 40 };
-            let mut hits = visit_hits(&mut rng, pid, site, visitor, start, pages);
-            hits.truncate(target - made);
-            made += hits.len();
-            pending.extend(hits);
+        for hit in hits(&mut rng, &ids, &names, base, target, big) {
+            pending.push(hit);
             if pending.len() >= 5_000 {
                 appended += pending.len();
                 log.append(flush(&mut pending)).await.unwrap();
@@ -519,51 +559,108 @@ fn sample_hit(i: u64) -> String {
     .to_string()
 }
 
-async fn ceiling(database_url: &str, rows: u64) {
-    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
-    sqlx::query("DROP TABLE IF EXISTS bench_ceiling")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE bench_ceiling (LIKE events INCLUDING ALL)")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let start = Instant::now();
-    let mut position: i64 = 0;
-    while (position as u64) < rows {
-        let n = 5000.min(rows as i64 - position);
-        let positions: Vec<i64> = (position + 1..=position + n).collect();
-        let streams: Vec<String> = positions
-            .iter()
-            .map(|p| format!("hits-{}", p % 100))
-            .collect();
-        let revisions: Vec<i64> = positions.iter().map(|p| p / 100).collect();
-        let ids: Vec<uuid::Uuid> = positions.iter().map(|_| uuid::Uuid::now_v7()).collect();
-        let data: Vec<String> = positions.iter().map(|p| sample_hit(*p as u64)).collect();
-        let mut tx = pool.begin().await.unwrap();
-        sqlx::query(
-            "INSERT INTO bench_ceiling (position, stream_id, revision, event_id, event_type, schema_version, data) \
-             SELECT p, s, r, i, 'HitRecorded', 1, d::json FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::uuid[], $5::text[]) AS t(p, s, r, i, d)",
-        )
-        .bind(&positions)
-        .bind(&streams)
-        .bind(&revisions)
-        .bind(&ids)
-        .bind(&data)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
-        tx.commit().await.unwrap();
-        position += n;
+/// The old event log's table, one JSON row per event, as it was before record batches
+/// (migrations/20261122000001_event_log.sql): the yardstick's shape, whatever shape the log takes.
+const OLD_EVENTS_TABLE: &str = "CREATE TABLE bench_ceiling (
+    position       bigint      PRIMARY KEY,
+    stream_id      text        NOT NULL,
+    category       text        NOT NULL GENERATED ALWAYS AS (split_part(stream_id, '-', 1)) STORED,
+    revision       bigint      NOT NULL,
+    event_id       uuid        NOT NULL,
+    event_type     text        NOT NULL,
+    schema_version smallint    NOT NULL,
+    data           json        NOT NULL,
+    recorded_at    timestamptz NOT NULL DEFAULT now()
+)";
+const OLD_EVENTS_INDEXES: [&str; 3] = [
+    "CREATE UNIQUE INDEX ON bench_ceiling (stream_id, revision)",
+    "CREATE UNIQUE INDEX ON bench_ceiling (event_id)",
+    "CREATE INDEX ON bench_ceiling (position) WHERE category <> 'hits'",
+];
+
+/// Appends `text` to `out` escaped for `COPY … FROM STDIN` in text format.
+fn copy_text(out: &mut Vec<u8>, text: &str) {
+    for b in text.bytes() {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            _ => out.push(b),
+        }
     }
+}
+
+/// The yardstick: `rows` realistic `HitRecorded` events (the seed's generator, over 1,000
+/// properties, three quarters for `big.example`), one JSON row each, written by one client with
+/// one `COPY … FROM STDIN` (text format) into a fresh table of the old `events` shape, indexes
+/// included; the table is dropped after. The rows are generated and encoded beforehand: the clock
+/// covers the `COPY` and its commit.
+async fn ceiling(database_url: &str, rows: usize) {
+    let names = property_names(1_000);
+    let ids: Vec<PropertyId> = names
+        .iter()
+        .map(|_| PropertyId::new(uuid::Uuid::now_v7()))
+        .collect();
+    let base = chrono::Utc::now() - chrono::Duration::days(30) - chrono::Duration::minutes(10);
+    let mut rng = Rng(7);
+    let mut revisions: std::collections::HashMap<String, i64> = Default::default();
+    let (mut chunks, mut chunk) = (Vec::new(), Vec::with_capacity(2 << 20));
+    let (mut position, mut json_bytes) = (0u64, 0usize);
+    let big = rows * 3 / 4;
+    for (target, is_big) in [(big, true), (rows - big, false)] {
+        for hit in hits(&mut rng, &ids, &names, base, target, is_big) {
+            position += 1;
+            let stream = hit.property_id.hits_stream();
+            let revision = revisions
+                .entry(stream.clone())
+                .and_modify(|r| *r += 1)
+                .or_insert(0);
+            let data = Event::HitRecorded(Box::new(hit)).to_json().unwrap();
+            json_bytes += data.len();
+            chunk.extend_from_slice(
+                format!(
+                    "{position}\t{stream}\t{revision}\t{}\tHitRecorded\t1\t",
+                    uuid::Uuid::now_v7()
+                )
+                .as_bytes(),
+            );
+            copy_text(&mut chunk, &data);
+            chunk.push(b'\n');
+            if chunk.len() >= 1 << 20 {
+                chunks.push(std::mem::replace(&mut chunk, Vec::with_capacity(2 << 20)));
+            }
+        }
+    }
+    chunks.push(chunk);
+
+    let mut conn = sqlx::PgConnection::connect(database_url).await.unwrap();
+    for statement in ["DROP TABLE IF EXISTS bench_ceiling", OLD_EVENTS_TABLE]
+        .into_iter()
+        .chain(OLD_EVENTS_INDEXES)
+    {
+        sqlx::query(statement).execute(&mut conn).await.unwrap();
+    }
+    let start = Instant::now();
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY bench_ceiling (position, stream_id, revision, event_id, event_type, schema_version, data) FROM STDIN",
+        )
+        .await
+        .unwrap();
+    for chunk in chunks {
+        copy.send(chunk).await.unwrap();
+    }
+    let copied = copy.finish().await.unwrap();
     let secs = start.elapsed().as_secs_f64();
+    assert_eq!(copied, rows as u64);
     println!(
-        "ceiling: {rows} rows in {secs:.1} s ({:.0} rows/s)",
+        "ceiling: COPY of {rows} JSON HitRecorded rows ({:.0} bytes of JSON each) into the old `events` shape, one client, in {secs:.1} s ({:.0} rows/s)",
+        json_bytes as f64 / rows as f64,
         rows as f64 / secs
     );
     sqlx::query("DROP TABLE bench_ceiling")
-        .execute(&pool)
+        .execute(&mut conn)
         .await
         .unwrap();
 }
