@@ -7,7 +7,9 @@
 --   the `event_log_head` row lock until they commit);
 -- - reads by stream: `streams` lists the `stream_no` of every stream with events in the batch
 --   (GIN), and the records carry each event's stream and revision;
--- - idempotency by event id: `event_ids` lists the batch's event ids in record order (GIN).
+-- - the batch's event ids, in record order, in `event_ids`; idempotency by event id is the
+--   `event_ids` table's primary key (a B-tree probe per id: a GIN index over the arrays made the
+--   planner scan every batch on each append).
 -- One batch holds one category, so subscriptions to the rare non-hit categories skip hits.
 --
 -- Existing `events` rows are converted into batches by `footfall migrate` (a Rust step: the
@@ -26,7 +28,9 @@ CREATE TABLE event_batches (
     records        bytea       NOT NULL
 );
 ALTER TABLE event_batches ALTER COLUMN records SET COMPRESSION lz4;
--- Looked up by every append (idempotent retries): no pending list to scan on each lookup.
-CREATE INDEX event_batches_event_ids ON event_batches USING gin (event_ids) WITH (fastupdate = off);
+-- Every event id the log holds. An append inserts its ids with ON CONFLICT DO NOTHING: those it
+-- gets back are new, the others an idempotent retry. UUIDv7 ids arrive in time order, so the index
+-- grows at its right edge.
+CREATE TABLE event_ids (event_id uuid PRIMARY KEY);
 CREATE INDEX event_batches_streams ON event_batches USING gin (streams);
 CREATE INDEX event_batches_non_hit ON event_batches (first_position) WHERE category <> 'hits';

@@ -395,22 +395,19 @@ async fn pg_contains_all_waits_for_an_append_in_flight() {
         sqlx::PgConnection::connect(&format!("{}/{url}", crate::helpers::server_url()))
             .await
             .unwrap();
-    // What an append does before its COMMIT: the head's lock, then the batch (whose records
-    // `contains_all` does not read).
+    // What an append does before its COMMIT: the head's lock, then the event's id (and its batch,
+    // which `contains_all` does not read).
     let id = Uuid::now_v7();
     sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
     sqlx::query("SELECT position FROM event_log_head FOR UPDATE")
         .execute(&mut writer)
         .await
         .unwrap();
-    sqlx::query(
-        "INSERT INTO event_batches (first_position, last_position, category, streams, event_ids, records) \
-         VALUES (1, 1, 'test', '{}', ARRAY[$1::uuid], '\\x00')",
-    )
-    .bind(id)
-    .execute(&mut writer)
-    .await
-    .unwrap();
+    sqlx::query("INSERT INTO event_ids (event_id) VALUES ($1)")
+        .bind(id)
+        .execute(&mut writer)
+        .await
+        .unwrap();
     let target = [("test-f".to_owned(), id)];
     let lookup = async { (log.contains_all(&target).await, Instant::now()) };
     let commit = async {

@@ -95,6 +95,10 @@ pub async fn convert_legacy_events(pool: &PgPool) -> Result<u64, sqlx::Error> {
             .bind(batch::encode(&records))
             .execute(&mut *tx)
             .await?;
+            sqlx::query("INSERT INTO event_ids (event_id) SELECT * FROM UNNEST($1::uuid[])")
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
             converted += run.len() as u64;
             start = end;
         }

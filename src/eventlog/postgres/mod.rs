@@ -265,13 +265,14 @@ impl EventLog for PgEventLog {
             .await
             .map_err(unavailable)?;
 
+        // The ids the log does not hold yet; the others are idempotent retries.
         let ids: Vec<Uuid> = appends
             .iter()
             .flat_map(|a| a.events.iter().map(|e| e.id))
             .collect();
-        let mut seen: HashSet<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM event_batches, unnest(event_ids) AS id \
-             WHERE event_ids && $1 AND id = ANY($1)",
+        let fresh_ids: HashSet<Uuid> = sqlx::query_scalar(
+            "INSERT INTO event_ids (event_id) SELECT * FROM UNNEST($1::uuid[]) \
+             ON CONFLICT DO NOTHING RETURNING event_id",
         )
         .bind(&ids)
         .fetch_all(&mut *tx)
@@ -279,6 +280,11 @@ impl EventLog for PgEventLog {
         .map_err(unavailable)?
         .into_iter()
         .collect();
+        let mut seen: HashSet<Uuid> = ids
+            .iter()
+            .filter(|id| !fresh_ids.contains(id))
+            .copied()
+            .collect();
 
         let names: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
         let mut revisions: HashMap<String, Option<u64>> =
@@ -444,14 +450,12 @@ impl EventLog for PgEventLog {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
-        let found: i64 = sqlx::query_scalar(
-            "SELECT count(DISTINCT id) FROM event_batches, unnest(event_ids) AS id \
-             WHERE event_ids && $1 AND id = ANY($1)",
-        )
-        .bind(&ids)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(unavailable)?;
+        let found: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM event_ids WHERE event_id = ANY($1)")
+                .bind(&ids)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(unavailable)?;
         tx.rollback().await.map_err(unavailable)?;
         let wanted: HashSet<&Uuid> = ids.iter().collect();
         Ok(found as usize == wanted.len())
