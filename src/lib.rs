@@ -8,6 +8,7 @@ pub mod eventlog;
 pub mod loadgen;
 pub mod projections;
 pub mod query;
+pub mod readmodel;
 pub mod services;
 pub mod startup;
 pub mod telemetry;

@@ -10,8 +10,14 @@ use super::enrich::Visit;
 /// A visit ends after this long without a hit, unless the property sets its own timeout.
 pub const SESSION_TIMEOUT: Duration = Duration::minutes(30);
 
+/// A visit with at most this many pageviews, and no other interaction, is a bounce.
+pub const BOUNCE_MAX_PAGEVIEWS: i32 = 1;
+
 /// A visit longer than this is engaged (GA4's rule, with 2+ pageviews or a conversion).
 pub const ENGAGED_AFTER_SECS: i64 = 10;
+
+/// A visit with at least this many pageviews is engaged.
+pub const ENGAGED_MIN_PAGEVIEWS: i32 = 2;
 
 /// What sessionization needs of a hit.
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +115,7 @@ impl Session {
 
     /// A single-pageview visit with no interaction.
     pub fn is_bounce(&self) -> bool {
-        self.pageviews <= 1 && self.interactive == 0
+        self.pageviews <= BOUNCE_MAX_PAGEVIEWS && self.interactive == 0
     }
 
     pub fn duration_secs(&self) -> i64 {
@@ -131,7 +137,9 @@ impl Session {
 
     /// GA4's engaged session: longer than 10 seconds, 2+ pageviews, or a conversion.
     pub fn is_engaged(&self) -> bool {
-        self.duration_secs() > ENGAGED_AFTER_SECS || self.pageviews >= 2 || self.conversions > 0
+        self.duration_secs() > ENGAGED_AFTER_SECS
+            || self.pageviews >= ENGAGED_MIN_PAGEVIEWS
+            || self.conversions > 0
     }
 }
 

@@ -129,11 +129,7 @@ pub enum Dimension {
 
 /// The `visit:*` dimensions: the visit's entry and exit pages and its attributes.
 fn visit_column(name: &str) -> Option<&'static str> {
-    use crate::domain::enrich::Visit;
-    ["entry_page", "exit_page"]
-        .into_iter()
-        .chain(Visit::COLUMNS)
-        .find(|c| *c == name)
+    crate::readmodel::schema::visit_dimensions().find(|c| *c == name)
 }
 
 impl Dimension {
@@ -170,7 +166,7 @@ impl Dimension {
 
     /// The `rollup_daily` dimension it is kept under, if any.
     pub fn rollup_name(&self) -> Option<String> {
-        use crate::projections::hits::{DIM_HOSTNAME, DIM_NAME, DIM_PAGE, DIM_PROP_PREFIX};
+        use crate::readmodel::schema::{DIM_HOSTNAME, DIM_NAME, DIM_PAGE, DIM_PROP_PREFIX};
         match self {
             Self::Page => Some(DIM_PAGE.into()),
             Self::Name => Some(DIM_NAME.into()),

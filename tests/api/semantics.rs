@@ -648,7 +648,7 @@ async fn the_session_timeout_is_set_per_property() {
 /// a million visitors, also when merged from daily sketches as a date range does.
 #[actix_web::test]
 async fn visitor_sketches_are_exact_when_small_and_within_two_percent_at_a_million() {
-    use footfall::projections::hits::HLL_PARAMS;
+    use footfall::readmodel::schema::HLL_PARAMS;
     let (_, pool) = crate::helpers::fresh_log().await;
     for n in [1i64, 7, 100, 1_000] {
         let estimate: f64 = sqlx::query_scalar(&format!(

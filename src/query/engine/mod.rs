@@ -1,0 +1,169 @@
+//! Plans and runs a [`Query`]. The planner answers from the rollups when it can:
+//!
+//! - no filter, no breakdown (only a time dimension, hour-aligned range): `rollup_hourly`;
+//! - no filter, one breakdown dimension, hit metrics only, day-aligned range, no hourly grain:
+//!   `rollup_daily`;
+//! - no filter, one visit attribute kept in `rollup_visits`, visit metrics, day-aligned range, no
+//!   hourly grain: `rollup_visits`;
+//!
+//! Breakdowns by visit attributes count visits that started in the range (and their visitors,
+//! pageviews and events), whichever table answers.
+//!
+//! and from the enriched `hits` and `sessions` tables otherwise (arbitrary filters crossed with
+//! breakdowns, `visit:*` attributes joined from each hit's visit, goals, revenue). Both paths
+//! compute visits, bounces and durations the same way, so they agree.
+//!
+//! `plan` picks the read model; the readers of the `rollups` and of the `enriched` tables build
+//! their SQL from `sql` and return each group's aggregates (`agg`); `order` sorts what SQL did
+//! not.
+
+mod agg;
+mod enriched;
+mod order;
+mod plan;
+mod rollups;
+mod sql;
+
+use std::collections::BTreeMap;
+
+use sqlx::{PgPool, QueryBuilder};
+
+use super::{Dimension, Filter, Metric, Op, Query, QueryError, ResultRow};
+use agg::{fetch, Agg, Totals};
+use enriched::{enriched_hits, enriched_sessions};
+use order::sort_rows;
+use plan::is_visit_breakdown;
+pub use plan::{plan, Plan};
+pub use rollups::bots;
+use rollups::{daily_rollup, hourly_rollup, visit_rollup};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// 400: the query cannot be answered as asked.
+    #[error(transparent)]
+    Invalid(#[from] QueryError),
+    /// 503: the read models could not be read.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Distinct visitors over the whole range with these filters.
+async fn total_visitors(
+    pool: &PgPool,
+    q: &Query,
+    filters: Option<Filter>,
+) -> Result<i64, EngineError> {
+    let total = Query {
+        dimensions: vec![],
+        order_by: vec![],
+        metrics: vec![Metric::Visitors],
+        filters,
+        ..q.clone()
+    };
+    let rows = match plan(&total) {
+        Plan::Enriched => enriched_hits(pool, &total, false, false).await?,
+        _ => hourly_rollup(pool, &total).await?,
+    };
+    Ok(rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0))
+}
+
+/// The regular expressions of `matches` filters.
+fn patterns(f: &Filter, out: &mut Vec<String>) {
+    match f {
+        Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| patterns(f, out)),
+        Filter::Not(f) => patterns(f, out),
+        Filter::Leaf {
+            op: Op::Matches | Op::MatchesNot,
+            values,
+            ..
+        } => out.extend(values.iter().cloned()),
+        Filter::Leaf { .. } => {}
+    }
+}
+
+/// Compiles the patterns with PostgreSQL's own regex engine, so a bad one is refused even when
+/// no row would have reached it.
+async fn check_patterns(pool: &PgPool, q: &Query) -> Result<(), EngineError> {
+    let mut found = Vec::new();
+    if let Some(f) = &q.filters {
+        patterns(f, &mut found);
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let mut qb = QueryBuilder::new("SELECT count(*) AS d0 FROM unnest(");
+    qb.push_bind(found).push("::text[]) p WHERE '' ~ p");
+    fetch(&mut qb, pool, 0).await.map(|_| ())
+}
+
+/// Runs a query.
+pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
+    q.validate()?;
+    check_patterns(pool, q).await?;
+    let plan = plan(q);
+    let breakdown = q.dimensions.iter().any(|d| !d.is_time());
+    let event_breakdown = q.dimensions.iter().any(Dimension::is_event);
+    let per_visit = q
+        .metrics
+        .iter()
+        .any(|m| m.is_per_visit() || *m == Metric::Visits);
+    // Visit metrics by visit attributes come from the sessions table and are merged in memory, so
+    // such breakdowns are ordered and paged here; other breakdowns in SQL.
+    let visit_breakdown = is_visit_breakdown(q);
+    let sql_paged = breakdown && !visit_breakdown && (event_breakdown || !per_visit);
+    let mut groups: BTreeMap<Vec<String>, Agg> = BTreeMap::new();
+    let mut ordered: Vec<Vec<String>> = Vec::new();
+    let results = match plan {
+        Plan::HourlyRollup => hourly_rollup(pool, q).await?,
+        Plan::DailyRollup => daily_rollup(pool, q).await?,
+        Plan::VisitRollup => visit_rollup(pool, q).await?,
+        Plan::Enriched if visit_breakdown => enriched_sessions(pool, q, true).await?,
+        Plan::Enriched => {
+            let mut rows = enriched_hits(pool, q, event_breakdown, sql_paged).await?;
+            if per_visit && !event_breakdown {
+                // Visits are counted by their start, so a group may have visits but no hits.
+                let mut by_key: BTreeMap<Vec<String>, Agg> = rows.into_iter().collect();
+                for (k, a) in enriched_sessions(pool, q, false).await? {
+                    by_key.entry(k).or_default().merge(a);
+                }
+                rows = by_key.into_iter().collect();
+            }
+            rows
+        }
+    };
+    for (k, a) in results {
+        ordered.push(k.clone());
+        groups.insert(k, a);
+    }
+    let mut totals = Totals::default();
+    if q.metrics.contains(&Metric::Percentage) {
+        totals.visitors = total_visitors(pool, q, q.filters.clone()).await?;
+    }
+    if q.metrics.contains(&Metric::ConversionRate) {
+        let population = q.filters.as_ref().and_then(Filter::without_goals);
+        totals.goal_population = total_visitors(pool, q, population).await?;
+    }
+
+    let mut rows: Vec<ResultRow> = ordered
+        .into_iter()
+        .filter_map(|k| {
+            let a = groups.remove(&k)?;
+            // An empty aggregate over no rows is no result row.
+            if q.dimensions.is_empty() || a.events.unwrap_or(0) > 0 || a.visits.unwrap_or(0) > 0 {
+                Some(ResultRow {
+                    metrics: q.metrics.iter().map(|m| a.value(*m, totals)).collect(),
+                    dimensions: k,
+                })
+            } else {
+                None
+            }
+        })
+        .collect();
+    if !sql_paged {
+        // Time series and totals are small, and visit breakdowns are merged here: order and
+        // page them here.
+        sort_rows(&mut rows, q);
+        rows = rows.into_iter().skip(q.offset).take(q.limit).collect();
+    }
+    Ok(rows)
+}

@@ -1,0 +1,200 @@
+//! Readers of the rollups (`rollup_hourly`, `rollup_daily`, `rollup_visits`), and of the bots
+//! counted in `rollup_daily`.
+
+use sqlx::{PgPool, QueryBuilder};
+use uuid::Uuid;
+
+use super::agg::{fetch, Groups};
+use super::order::order;
+use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
+use super::EngineError;
+use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
+use crate::readmodel::schema::{DIM_BOT, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS};
+
+const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
+
+pub(super) async fn hourly_rollup(pool: &PgPool, q: &Query) -> Result<Groups, EngineError> {
+    let mut qb = QueryBuilder::new("SELECT ");
+    for (i, d) in q.dimensions.iter().enumerate() {
+        if let Dimension::Time(g) = d {
+            qb.push(format!("{} AS d{i}, ", time_label(*g, "bucket")));
+        }
+    }
+    qb.push(format!(
+        "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events, \
+         sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, sum(duration)::bigint AS m_duration, \
+         sum(session_pageviews)::bigint AS m_session_pageviews, sum(engaged)::bigint AS m_engaged FROM {}",
+        ROLLUP_HOURLY.table
+    ));
+    push_range(&mut qb, q, "bucket");
+    push_group_by(&mut qb, q.dimensions.len());
+    fetch(&mut qb, pool, q.dimensions.len()).await
+}
+
+pub(super) async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Groups, EngineError> {
+    let dimension = q
+        .dimensions
+        .iter()
+        .find_map(Dimension::rollup_name)
+        .unwrap_or_default();
+    let metrics = format!(
+        "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events"
+    );
+    if let Some(rows) = top_by_visitors(pool, q, &dimension, &metrics).await? {
+        return Ok(rows);
+    }
+    day_rollup(pool, q, ROLLUP_DAILY.table, dimension, &metrics, true, None).await
+}
+
+/// The top values by visitors (the default order of breakdowns) without a sketch union for every
+/// value, which is what makes a breakdown over thousands of pages slow. Visitors never exceed
+/// events, so once the values with the most events are ranked by visitors, no other value can
+/// reach the last wanted one: its visitors are at most its events, which are at most the fewest
+/// events among those ranked. `None` when the shortcut does not apply or cannot prove its answer
+/// (then the full breakdown answers).
+async fn top_by_visitors(
+    pool: &PgPool,
+    q: &Query,
+    dimension: &str,
+    metrics: &str,
+) -> Result<Option<Groups>, EngineError> {
+    let wanted = q.offset + q.limit;
+    let by_visitors = order(q) == [(OrderKey::Metric(Metric::Visitors), Direction::Desc)];
+    if !by_visitors || q.dimensions.len() != 1 || wanted > 1_000 {
+        return Ok(None);
+    }
+    let candidates = (4 * wanted + 10) as i64;
+    let by_events =
+        events_by_value(pool, q.property_id, dimension, &q.range, Some(candidates)).await?;
+    let Some((_, fewest_events)) = by_events.last().cloned() else {
+        return Ok(None);
+    };
+    if (by_events.len() as i64) < candidates {
+        // Few values: the full breakdown is as cheap.
+        return Ok(None);
+    }
+    let values = by_events.into_iter().map(|(v, _)| v).collect();
+    let rows = day_rollup(
+        pool,
+        q,
+        ROLLUP_DAILY.table,
+        dimension.to_owned(),
+        metrics,
+        true,
+        Some(values),
+    )
+    .await?;
+    // Sketch estimates can exceed the true count by a little (0.81 % standard error): keep a margin.
+    let proven = rows.len() == q.limit
+        && rows
+            .last()
+            .and_then(|(_, a)| a.visitors)
+            .is_some_and(|v| (fewest_events as f64) * 1.05 < v as f64);
+    Ok(proven.then_some(rows))
+}
+
+/// Visit metrics per visit attribute and start day.
+pub(super) async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Groups, EngineError> {
+    let dimension = q
+        .dimensions
+        .iter()
+        .find_map(|d| match d {
+            Dimension::Visit(c) => Some(c.to_string()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let metrics = format!(
+        "{HLL_VISITORS} AS m_visitors, sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, \
+         sum(duration)::bigint AS m_duration, sum(pageviews)::bigint AS m_pageviews, \
+         sum(pageviews)::bigint AS m_session_pageviews, sum(events)::bigint AS m_events, \
+         sum(engaged)::bigint AS m_engaged"
+    );
+    let rows = day_rollup(
+        pool,
+        q,
+        ROLLUP_VISITS.table,
+        dimension,
+        &metrics,
+        false,
+        None,
+    )
+    .await?;
+    // Rows whose visits all moved elsewhere (a late hit changed their attribution) are empty.
+    Ok(rows
+        .into_iter()
+        .filter(|(_, a)| a.visits.unwrap_or(0) > 0)
+        .collect())
+}
+
+/// A breakdown from a rollup by day and dimension value (`rollup_daily`, `rollup_visits`);
+/// `paged` orders and pages it in SQL; `values` keeps only those values.
+async fn day_rollup(
+    pool: &PgPool,
+    q: &Query,
+    table: &str,
+    dimension: String,
+    metrics: &str,
+    paged: bool,
+    values: Option<Vec<String>>,
+) -> Result<Groups, EngineError> {
+    let mut qb = QueryBuilder::new("SELECT ");
+    for (i, d) in q.dimensions.iter().enumerate() {
+        match d {
+            Dimension::Time(g) => {
+                qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
+            }
+            _ => qb.push(format!("value AS d{i}, ")),
+        };
+    }
+    qb.push(format!("{metrics} FROM {table} WHERE property_id = "));
+    qb.push_bind(q.property_id)
+        .push(" AND dimension = ")
+        .push_bind(dimension)
+        .push(" AND day >= ")
+        .push_bind(q.range.from.date())
+        .push(" AND day < ")
+        .push_bind(q.range.to.date());
+    if let Some(values) = values {
+        qb.push(" AND value = ANY(").push_bind(values).push(")");
+    }
+    push_group_by(&mut qb, q.dimensions.len());
+    if paged {
+        push_order_and_page(&mut qb, q);
+    }
+    fetch(&mut qb, pool, q.dimensions.len()).await
+}
+
+/// Hits from bots per bot over a day-aligned range (bots are counted per local day), most first.
+pub async fn bots(
+    pool: &PgPool,
+    property_id: Uuid,
+    range: &DateRange,
+) -> Result<Vec<(String, i64)>, EngineError> {
+    events_by_value(pool, property_id, DIM_BOT, range, None).await
+}
+
+/// The values of a `rollup_daily` dimension over a day-aligned range with their events, most
+/// first (then by value); the first `limit` of them, or all.
+async fn events_by_value(
+    pool: &PgPool,
+    property_id: Uuid,
+    dimension: &str,
+    range: &DateRange,
+    limit: Option<i64>,
+) -> Result<Vec<(String, i64)>, EngineError> {
+    let sql = format!(
+        "SELECT value, sum(events)::bigint AS e FROM {} \
+         WHERE property_id = $1 AND dimension = $2 AND day >= $3 AND day < $4 \
+         GROUP BY value ORDER BY e DESC, value LIMIT $5",
+        ROLLUP_DAILY.table
+    );
+    let rows = sqlx::query_as(&sql)
+        .bind(property_id)
+        .bind(dimension)
+        .bind(range.from.date())
+        .bind(range.to.date())
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    Ok(rows)
+}

@@ -1,0 +1,28 @@
+//! The analytics read model, which the `hits` projection writes and the query engine reads:
+//!
+//! - `hits`: one enriched row per hit, partitioned by local time (TimescaleDB hypertable when the
+//!   extension exists, native range partitions, created on demand, otherwise). It answers the
+//!   queries no rollup can.
+//! - `sessions`: one row per visit.
+//! - `rollup_hourly`: per property and local hour: counters, session counters (attributed to the
+//!   hour the visit started) and a HyperLogLog sketch of visitors.
+//! - `rollup_daily`: per property, local day and one breakdown dimension value (page, event name,
+//!   hostname, custom prop): counters and a visitor sketch.
+//! - `rollup_visits`: per property, local day a visit started and one visit attribute's value
+//!   (source, channel, device, country, entry page, …): visit counters and a visitor sketch.
+//! - `hit_properties`: each property's time zone, domain and session timeout, folded from
+//!   `PropertyRegistered`, and the position of the last event applied for it (the version of its
+//!   read models, which keys the query cache).
+//!
+//! Hits from bots and crawlers are left out of all of these, and counted per day and bot under
+//! the `bot` dimension of `rollup_daily`, so merchants can see what was filtered.
+//!
+//! Buckets are in the property's time zone: a local hour aligns with local days, weeks and months
+//! in every zone, +05:30 and DST included.
+//!
+//! [`schema`] names the tables, columns and dimensions and holds the DDL; [`rows`] are what a
+//! batch changes; [`store`] loads and writes them.
+
+pub mod rows;
+pub mod schema;
+pub mod store;

@@ -1,0 +1,105 @@
+//! The rows the `hits` projection's fold produces and [`super::store`] writes: what one batch
+//! changes in the read model.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::domain::session::{Session, SESSION_TIMEOUT};
+use crate::domain::PropertyId;
+
+/// What processing needs to know of a property (a `hit_properties` row).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Site {
+    pub tz: Tz,
+    /// Referrers from this domain (and its subdomains) are internal.
+    pub domain: String,
+    pub session_timeout: Duration,
+}
+
+impl Default for Site {
+    fn default() -> Self {
+        Self {
+            tz: chrono_tz::UTC,
+            domain: String::new(),
+            session_timeout: SESSION_TIMEOUT,
+        }
+    }
+}
+
+/// One enriched hit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HitRow {
+    pub property_id: PropertyId,
+    pub position: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub local_time: NaiveDateTime,
+    pub visitor_key: i64,
+    pub session_id: i64,
+    pub name: String,
+    pub pathname: String,
+    pub hostname: String,
+    /// JSON object text, `None` without props.
+    pub props: Option<String>,
+    /// `(amount, currency)`.
+    pub revenue: Option<(String, String)>,
+}
+
+/// What a batch adds to one `rollup_hourly` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HourDelta {
+    pub pageviews: i64,
+    pub events: i64,
+    pub visits: i64,
+    pub bounces: i64,
+    pub duration: i64,
+    pub session_pageviews: i64,
+    pub engaged: i64,
+    pub visitors: Vec<i64>,
+}
+
+/// What a batch adds to one `rollup_daily` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DayDelta {
+    pub pageviews: i64,
+    pub events: i64,
+    pub visitors: Vec<i64>,
+}
+
+/// What visits contribute to one `rollup_visits` row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VisitDelta {
+    pub visits: i64,
+    pub bounces: i64,
+    pub duration: i64,
+    pub pageviews: i64,
+    pub events: i64,
+    pub engaged: i64,
+    pub visitors: Vec<i64>,
+}
+
+pub type SessionKey = (PropertyId, i64);
+
+/// A `rollup_hourly` row's key: the property and the local hour.
+pub type HourKey = (PropertyId, NaiveDateTime);
+
+/// A `rollup_daily` or `rollup_visits` row's key: the property, the dimension, the local day and
+/// the dimension's value.
+pub type DayKey = (PropertyId, &'static str, NaiveDate, String);
+
+/// What a batch changes in the read models.
+#[derive(Debug, Default, PartialEq)]
+pub struct Delta {
+    pub sites: Vec<(PropertyId, Site)>,
+    pub hits: Vec<HitRow>,
+    /// Final state of every session the batch touched, with its local start time.
+    pub sessions: Vec<(PropertyId, Session, NaiveDateTime)>,
+    pub hours: BTreeMap<HourKey, HourDelta>,
+    pub days: BTreeMap<DayKey, DayDelta>,
+    pub visit_days: BTreeMap<DayKey, VisitDelta>,
+    /// Each visitor of the batch's latest visit after it.
+    pub latest: HashMap<(PropertyId, i64), Session>,
+    /// Properties whose read models the batch changes, with the position of their last event.
+    pub changed: BTreeMap<PropertyId, i64>,
+}

@@ -1,0 +1,315 @@
+//! The read model's schema: table and column names, the dimension names of the rollups, the DDL of
+//! a generation, and the domain's visit rules as SQL. The writer ([`super::store`]) and the
+//! readers (`crate::query`) both take their names from here.
+
+use crate::domain::enrich::Visit;
+use crate::domain::session::{BOUNCE_MAX_PAGEVIEWS, ENGAGED_AFTER_SECS, ENGAGED_MIN_PAGEVIEWS};
+use crate::projections::{table, Generation};
+
+/// Each property's time zone, domain and session timeout, and the position of the last event
+/// applied for it.
+pub const HIT_PROPERTIES: &str = "hit_properties";
+/// One enriched row per hit.
+pub const HITS: &str = "hits";
+/// One row per visit.
+pub const SESSIONS: &str = "sessions";
+
+/// Per property and local hour: counters, session counters (attributed to the hour the visit
+/// started) and a visitor sketch.
+pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
+    table: "rollup_hourly",
+    keys: &[("property_id", "uuid"), ("bucket", "timestamp")],
+    counters: [
+        "pageviews",
+        "events",
+        "visits",
+        "bounces",
+        "duration",
+        "session_pageviews",
+        "engaged",
+    ],
+};
+
+/// Per property, local day and one breakdown dimension's value (see the `DIM_*` names).
+pub const ROLLUP_DAILY: Rollup<2> = Rollup {
+    table: "rollup_daily",
+    keys: DAY_KEYS,
+    counters: ["pageviews", "events"],
+};
+
+/// Per property, local day a visit started and one of [`VISIT_ROLLUP_DIMENSIONS`]' values.
+pub const ROLLUP_VISITS: Rollup<6> = Rollup {
+    table: "rollup_visits",
+    keys: DAY_KEYS,
+    counters: [
+        "visits",
+        "bounces",
+        "duration",
+        "pageviews",
+        "events",
+        "engaged",
+    ],
+};
+
+const DAY_KEYS: &[(&str, &str)] = &[
+    ("property_id", "uuid"),
+    ("dimension", "text"),
+    ("day", "date"),
+    ("value", "text"),
+];
+
+/// Every table of a generation, by base name (views of that name serve the live generation).
+pub const TABLES: &[&str] = &[
+    HIT_PROPERTIES,
+    HITS,
+    SESSIONS,
+    ROLLUP_HOURLY.table,
+    ROLLUP_DAILY.table,
+    ROLLUP_VISITS.table,
+];
+
+/// HyperLogLog parameters (log2m, regwidth, expthresh, sparseon): 2^14 registers, a standard error
+/// of 1.04/√16384 ≈ 0.8 %, exact (explicit) for small counts. Every sketch must use the same ones.
+pub const HLL_PARAMS: &str = "14, 5, -1, 1";
+
+/// Breakdown dimensions kept in `rollup_daily`, besides `prop:<key>`.
+pub const DIM_PAGE: &str = "page";
+pub const DIM_NAME: &str = "name";
+pub const DIM_HOSTNAME: &str = "hostname";
+pub const DIM_PROP_PREFIX: &str = "prop:";
+/// Hits from bots, by bot name: counted here and nowhere else.
+pub const DIM_BOT: &str = "bot";
+
+/// The columns of `sessions` that hold a visit's attributes, in the order of [`Visit::values`].
+pub const VISIT_COLUMNS: [&str; 20] = Visit::COLUMNS;
+
+/// A visit's entry and exit pages, kept in `sessions` beside its attributes.
+pub const VISIT_PAGES: [&str; 2] = ["entry_page", "exit_page"];
+
+/// The `visit:*` dimensions: the columns of `sessions` with the visit's pages and attributes.
+pub fn visit_dimensions() -> impl Iterator<Item = &'static str> {
+    VISIT_PAGES.into_iter().chain(VISIT_COLUMNS)
+}
+
+/// The visit attributes kept in `rollup_visits` (the ones dashboards break down by).
+pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
+    "source",
+    "channel",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "device",
+    "browser",
+    "os",
+    "country",
+    "region",
+    "city",
+    "entry_page",
+    "exit_page",
+];
+
+/// A visit's duration in whole seconds, over a `sessions` row (as `Session::duration_secs`).
+pub const SESSION_DURATION_SQL: &str = "floor(extract(epoch FROM last_at - started_at))";
+
+/// `Session::is_bounce` over a `sessions` row, built from the constants the domain uses.
+pub fn bounce_sql() -> String {
+    format!("(pageviews <= {BOUNCE_MAX_PAGEVIEWS} AND interactive = 0)")
+}
+
+/// `Session::is_engaged` over a `sessions` row, built from the constants the domain uses.
+pub fn engaged_sql() -> String {
+    format!(
+        "({SESSION_DURATION_SQL} > {ENGAGED_AFTER_SECS} OR pageviews >= {ENGAGED_MIN_PAGEVIEWS} \
+         OR conversions > 0)"
+    )
+}
+
+/// A rollup table: per key, counters that add up and a HyperLogLog sketch of the visitors.
+#[derive(Debug, Clone, Copy)]
+pub struct Rollup<const N: usize> {
+    pub table: &'static str,
+    /// The key columns (the primary key) with their types.
+    pub keys: &'static [(&'static str, &'static str)],
+    /// The `bigint` counter columns.
+    pub counters: [&'static str; N],
+}
+
+impl<const N: usize> Rollup<N> {
+    /// The key columns, comma-separated.
+    pub fn key_list(&self) -> String {
+        let names: Vec<&str> = self.keys.iter().map(|(c, _)| *c).collect();
+        names.join(", ")
+    }
+
+    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters.
+    fn ddl(&self, g: Generation) -> String {
+        let keys: String = self
+            .keys
+            .iter()
+            .map(|(c, ty)| format!("{c} {ty} NOT NULL, "))
+            .collect();
+        let counters: String = self
+            .counters
+            .iter()
+            .map(|c| format!("{c} bigint NOT NULL, "))
+            .collect();
+        format!(
+            "CREATE TABLE {} ({keys}visitors hll NOT NULL, {counters}PRIMARY KEY ({}))",
+            table(self.table, g),
+            self.key_list()
+        )
+    }
+}
+
+/// DDL that creates generation `g`'s tables.
+pub fn ddl(g: Generation) -> Vec<String> {
+    let (props, hits, sessions) = (table(HIT_PROPERTIES, g), table(HITS, g), table(SESSIONS, g));
+    let hit_columns = "property_id uuid NOT NULL, position bigint NOT NULL, \
+        occurred_at timestamptz NOT NULL, local_time timestamp NOT NULL, visitor_key bigint NOT NULL, \
+        session_id bigint NOT NULL, name text NOT NULL, pathname text NOT NULL, \
+        hostname text NOT NULL, props jsonb, revenue_amount numeric, revenue_currency text";
+    let visit_columns: String = VISIT_COLUMNS
+        .iter()
+        .map(|c| format!("{c} text NOT NULL, "))
+        .collect();
+    vec![
+        format!(
+            "CREATE TABLE {props} (property_id uuid PRIMARY KEY, timezone text NOT NULL, \
+             domain text NOT NULL, session_timeout_minutes integer NOT NULL, \
+             last_position bigint NOT NULL DEFAULT 0)"
+        ),
+        format!(
+            "DO $$ BEGIN
+               IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb') THEN
+                 CREATE TABLE {hits} ({hit_columns});
+                 PERFORM create_hypertable('{hits}', 'local_time', chunk_time_interval => interval '7 days');
+               ELSE
+                 CREATE TABLE {hits} ({hit_columns}) PARTITION BY RANGE (local_time);
+               END IF;
+             END $$"
+        ),
+        format!("CREATE INDEX ON {hits} (property_id, local_time)"),
+        format!(
+            "CREATE TABLE {sessions} (
+               property_id uuid NOT NULL, session_id bigint NOT NULL, visitor_key bigint NOT NULL,
+               started_at timestamptz NOT NULL, last_at timestamptz NOT NULL, start_local timestamp NOT NULL,
+               pageviews integer NOT NULL, events integer NOT NULL, interactive integer NOT NULL,
+               entry_page text NOT NULL, exit_page text NOT NULL, entry_at timestamptz NOT NULL,
+               exit_at timestamptz NOT NULL, conversions integer NOT NULL,
+               {visit_columns}
+               PRIMARY KEY (property_id, session_id))"
+        ),
+        format!("CREATE INDEX ON {sessions} (property_id, visitor_key, last_at DESC)"),
+        format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
+        ROLLUP_HOURLY.ddl(g),
+        ROLLUP_DAILY.ddl(g),
+        ROLLUP_VISITS.ddl(g),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration};
+
+    use super::*;
+    use crate::domain::session::Session;
+
+    fn session(pageviews: i32, interactive: i32, secs: i64, conversions: i32) -> Session {
+        let start = DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        Session {
+            id: 1,
+            visitor_key: 1,
+            started_at: start,
+            last_at: start + Duration::seconds(secs),
+            pageviews,
+            events: pageviews + interactive,
+            interactive,
+            entry_page: "/".into(),
+            exit_page: "/".into(),
+            entry_at: start,
+            exit_at: start,
+            conversions,
+            visit: Arc::new(Visit::default()),
+        }
+    }
+
+    /// Evaluates one of the rules' SQL on a session: the duration and the columns are replaced by
+    /// the session's values, leaving `a <op> b` comparisons joined by AND and OR. Anything else
+    /// fails the test, so a rule that outgrows this evaluator is noticed.
+    fn eval(sql: &str, s: &Session) -> bool {
+        let sql = sql.replace(SESSION_DURATION_SQL, &s.duration_secs().to_string());
+        let value = |token: &str| -> i64 {
+            match token {
+                "pageviews" => i64::from(s.pageviews),
+                "interactive" => i64::from(s.interactive),
+                "conversions" => i64::from(s.conversions),
+                n => n
+                    .parse()
+                    .unwrap_or_else(|_| panic!("unexpected `{n}` in {sql}")),
+            }
+        };
+        let sql = sql.strip_prefix('(').and_then(|s| s.strip_suffix(')'));
+        let sql = sql.unwrap_or_else(|| panic!("rules are parenthesised"));
+        sql.split(" OR ").any(|any| {
+            any.split(" AND ").all(|comparison| {
+                let [a, op, b] = comparison.split_whitespace().collect::<Vec<_>>()[..] else {
+                    panic!("unexpected `{comparison}`");
+                };
+                let (a, b) = (value(a), value(b));
+                match op {
+                    "<=" => a <= b,
+                    ">=" => a >= b,
+                    "<" => a < b,
+                    ">" => a > b,
+                    "=" => a == b,
+                    _ => panic!("unexpected `{op}`"),
+                }
+            })
+        })
+    }
+
+    #[test]
+    fn the_sql_rules_agree_with_the_sessions_own() {
+        let (bounce, engaged) = (bounce_sql(), engaged_sql());
+        let (mut bounces, mut engagements, mut checked) = (0, 0, 0);
+        // Around every threshold: 0-3 pageviews, 0-1 other interactions, 0-1 conversions, and
+        // durations on both sides of the engaged threshold.
+        for pageviews in 0..=3 {
+            for interactive in 0..=1 {
+                for secs in [0, ENGAGED_AFTER_SECS, ENGAGED_AFTER_SECS + 1, 600] {
+                    for conversions in 0..=1 {
+                        let s = session(pageviews, interactive, secs, conversions);
+                        assert_eq!(eval(&bounce, &s), s.is_bounce(), "{s:?}");
+                        assert_eq!(eval(&engaged, &s), s.is_engaged(), "{s:?}");
+                        bounces += i32::from(s.is_bounce());
+                        engagements += i32::from(s.is_engaged());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        // 4 × 2 × 4 × 2 sessions. Bounces: at most one pageview and no interaction, 2 × 4 × 2.
+        // Not engaged: at most one pageview, at most 10 s and no conversion, 2 × 2 × 2.
+        assert_eq!((checked, bounces, engagements), (64, 16, 64 - 8));
+    }
+
+    #[test]
+    fn the_visit_rollup_keeps_visit_dimensions() {
+        for d in VISIT_ROLLUP_DIMENSIONS {
+            assert!(visit_dimensions().any(|v| v == d), "{d}");
+        }
+    }
+
+    #[test]
+    fn a_rollup_table_has_its_keys_a_sketch_and_its_counters() {
+        assert_eq!(
+            ROLLUP_DAILY.ddl(3),
+            "CREATE TABLE rollup_daily_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
+             day date NOT NULL, value text NOT NULL, visitors hll NOT NULL, \
+             pageviews bigint NOT NULL, events bigint NOT NULL, \
+             PRIMARY KEY (property_id, dimension, day, value))"
+        );
+    }
+}

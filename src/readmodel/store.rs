@@ -1,0 +1,536 @@
+//! Reads and writes one generation of the read model inside the runner's transaction: the state
+//! the fold starts from (properties, each visitor's latest visit, the visits late hits may join),
+//! and the upserts of a batch's [`Delta`].
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
+use chrono_tz::Tz;
+use sqlx::postgres::{PgArguments, PgRow};
+use sqlx::{PgConnection, Postgres, Row};
+use uuid::Uuid;
+
+use super::rows::{DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta};
+use super::schema::{
+    Rollup, HITS, HIT_PROPERTIES, HLL_PARAMS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS, SESSIONS,
+    VISIT_COLUMNS,
+};
+use crate::domain::enrich::Visit;
+use crate::domain::session::Session;
+use crate::domain::PropertyId;
+use crate::projections::{table, Generation};
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+/// The read model of one generation.
+pub struct Store {
+    g: Generation,
+    /// Months whose partition exists; `None` until known whether `hits` is natively partitioned.
+    partitions: Option<(bool, HashSet<(i32, u32)>)>,
+}
+
+impl Store {
+    pub fn new(g: Generation) -> Self {
+        Self {
+            g,
+            partitions: None,
+        }
+    }
+
+    fn t(&self, base: &str) -> String {
+        table(base, self.g)
+    }
+
+    /// The settings of these properties (those registered so far).
+    pub async fn load_sites(
+        &self,
+        tx: &mut PgConnection,
+        ids: &[Uuid],
+    ) -> Result<Vec<(PropertyId, Site)>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT property_id, timezone, domain, session_timeout_minutes FROM {} WHERE property_id = ANY($1)",
+            self.t(HIT_PROPERTIES)
+        ))
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut sites = Vec::with_capacity(rows.len());
+        for r in rows {
+            let tz: String = r.try_get("timezone")?;
+            let minutes: i32 = r.try_get("session_timeout_minutes")?;
+            let site = Site {
+                tz: tz.parse::<Tz>().unwrap_or(chrono_tz::UTC),
+                domain: r.try_get("domain")?,
+                session_timeout: Duration::minutes(i64::from(minutes)),
+            };
+            sites.push((PropertyId::new(r.try_get("property_id")?), site));
+        }
+        Ok(sites)
+    }
+
+    /// Each of these visitors' latest visit: the greatest `(last_at, session_id)`.
+    pub async fn load_latest_sessions(
+        &self,
+        tx: &mut PgConnection,
+        keys: &[(PropertyId, i64)],
+    ) -> Result<HashMap<(PropertyId, i64), Session>, sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let (pids, vks): (Vec<Uuid>, Vec<i64>) =
+            keys.iter().map(|(p, v)| (p.as_uuid(), *v)).unzip();
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT ON (s.property_id, s.visitor_key) s.* FROM {} s \
+             JOIN UNNEST($1::uuid[], $2::bigint[]) AS k(property_id, visitor_key) \
+               ON s.property_id = k.property_id AND s.visitor_key = k.visitor_key \
+             ORDER BY s.property_id, s.visitor_key, s.last_at DESC, s.session_id DESC",
+            self.t(SESSIONS)
+        ))
+        .bind(&pids)
+        .bind(&vks)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut out = HashMap::with_capacity(rows.len());
+        for r in rows {
+            let s = session_of(&r)?;
+            out.insert(
+                (PropertyId::new(r.try_get("property_id")?), s.visitor_key),
+                s,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The visits late hits may belong to: their visitor's visits within the longest session
+    /// timeout (a day) of the hit. A superset: the fold picks with the property's own timeout.
+    pub async fn load_earlier_sessions(
+        &self,
+        tx: &mut PgConnection,
+        late: &[(PropertyId, i64, DateTime<Utc>)],
+    ) -> Result<HashMap<(PropertyId, i64), Vec<Session>>, sqlx::Error> {
+        let mut out: HashMap<(PropertyId, i64), Vec<Session>> = HashMap::new();
+        if late.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT DISTINCT s.* FROM {} s \
+             JOIN UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(property_id, visitor_key, at) \
+               ON s.property_id = k.property_id AND s.visitor_key = k.visitor_key \
+              AND s.last_at >= k.at - interval '1 day' AND s.started_at <= k.at + interval '1 day'",
+            self.t(SESSIONS)
+        ))
+        .bind(late.iter().map(|l| l.0.as_uuid()).collect::<Vec<_>>())
+        .bind(late.iter().map(|l| l.1).collect::<Vec<_>>())
+        .bind(late.iter().map(|l| l.2).collect::<Vec<_>>())
+        .fetch_all(&mut *tx)
+        .await?;
+        for r in rows {
+            let s = session_of(&r)?;
+            out.entry((PropertyId::new(r.try_get("property_id")?), s.visitor_key))
+                .or_default()
+                .push(s);
+        }
+        Ok(out)
+    }
+
+    /// Writes what a batch changes: new partitions, then every table's rows.
+    pub async fn write(&mut self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
+        self.ensure_partitions(tx, &d.hits).await?;
+        self.upsert_sites(tx, &d.sites).await?;
+        self.insert_hits(tx, &d.hits).await?;
+        self.upsert_sessions(tx, d).await?;
+        upsert_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
+        upsert_rollup(tx, self.g, &ROLLUP_DAILY, &d.days).await?;
+        self.mark_applied(tx, &d.changed).await?;
+        upsert_rollup(tx, self.g, &ROLLUP_VISITS, &d.visit_days).await
+    }
+
+    /// Creates the monthly partitions the hits need (native partitioning only).
+    async fn ensure_partitions(
+        &mut self,
+        tx: &mut PgConnection,
+        hits: &[HitRow],
+    ) -> Result<(), sqlx::Error> {
+        let hits_table = self.t(HITS);
+        if self.partitions.is_none() {
+            let partitioned: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table pt JOIN pg_class c ON c.oid = pt.partrelid WHERE c.relname = $1)",
+            )
+            .bind(&hits_table)
+            .fetch_one(&mut *tx)
+            .await?;
+            self.partitions = Some((partitioned, HashSet::new()));
+        }
+        let Some((true, known)) = &mut self.partitions else {
+            return Ok(());
+        };
+        let months: HashSet<(i32, u32)> = hits
+            .iter()
+            .map(|h| (h.local_time.year(), h.local_time.month()))
+            .collect();
+        for (y, m) in months {
+            if known.contains(&(y, m)) {
+                continue;
+            }
+            let from = NaiveDate::from_ymd_opt(y, m, 1);
+            let to = from.and_then(|d| d.checked_add_months(chrono::Months::new(1)));
+            let (Some(from), Some(to)) = (from, to) else {
+                continue;
+            };
+            sqlx::query(&format!(
+                "CREATE TABLE IF NOT EXISTS {hits_table}_p{y:04}{m:02} PARTITION OF {hits_table} \
+                 FOR VALUES FROM ('{from}') TO ('{to}')"
+            ))
+            .execute(&mut *tx)
+            .await?;
+            known.insert((y, m));
+        }
+        Ok(())
+    }
+
+    async fn upsert_sites(
+        &self,
+        tx: &mut PgConnection,
+        s: &[(PropertyId, Site)],
+    ) -> Result<(), sqlx::Error> {
+        if s.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} (property_id, timezone, domain, session_timeout_minutes) \
+             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[]) \
+             ON CONFLICT (property_id) DO UPDATE SET timezone = EXCLUDED.timezone, domain = EXCLUDED.domain, \
+               session_timeout_minutes = EXCLUDED.session_timeout_minutes",
+            self.t(HIT_PROPERTIES)
+        ))
+        .bind(s.iter().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.tz.name()).collect::<Vec<_>>())
+        .bind(s.iter().map(|(_, x)| x.domain.as_str()).collect::<Vec<_>>())
+        .bind(
+            s.iter()
+                .map(|(_, x)| x.session_timeout.num_minutes() as i32)
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_hits(&self, tx: &mut PgConnection, h: &[HitRow]) -> Result<(), sqlx::Error> {
+        if h.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} (property_id, position, occurred_at, local_time, visitor_key, session_id, name, pathname, hostname, props, \
+                             revenue_amount, revenue_currency) \
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamp[], $5::bigint[], $6::bigint[], \
+                                  $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[], $11::text[]::numeric[], $12::text[])",
+            self.t(HITS)
+        ))
+        .bind(h.iter().map(|r| r.property_id.as_uuid()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.position).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.local_time).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.visitor_key).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.session_id).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.pathname.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.hostname.as_str()).collect::<Vec<_>>())
+        .bind(h.iter().map(|r| r.props.as_deref()).collect::<Vec<_>>())
+        .bind(
+            h.iter()
+                .map(|r| r.revenue.as_ref().map(|(a, _)| a.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            h.iter()
+                .map(|r| r.revenue.as_ref().map(|(_, c)| c.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn upsert_sessions(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
+        let s = &d.sessions;
+        if s.is_empty() {
+            return Ok(());
+        }
+        let visit_cols = VISIT_COLUMNS.join(", ");
+        let visit_params: String = (0..VISIT_COLUMNS.len())
+            .map(|i| format!(", ${}::text[]", i + 15))
+            .collect();
+        let visit_updates: String = VISIT_COLUMNS
+            .iter()
+            .map(|c| format!(", {c} = EXCLUDED.{c}"))
+            .collect();
+        let sql = format!(
+            "INSERT INTO {} (property_id, session_id, visitor_key, started_at, last_at, start_local, pageviews, events, \
+                             interactive, entry_page, exit_page, conversions, entry_at, exit_at, {visit_cols}) \
+             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], \
+                                  $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[], \
+                                  $13::timestamptz[], $14::timestamptz[]{visit_params}) \
+             ON CONFLICT (property_id, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
+               last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
+               events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
+               exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
+               exit_at = EXCLUDED.exit_at{visit_updates}",
+            self.t(SESSIONS)
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(s.iter().map(|(p, _, _)| p.as_uuid()).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.id).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.visitor_key).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.started_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.last_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, _, l)| *l).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.pageviews).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.events).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.interactive).collect::<Vec<_>>())
+            .bind(
+                s.iter()
+                    .map(|(_, s, _)| s.entry_page.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                s.iter()
+                    .map(|(_, s, _)| s.exit_page.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(s.iter().map(|(_, s, _)| s.conversions).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.entry_at).collect::<Vec<_>>())
+            .bind(s.iter().map(|(_, s, _)| s.exit_at).collect::<Vec<_>>());
+        for i in 0..VISIT_COLUMNS.len() {
+            q = q.bind(
+                s.iter()
+                    .map(|(_, s, _)| s.visit.values()[i])
+                    .collect::<Vec<_>>(),
+            );
+        }
+        q.execute(&mut *tx).await?;
+        Ok(())
+    }
+
+    /// Records each property's last applied position (its read models' version).
+    async fn mark_applied(
+        &self,
+        tx: &mut PgConnection,
+        changed: &BTreeMap<PropertyId, i64>,
+    ) -> Result<(), sqlx::Error> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "UPDATE {} p SET last_position = c.position \
+             FROM UNNEST($1::uuid[], $2::bigint[]) AS c(property_id, position) WHERE p.property_id = c.property_id",
+            self.t(HIT_PROPERTIES)
+        ))
+        .bind(changed.keys().map(|p| p.as_uuid()).collect::<Vec<_>>())
+        .bind(changed.values().copied().collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+fn session_of(r: &PgRow) -> Result<Session, sqlx::Error> {
+    Ok(Session {
+        id: r.try_get("session_id")?,
+        visitor_key: r.try_get("visitor_key")?,
+        started_at: r.try_get("started_at")?,
+        last_at: r.try_get("last_at")?,
+        pageviews: r.try_get("pageviews")?,
+        events: r.try_get("events")?,
+        interactive: r.try_get("interactive")?,
+        entry_page: r.try_get("entry_page")?,
+        exit_page: r.try_get("exit_page")?,
+        entry_at: r.try_get("entry_at")?,
+        exit_at: r.try_get("exit_at")?,
+        conversions: r.try_get("conversions")?,
+        visit: Arc::new(visit_of(r)?),
+    })
+}
+
+fn visit_of(r: &PgRow) -> Result<Visit, sqlx::Error> {
+    let mut values: [String; 20] = Default::default();
+    for (v, c) in values.iter_mut().zip(VISIT_COLUMNS) {
+        *v = r.try_get(c)?;
+    }
+    Ok(Visit::from_values(values))
+}
+
+/// A rollup row's key, bound as one array per key column, in the order of [`Rollup::keys`].
+trait RollupKey: 'static {
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q>;
+}
+
+impl RollupKey for HourKey {
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
+        q.bind(keys.clone().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
+            .bind(keys.map(|(_, hour)| *hour).collect::<Vec<_>>())
+    }
+}
+
+impl RollupKey for DayKey {
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
+        q.bind(keys.clone().map(|(p, ..)| p.as_uuid()).collect::<Vec<_>>())
+            .bind(keys.clone().map(|(_, dim, ..)| *dim).collect::<Vec<_>>())
+            .bind(keys.clone().map(|(_, _, day, _)| *day).collect::<Vec<_>>())
+            .bind(keys.map(|(.., value)| value.as_str()).collect::<Vec<_>>())
+    }
+}
+
+/// What a batch adds to a rollup row: its counters, in the order of [`Rollup::counters`], and the
+/// visitor keys its sketch takes in.
+trait RollupRow<const N: usize> {
+    fn counters(&self) -> [i64; N];
+    fn visitors(&self) -> &[i64];
+}
+
+impl RollupRow<7> for HourDelta {
+    fn counters(&self) -> [i64; 7] {
+        [
+            self.pageviews,
+            self.events,
+            self.visits,
+            self.bounces,
+            self.duration,
+            self.session_pageviews,
+            self.engaged,
+        ]
+    }
+
+    fn visitors(&self) -> &[i64] {
+        &self.visitors
+    }
+}
+
+impl RollupRow<2> for DayDelta {
+    fn counters(&self) -> [i64; 2] {
+        [self.pageviews, self.events]
+    }
+
+    fn visitors(&self) -> &[i64] {
+        &self.visitors
+    }
+}
+
+impl RollupRow<6> for VisitDelta {
+    fn counters(&self) -> [i64; 6] {
+        [
+            self.visits,
+            self.bounces,
+            self.duration,
+            self.pageviews,
+            self.events,
+            self.engaged,
+        ]
+    }
+
+    fn visitors(&self) -> &[i64] {
+        &self.visitors
+    }
+}
+
+/// Adds rows to a rollup: each row's counters are added to the stored ones, and its visitor keys,
+/// hashed into a HyperLogLog sketch, are unioned with the stored sketch.
+async fn upsert_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
+    tx: &mut PgConnection,
+    g: Generation,
+    rollup: &Rollup<N>,
+    rows: &BTreeMap<K, V>,
+) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let sql = upsert_sql(rollup, g);
+    let mut q = K::bind(sqlx::query(&sql), rows.keys());
+    for i in 0..N {
+        q = q.bind(rows.values().map(|r| r.counters()[i]).collect::<Vec<_>>());
+    }
+    let (idx, vks) = flatten_visitors(rows.values().map(|r| r.visitors()));
+    q.bind(idx).bind(vks).execute(&mut *tx).await?;
+    Ok(())
+}
+
+/// The statement of [`upsert_rollup`]: the keys and counters as arrays (`$1`…), then each visitor
+/// key with the number of its row (see [`flatten_visitors`]).
+fn upsert_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
+    let keys = rollup.key_list();
+    let counters = rollup.counters.join(", ");
+    let types = rollup.keys.iter().map(|(_, ty)| *ty);
+    let arrays: Vec<String> = types
+        .chain(["bigint"; N])
+        .enumerate()
+        .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
+        .collect();
+    let (idx, vk) = (arrays.len() + 1, arrays.len() + 2);
+    let of_k = |columns: &str| format!("k.{}", columns.replace(", ", ", k."));
+    let added: Vec<String> = rollup
+        .counters
+        .iter()
+        .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {t} AS r ({keys}, visitors, {counters}) \
+         SELECT {k_keys}, COALESCE(v.sketch, hll_empty({HLL_PARAMS})), {k_counters} \
+         FROM UNNEST({arrays}) WITH ORDINALITY AS k({keys}, {counters}, idx) \
+         LEFT JOIN (SELECT idx, hll_add_agg(hll_hash_bigint(vk), {HLL_PARAMS}) AS sketch \
+         FROM UNNEST(${idx}::bigint[], ${vk}::bigint[]) AS v(idx, vk) GROUP BY idx) v ON v.idx = k.idx \
+         ON CONFLICT ({keys}) DO UPDATE SET visitors = hll_union(r.visitors, EXCLUDED.visitors), {added}",
+        t = table(rollup.table, g),
+        k_keys = of_k(&keys),
+        k_counters = of_k(&counters),
+        arrays = arrays.join(", "),
+        added = added.join(", "),
+    )
+}
+
+/// Row numbers (1-based, as `WITH ORDINALITY`) paired with each visitor key of that row.
+fn flatten_visitors<'a>(rows: impl Iterator<Item = &'a [i64]>) -> (Vec<i64>, Vec<i64>) {
+    let mut idx = Vec::new();
+    let mut vks = Vec::new();
+    for (i, visitors) in rows.enumerate() {
+        for v in visitors {
+            idx.push(i as i64 + 1);
+            vks.push(*v);
+        }
+    }
+    (idx, vks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rollup_upsert_adds_the_counters_and_unions_the_sketches() {
+        assert_eq!(
+            upsert_sql(&ROLLUP_DAILY, 3),
+            "INSERT INTO rollup_daily_g3 AS r (property_id, dimension, day, value, visitors, pageviews, events) \
+             SELECT k.property_id, k.dimension, k.day, k.value, COALESCE(v.sketch, hll_empty(14, 5, -1, 1)), \
+             k.pageviews, k.events \
+             FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::text[], $5::bigint[], $6::bigint[]) \
+             WITH ORDINALITY AS k(property_id, dimension, day, value, pageviews, events, idx) \
+             LEFT JOIN (SELECT idx, hll_add_agg(hll_hash_bigint(vk), 14, 5, -1, 1) AS sketch \
+             FROM UNNEST($7::bigint[], $8::bigint[]) AS v(idx, vk) GROUP BY idx) v ON v.idx = k.idx \
+             ON CONFLICT (property_id, dimension, day, value) DO UPDATE SET \
+             visitors = hll_union(r.visitors, EXCLUDED.visitors), \
+             pageviews = r.pageviews + EXCLUDED.pageviews, events = r.events + EXCLUDED.events"
+        );
+    }
+
+    #[test]
+    fn visitor_keys_are_numbered_by_their_row() {
+        let rows: [&[i64]; 3] = [&[7, 8], &[], &[9]];
+        assert_eq!(
+            flatten_visitors(rows.into_iter()),
+            (vec![1, 1, 3], vec![7, 8, 9])
+        );
+    }
+}
