@@ -168,7 +168,8 @@ impl Store {
         let Some((true, known)) = &mut self.partitions else {
             return Ok(());
         };
-        let months: HashSet<(i32, u32)> = hits
+        // In order, so runners that lock several new months lock them in the same order.
+        let months: std::collections::BTreeSet<(i32, u32)> = hits
             .iter()
             .map(|h| (h.local_time.year(), h.local_time.month()))
             .collect();
@@ -181,8 +182,16 @@ impl Store {
             let (Some(from), Some(to)) = (from, to) else {
                 continue;
             };
+            let partition = format!("{hits_table}_p{y:04}{m:02}");
+            // The runners of a partitioned projection may need the same month at once: the one
+            // that comes second waits for the first's commit, then finds the table there (two
+            // concurrent CREATEs would fail the second with a duplicate key).
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(&partition)
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(&format!(
-                "CREATE TABLE IF NOT EXISTS {hits_table}_p{y:04}{m:02} PARTITION OF {hits_table} \
+                "CREATE TABLE IF NOT EXISTS {partition} PARTITION OF {hits_table} \
                  FOR VALUES FROM ('{from}') TO ('{to}')"
             ))
             .execute(&mut *tx)
