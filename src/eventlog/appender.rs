@@ -190,7 +190,7 @@ async fn verify(log: &dyn EventLog, ids: &[(String, Uuid)]) -> Result<Position, 
                 tracing::error!(error = %e, "the outcome of an append could not be established");
                 return Err(AppendRejected::Unknown);
             }
-            Err(_) => tokio::time::sleep(VERIFY_RETRY_INTERVAL).await,
+            Err(_) => tokio::time::sleep(VERIFY_RETRY_INTERVAL).await, // retry interval
         }
     }
 }

@@ -161,6 +161,12 @@ async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, Pr
             continue;
         };
         let started = Instant::now();
+        let (read, last_position, last_recorded_at) =
+            (events.len(), last.position, last.recorded_at);
+        let mut mine = events;
+        if slot.partitions > 1 {
+            mine.retain(|e| slot.owns(&e.stream));
+        }
         let mut batch = Batch {
             conn: &mut conn,
             slot,
@@ -168,27 +174,18 @@ async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, Pr
             stats: &mut stats,
             rate: &mut rate,
         };
-        let mine: Vec<RecordedEvent> = if slot.partitions > 1 {
-            events
-                .iter()
-                .filter(|e| slot.owns(&e.stream))
-                .cloned()
-                .collect()
-        } else {
-            events.clone()
-        };
-        if !batch.apply_or_park(&mine, last.position).await? {
+        if !batch.apply_or_park(&mine, last_position).await? {
             return Ok(Ended::Retired);
         }
 
         let head = log.head().await?.position;
         metrics::counter!(telemetry::PROJECTION_EVENTS, "projection" => name)
-            .increment(events.len() as u64);
+            .increment(read as u64);
         metrics::histogram!(telemetry::PROJECTION_BATCH_DURATION, "projection" => name)
             .record(started.elapsed().as_secs_f64());
         metrics::gauge!(telemetry::PROJECTION_LAG_EVENTS, "projection" => name)
-            .set(head.0.saturating_sub(last.position.0) as f64);
-        let age = (chrono::Utc::now() - last.recorded_at)
+            .set(head.0.saturating_sub(last_position.0) as f64);
+        let age = (chrono::Utc::now() - last_recorded_at)
             .num_milliseconds()
             .max(0) as f64
             / 1000.0;
