@@ -219,6 +219,19 @@ impl TestApp {
         }
     }
 
+    /// One projection's entry of `GET /api/admin/projections`.
+    pub async fn projection_status(&self, name: &str) -> Value {
+        let res = self.admin_get("/api/admin/projections").await;
+        assert_eq!(res.status, 200, "{}", res.text);
+        res.body["projections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap()
+    }
+
     /// Every hit in the log, decoded, in log order.
     pub async fn log_hits(&self) -> Vec<footfall::domain::HitRecorded> {
         use footfall::domain::Event;

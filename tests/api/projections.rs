@@ -115,18 +115,6 @@ async fn answers(app: &TestApp, queries: &[Value]) -> Vec<Value> {
     out
 }
 
-async fn status(app: &TestApp, name: &str) -> Value {
-    let res = app.admin_get("/api/admin/projections").await;
-    assert_eq!(res.status, 200, "{}", res.text);
-    res.body["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .unwrap()
-        .clone()
-}
-
 #[actix_web::test]
 async fn status_reports_generation_checkpoint_and_lag() {
     let app = spawn_app().await;
@@ -137,7 +125,7 @@ async fn status_reports_generation_checkpoint_and_lag() {
     )
     .await;
     app.wait_projected().await;
-    let hits = status(&app, "hits").await;
+    let hits = app.projection_status("hits").await;
     assert_eq!(hits["generation"], 1);
     assert_eq!(hits["state"], "live");
     assert_eq!(hits["head"], 3);
@@ -146,7 +134,7 @@ async fn status_reports_generation_checkpoint_and_lag() {
     assert_eq!(hits["eta_seconds"], 0.0);
     assert_eq!(hits["rebuild"], Value::Null);
     // A projection's checkpoint passes over events of other streams once it is caught up.
-    assert_eq!(status(&app, "properties").await["checkpoint"], 3);
+    assert_eq!(app.projection_status("properties").await["checkpoint"], 3);
 
     let res = app
         .admin_post("/api/admin/projections/nope/rebuild", &json!({}))
@@ -198,7 +186,7 @@ async fn a_rebuild_keeps_serving_identical_answers() {
         async move {
             let now = answers(app, queries).await;
             assert_eq!(&now, before, "answers changed during the rebuild");
-            let s = status(app, "hits").await;
+            let s = app.projection_status("hits").await;
             (s["generation"] == 2 && s["state"] == "live").then_some(s)
         }
     })
@@ -327,7 +315,7 @@ async fn the_cli_rebuilds_with_a_progress_bar() {
         "{stderr}"
     );
     assert_eq!(answers(&app, &dashboard("shop.example")).await, before);
-    assert_eq!(status(&app, "hits").await["generation"], 2);
+    assert_eq!(app.projection_status("hits").await["generation"], 2);
 }
 
 /// A node with a newer version of a projection's schema rebuilds it on start, beside the live
@@ -367,7 +355,7 @@ async fn a_schema_version_change_rebuilds_the_projection_on_start() {
     eventually(Duration::from_secs(120), "generation 2 to go live", || {
         let app = &app;
         async move {
-            let s = status(app, "hits").await;
+            let s = app.projection_status("hits").await;
             (s["generation"] == 2 && s["state"] == "live").then_some(())
         }
     })
@@ -414,7 +402,7 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
         eventually(Duration::from_secs(120), "the rebuild to go live", || {
             let app = &app;
             async move {
-                let s = status(app, "hits").await;
+                let s = app.projection_status("hits").await;
                 (s["generation"] == generation && s["rebuild"].is_null()).then_some(())
             }
         })

@@ -73,18 +73,6 @@ async fn control_characters_are_removed_and_the_hit_reaches_the_reports() {
     );
 }
 
-async fn status(app: &TestApp, name: &str) -> Value {
-    let res = app.admin_get("/api/admin/projections").await;
-    assert_eq!(res.status, 200, "{}", res.text);
-    res.body["projections"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == name)
-        .cloned()
-        .unwrap()
-}
-
 async fn parked_positions(app: &TestApp) -> Vec<(i64, i64)> {
     let res = app.admin_get("/api/admin/projections/hits/parked").await;
     assert_eq!(res.status, 200, "{}", res.text);
@@ -157,7 +145,7 @@ async fn events_the_read_model_cannot_take_are_parked_and_the_rest_goes_on() {
     // the two good pageviews are in the reports.
     let expected: Vec<(i64, i64)> = (2..=4).map(|i| (1, head_before + i)).collect();
     assert_eq!(parked_positions(&app).await, expected);
-    assert_eq!(status(&app, "hits").await["parked"], 3);
+    assert_eq!(app.projection_status("hits").await["parked"], 3);
     assert_eq!(
         breakdown(&app, &p, "event:page").await,
         json!([{"dimensions": ["/a"], "metrics": [1]}, {"dimensions": ["/b"], "metrics": [1]}])
@@ -184,7 +172,7 @@ async fn events_the_read_model_cannot_take_are_parked_and_the_rest_goes_on() {
         Duration::from_secs(60),
         "generation 2 to go live",
         || async {
-            let s = status(&app, "hits").await;
+            let s = app.projection_status("hits").await;
             (s["generation"] == 2 && s["rebuild"].is_null()).then_some(())
         },
     )
@@ -257,7 +245,7 @@ async fn a_replay_after_the_fix_applies_the_parked_event() {
         breakdown(&app, &p, "event:page").await,
         json!([{"dimensions": ["/poison"], "metrics": [1]}])
     );
-    assert_eq!(status(&app, "hits").await["parked"], 0);
+    assert_eq!(app.projection_status("hits").await["parked"], 0);
 }
 
 /// Requests of every protocol, each with a marker of its own, sent while another session holds

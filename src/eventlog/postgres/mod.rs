@@ -194,6 +194,21 @@ impl PgEventLog {
         Ok(out)
     }
 
+    /// The batch rows a query selects.
+    async fn fetch_batches(
+        &self,
+        query: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Result<Vec<BatchRow>, EventLogError> {
+        query
+            .fetch_all(&self.pool)
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(BatchRow::of)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)
+    }
+
     /// The events of batch rows, in position order; `keep` chooses which.
     async fn events_of(
         &self,
@@ -480,19 +495,13 @@ impl EventLog for PgEventLog {
         let mut out = Vec::new();
         let mut after = 0i64;
         while out.len() < limit {
-            let rows = sqlx::query(&format!(
+            let sql = format!(
                 "{SELECT_BATCHES} WHERE streams @> ARRAY[$1::bigint] AND first_position > $2 \
                  ORDER BY first_position LIMIT {PAGE}"
-            ))
-            .bind(no)
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(BatchRow::of)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+            );
+            let rows = self
+                .fetch_batches(sqlx::query(&sql).bind(no).bind(after))
+                .await?;
             let Some(last) = rows.last() else { break };
             after = last.first_position;
             let events = self
@@ -522,20 +531,13 @@ impl EventLog for PgEventLog {
         let mut from = after.0 as i64;
         while out.len() < limit {
             // From the batch that holds position `from` + 1 on: an index range, wherever `from` is.
-            let rows = sqlx::query(&format!(
+            let sql = format!(
                 "{SELECT_BATCHES} WHERE first_position >= COALESCE((SELECT max(first_position) \
                    FROM event_batches WHERE first_position <= $1 + 1), 0) \
                  AND last_position > $1 {condition} ORDER BY first_position LIMIT {PAGE}"
-            ))
-            .bind(from)
-            .bind(&filter.categories)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(unavailable)?
-            .iter()
-            .map(BatchRow::of)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+            );
+            let query = sqlx::query(&sql).bind(from).bind(&filter.categories);
+            let rows = self.fetch_batches(query).await?;
             let Some(last) = rows.last() else { break };
             from = last.first_position + last.event_ids.len() as i64 - 1;
             let events = self
