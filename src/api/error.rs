@@ -148,6 +148,7 @@ impl From<RegisterError> for ApiError {
                 Self::new(StatusCode::CONFLICT, "domain_taken", e.to_string())
             }
             RegisterError::Log(e) => e.into(),
+            RegisterError::Encode(_) | RegisterError::Decode(_) => Self::internal(&e),
         }
     }
 }

@@ -47,6 +47,13 @@ pub enum RegisterError {
     /// 503: the read model could not be read.
     #[error("database unavailable")]
     Database(#[from] sqlx::Error),
+    /// 500: an event could not be encoded (a bug; retrying cannot help).
+    #[error("event encoding failed: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// 500: a stored event of the property cannot be decoded by this code (a bug to fix, not a
+    /// transient fault).
+    #[error("a stored event cannot be decoded: {0}")]
+    Decode(#[from] crate::domain::DecodeError),
 }
 
 enum Cached {
@@ -103,8 +110,7 @@ impl Properties {
         };
         // A fresh id has no history, so the aggregate starts empty.
         let (registered, claim) = Property::default().handle(cmd)?;
-        let encode =
-            |e: Event| EventData::new(&e).map_err(|e| EventLogError::Unavailable(Box::new(e)));
+        let encode = |e: Event| EventData::new(&e);
         let appends = vec![
             StreamAppend {
                 stream: claim.domain.claim_stream(),
@@ -195,16 +201,13 @@ impl Properties {
         let history = self.log.read_stream(&stream, 0, 10_000).await?;
         let mut property = Property::default();
         for e in &history {
-            let event = e
-                .decode()
-                .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
-            property.apply(&event);
+            property.apply(&e.decode()?);
         }
         let event = decide(&property)?;
         let expected = history.last().map_or(ExpectedState::NoStream, |e| {
             ExpectedState::Revision(e.revision)
         });
-        let data = EventData::new(&event).map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
+        let data = EventData::new(&event)?;
         let results = self
             .log
             .append(vec![StreamAppend {

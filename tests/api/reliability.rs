@@ -575,3 +575,41 @@ async fn measurement_protocol_hits_are_described_by_their_payload() {
         "{cities}"
     );
 }
+
+/// A stored event this code cannot decode is a bug, not a transient fault: a command on that
+/// property answers `500 internal_error`, never `503` ("retry later").
+#[actix_web::test]
+async fn an_undecodable_stored_event_is_a_500_not_a_503() {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "UTC").await;
+    let id = p["id"].as_str().unwrap();
+    PgEventLog::new(app.pool.clone())
+        .append(vec![StreamAppend {
+            stream: format!("property-{id}"),
+            expected: ExpectedState::Any,
+            events: vec![EventData {
+                id: uuid::Uuid::now_v7(),
+                event_type: "GoalsSet".into(),
+                schema_version: 1,
+                data: br#"{"not": "goals"}"#.to_vec(),
+            }],
+        }])
+        .await
+        .unwrap();
+    let res = app
+        .request(
+            "PUT",
+            &format!("/api/admin/properties/{id}/goals"),
+            Some(crate::helpers::ADMIN_TOKEN),
+            &[("Content-Type", "application/json")],
+            Some(br#"{"goals":[{"event":"Signup"}]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(
+        (res.status, res.code()),
+        (500, "internal_error"),
+        "{}",
+        res.text
+    );
+    assert!(res.headers.get("retry-after").is_none());
+}
