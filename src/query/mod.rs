@@ -278,11 +278,18 @@ impl DateRange {
         })
     }
 
-    /// The same length, just before.
+    /// The same length, just before (cut at the year 1, which no data precedes).
     pub fn previous(&self) -> Self {
-        let len = self.to - self.from;
+        let floor = NaiveDate::MIN
+            .with_year(1)
+            .unwrap_or(NaiveDate::MIN)
+            .and_time(chrono::NaiveTime::MIN);
+        let from = self
+            .from
+            .checked_sub_signed(self.to - self.from)
+            .map_or(floor, |from| from.max(floor));
         Self {
-            from: self.from - len,
+            from,
             to: self.from,
         }
     }
@@ -340,6 +347,8 @@ pub struct Query {
 
 impl Query {
     pub const MAX_LIMIT: usize = 10_000;
+    /// Deep enough for any report's pages; far below what the database's `OFFSET` can take.
+    pub const MAX_OFFSET: usize = 10_000_000;
 
     /// Checks the combinations the read models cannot answer.
     pub fn validate(&self) -> Result<(), QueryError> {
@@ -392,6 +401,25 @@ impl Query {
             return Err(QueryError::new(
                 "pagination.limit",
                 format!("must be 1 to {}", Self::MAX_LIMIT),
+            ));
+        }
+        if self.offset > Self::MAX_OFFSET {
+            return Err(QueryError::new(
+                "pagination.offset",
+                format!("must be at most {}", Self::MAX_OFFSET),
+            ));
+        }
+        // Dates outside these years would overflow the date arithmetic of periods and buckets
+        // (`to` is exclusive: a range may end with 9999-12-31).
+        let in_years = |t: &NaiveDateTime| (1..=9999).contains(&t.year());
+        let end_of_9999 =
+            NaiveDate::from_ymd_opt(10_000, 1, 1).map(|d| d.and_time(chrono::NaiveTime::MIN));
+        if !in_years(&self.range.from)
+            || !(in_years(&self.range.to) || Some(self.range.to) == end_of_9999)
+        {
+            return Err(QueryError::new(
+                "date_range",
+                "dates must be within the years 1 to 9999",
             ));
         }
         for (key, _) in &self.order_by {

@@ -613,3 +613,63 @@ async fn an_undecodable_stored_event_is_a_500_not_a_503() {
     );
     assert!(res.headers.get("retry-after").is_none());
 }
+
+/// Dates and offsets at the edges of what the types hold are refused with a 400 (or answered),
+/// never a panic, a dropped connection or a 503.
+#[actix_web::test]
+async fn extreme_dates_and_offsets_are_clear_400s() {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "UTC").await;
+    let key = read_key(&p);
+    let query = |body: Value| {
+        let app = &app;
+        async move { app.query(key, &body).await }
+    };
+    let base = json!({"site_id": "shop.example", "metrics": ["visitors"]});
+    let with = |extra: Value| {
+        let mut b = base.clone();
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        b
+    };
+    for (extra, field) in [
+        (
+            json!({"date_range": ["2024-01-01", "+262142-12-31"]}),
+            "date_range[1]",
+        ),
+        (
+            json!({"date_range": ["-262143-01-01", "2024-01-01"]}),
+            "date_range",
+        ),
+        (
+            json!({"date_range": ["2024-01-01", "+10000-01-01"]}),
+            "date_range",
+        ),
+        (
+            json!({"date_range": "30d", "dimensions": ["event:page"],
+                   "pagination": {"offset": 18446744073709551615u64}}),
+            "pagination.offset",
+        ),
+    ] {
+        let res = query(with(extra.clone())).await;
+        assert_eq!(res.status, 400, "{extra}: {}", res.text);
+        assert!(res.text.contains(field), "{extra}: {}", res.text);
+    }
+    let res = query(with(json!({"date_range": ["0001-01-01", "9999-12-31"]}))).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let res = app
+        .get(
+            "/api/v1/stats/aggregate?site_id=shop.example&period=custom&date=0002-01-01,0500-12-31&compare=previous_period",
+            key,
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let res = app
+        .get(
+            "/api/v1/stats/breakdown?site_id=shop.example&period=30d&property=event:page&page=18446744073709551615&limit=100",
+            key,
+        )
+        .await;
+    assert_eq!(res.status, 400, "{}", res.text);
+}

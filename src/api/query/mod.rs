@@ -96,19 +96,27 @@ impl Site {
         to: &str,
     ) -> Result<DateRange, QueryError> {
         let local = |s: &str, i: usize| -> Result<NaiveDateTime, QueryError> {
+            let invalid = || {
+                QueryError::new(
+                    format!("{field}[{i}]"),
+                    "expected YYYY-MM-DD or an ISO 8601 datetime within the years 1 to 9999",
+                )
+            };
             if let Ok(day) = s.parse::<NaiveDate>() {
                 // An end date includes its whole day.
-                let day = if i == 1 { day + Duration::days(1) } else { day };
-                return Ok(day.and_time(chrono::NaiveTime::MIN));
+                let day = if i == 1 { day.succ_opt() } else { Some(day) };
+                return day
+                    .map(|d| d.and_time(chrono::NaiveTime::MIN))
+                    .ok_or_else(invalid);
             }
             DateTime::<FixedOffset>::parse_from_rfc3339(s)
-                .map(|t| t.with_timezone(&self.tz).naive_local() + Duration::seconds(i as i64))
-                .map_err(|_| {
-                    QueryError::new(
-                        format!("{field}[{i}]"),
-                        "expected YYYY-MM-DD or an ISO 8601 datetime",
-                    )
+                .ok()
+                .and_then(|t| {
+                    t.with_timezone(&self.tz)
+                        .naive_local()
+                        .checked_add_signed(Duration::seconds(i as i64))
                 })
+                .ok_or_else(invalid)
         };
         Ok(DateRange {
             from: local(from, 0)?,

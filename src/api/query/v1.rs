@@ -107,7 +107,8 @@ impl Params {
             dimensions,
             order_by: vec![],
             limit,
-            offset: (page - 1) * limit,
+            // Past what validation accepts when it would overflow.
+            offset: (page - 1).saturating_mul(limit),
             goals: site.property.goals.0.clone(),
         };
         q.validate()?;
