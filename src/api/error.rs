@@ -139,9 +139,9 @@ impl From<CollectError> for ApiError {
 impl From<RegisterError> for ApiError {
     fn from(e: RegisterError) -> Self {
         match e {
-            RegisterError::Invalid(d @ DomainError::PropertyNotRegistered) => {
-                Self::not_found(d.code(), d.to_string())
-            }
+            RegisterError::Invalid(
+                d @ (DomainError::PropertyNotRegistered | DomainError::SharedLinkNotFound),
+            ) => Self::not_found(d.code(), d.to_string()),
             RegisterError::Invalid(d) => Self::bad_request(d.code(), d.to_string()),
             RegisterError::Database(e) => e.into(),
             RegisterError::DomainTaken(_) => {

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod collect;
+pub mod dashboard;
 pub mod error;
 pub mod health;
 pub mod query;
@@ -70,6 +71,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &[Role]) {
     }
     if roles.contains(&Role::Query) {
         query::routes(cfg);
+        dashboard::routes(cfg);
     }
     if roles.contains(&Role::Admin) {
         admin::routes(cfg);

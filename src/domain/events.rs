@@ -3,7 +3,10 @@
 //! (`HitRecorded` version 2); the rare property events as JSON (version 1). Decoding upcasts old
 //! schema versions (JSON hits of version 1), and fails with a typed error, never a panic.
 
-use super::{DomainClaimed, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered};
+use super::{
+    DomainClaimed, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered, SharedLinkCreated,
+    SharedLinkRevoked,
+};
 use serde::de::DeserializeOwned;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +16,8 @@ pub enum Event {
     HitRecorded(Box<HitRecorded>),
     HostnamesAllowed(HostnamesAllowed),
     GoalsSet(GoalsSet),
+    SharedLinkCreated(SharedLinkCreated),
+    SharedLinkRevoked(SharedLinkRevoked),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,8 @@ impl Event {
     pub const HIT_RECORDED: &'static str = "HitRecorded";
     pub const HOSTNAMES_ALLOWED: &'static str = "HostnamesAllowed";
     pub const GOALS_SET: &'static str = "GoalsSet";
+    pub const SHARED_LINK_CREATED: &'static str = "SharedLinkCreated";
+    pub const SHARED_LINK_REVOKED: &'static str = "SharedLinkRevoked";
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -41,6 +48,8 @@ impl Event {
             Self::HitRecorded(_) => Self::HIT_RECORDED,
             Self::HostnamesAllowed(_) => Self::HOSTNAMES_ALLOWED,
             Self::GoalsSet(_) => Self::GOALS_SET,
+            Self::SharedLinkCreated(_) => Self::SHARED_LINK_CREATED,
+            Self::SharedLinkRevoked(_) => Self::SHARED_LINK_REVOKED,
         }
     }
 
@@ -69,6 +78,8 @@ impl Event {
             Self::HitRecorded(e) => serde_json::to_string(e),
             Self::HostnamesAllowed(e) => serde_json::to_string(e),
             Self::GoalsSet(e) => serde_json::to_string(e),
+            Self::SharedLinkCreated(e) => serde_json::to_string(e),
+            Self::SharedLinkRevoked(e) => serde_json::to_string(e),
         }
     }
 
@@ -101,6 +112,8 @@ impl Event {
             }
             Self::HOSTNAMES_ALLOWED => v1(event_type, version, data).map(Self::HostnamesAllowed),
             Self::GOALS_SET => v1(event_type, version, data).map(Self::GoalsSet),
+            Self::SHARED_LINK_CREATED => v1(event_type, version, data).map(Self::SharedLinkCreated),
+            Self::SHARED_LINK_REVOKED => v1(event_type, version, data).map(Self::SharedLinkRevoked),
             other => Err(DecodeError::UnknownType(other.to_owned())),
         }
     }

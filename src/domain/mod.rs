@@ -15,8 +15,9 @@ pub use hit::{
     VisitorKey,
 };
 pub use property::{
-    hostname_allowed, AllowHostnames, DomainClaimed, Goal, GoalsSet, HostnamesAllowed, Property,
-    PropertyRegistered, RegisterProperty, SetGoals,
+    hostname_allowed, AllowHostnames, CreateSharedLink, DomainClaimed, Goal, GoalsSet,
+    HostnamesAllowed, Property, PropertyRegistered, RegisterProperty, RevokeSharedLink, SetGoals,
+    SharedLink, SharedLinkCreated, SharedLinkRevoked,
 };
 pub use values::{Domain, PropertyCredentials, PropertyId, PropertyName, Timezone};
 
@@ -75,6 +76,12 @@ pub enum DomainError {
     /// 400: a goal is neither one event name nor one page pattern, or there are over 100.
     #[error("goals must be at most 100, each {{\"event\": name}} or {{\"page\": \"/path*\"}}")]
     InvalidGoals,
+    /// 400: the property already has [`Property::MAX_SHARED_LINKS`] shared links.
+    #[error("a property has at most 100 shared links; revoke one first")]
+    TooManySharedLinks,
+    /// 404: the property has no such shared link (or it was revoked).
+    #[error("no such shared link")]
+    SharedLinkNotFound,
     /// 400: the session timeout is not 1 to 1,440 minutes.
     #[error("session_timeout_minutes must be 1 to 1440")]
     InvalidSessionTimeout,
@@ -106,6 +113,8 @@ impl DomainError {
             Self::InvalidHostnames => "invalid_hostnames",
             Self::InvalidSessionTimeout => "invalid_session_timeout",
             Self::InvalidGoals => "invalid_goals",
+            Self::TooManySharedLinks => "too_many_shared_links",
+            Self::SharedLinkNotFound => "shared_link_not_found",
         }
     }
 }

@@ -89,6 +89,43 @@ pub struct GoalsSet {
     pub goals: Vec<Goal>,
 }
 
+/// A link that opens one property's dashboard, read-only, for whoever holds its token (as
+/// Plausible's shared links do). It grants the report queries of that property and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedLink {
+    pub id: uuid::Uuid,
+    pub name: PropertyName,
+    pub token: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Command: create a shared link (its id, token and time are chosen by the caller).
+#[derive(Debug, Clone)]
+pub struct CreateSharedLink {
+    pub link: SharedLink,
+}
+
+/// Event: a shared link was created.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedLinkCreated {
+    pub property_id: PropertyId,
+    #[serde(flatten)]
+    pub link: SharedLink,
+}
+
+/// Command: revoke a shared link; its token opens nothing from then on.
+#[derive(Debug, Clone)]
+pub struct RevokeSharedLink {
+    pub link_id: uuid::Uuid,
+}
+
+/// Event: a shared link was revoked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SharedLinkRevoked {
+    pub property_id: PropertyId,
+    pub link_id: uuid::Uuid,
+}
+
 /// Whether a browser hit from page host `host` may be recorded for a property: its domain, any
 /// subdomain of it, or an allowed hostname (`*.example.com` allows the subdomains of example.com).
 pub fn hostname_allowed(domain: &str, allowed: &[String], host: &str) -> bool {
@@ -104,6 +141,8 @@ pub fn hostname_allowed(domain: &str, allowed: &[String], host: &str) -> bool {
 #[derive(Debug, Clone, Default)]
 pub struct Property {
     registered: Option<PropertyRegistered>,
+    /// The ids of the shared links not revoked.
+    shared_links: Vec<uuid::Uuid>,
 }
 
 impl Property {
@@ -198,9 +237,46 @@ impl Property {
         })
     }
 
+    /// A property has at most this many live shared links.
+    pub const MAX_SHARED_LINKS: usize = 100;
+
+    pub fn create_shared_link(
+        &self,
+        cmd: CreateSharedLink,
+    ) -> Result<SharedLinkCreated, DomainError> {
+        let Some(registered) = &self.registered else {
+            return Err(DomainError::PropertyNotRegistered);
+        };
+        if self.shared_links.len() >= Self::MAX_SHARED_LINKS {
+            return Err(DomainError::TooManySharedLinks);
+        }
+        Ok(SharedLinkCreated {
+            property_id: registered.property_id,
+            link: cmd.link,
+        })
+    }
+
+    pub fn revoke_shared_link(
+        &self,
+        cmd: RevokeSharedLink,
+    ) -> Result<SharedLinkRevoked, DomainError> {
+        let Some(registered) = &self.registered else {
+            return Err(DomainError::PropertyNotRegistered);
+        };
+        if !self.shared_links.contains(&cmd.link_id) {
+            return Err(DomainError::SharedLinkNotFound);
+        }
+        Ok(SharedLinkRevoked {
+            property_id: registered.property_id,
+            link_id: cmd.link_id,
+        })
+    }
+
     pub fn apply(&mut self, event: &Event) {
         match event {
             Event::PropertyRegistered(e) => self.registered = Some(e.clone()),
+            Event::SharedLinkCreated(e) => self.shared_links.push(e.link.id),
+            Event::SharedLinkRevoked(e) => self.shared_links.retain(|id| *id != e.link_id),
             Event::HostnamesAllowed(_)
             | Event::GoalsSet(_)
             | Event::DomainClaimed(_)
@@ -268,6 +344,38 @@ mod tests {
             session_timeout_minutes: None,
             at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
         }
+    }
+
+    #[test]
+    fn shared_links_are_created_and_revoked_once() {
+        let mut property = Property::default();
+        let link = SharedLink {
+            id: uuid::Uuid::from_u128(7),
+            name: PropertyName::parse("Team").unwrap(),
+            token: "t".into(),
+            created_at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        };
+        let create = || CreateSharedLink { link: link.clone() };
+        let revoke = || RevokeSharedLink { link_id: link.id };
+        assert_eq!(
+            property.create_shared_link(create()).unwrap_err(),
+            DomainError::PropertyNotRegistered
+        );
+        let (registered, _) = property.handle(register()).unwrap();
+        property.apply(&Event::PropertyRegistered(registered));
+        assert_eq!(
+            property.revoke_shared_link(revoke()).unwrap_err(),
+            DomainError::SharedLinkNotFound
+        );
+        let created = property.create_shared_link(create()).unwrap();
+        assert_eq!(created.link, link);
+        property.apply(&Event::SharedLinkCreated(created));
+        let revoked = property.revoke_shared_link(revoke()).unwrap();
+        property.apply(&Event::SharedLinkRevoked(revoked));
+        assert_eq!(
+            property.revoke_shared_link(revoke()).unwrap_err(),
+            DomainError::SharedLinkNotFound
+        );
     }
 
     #[test]

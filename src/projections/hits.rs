@@ -149,7 +149,11 @@ pub fn fold(
                 continue;
             }
             Event::HitRecorded(h) => h,
-            Event::DomainClaimed(_) | Event::HostnamesAllowed(_) | Event::GoalsSet(_) => continue,
+            Event::DomainClaimed(_)
+            | Event::HostnamesAllowed(_)
+            | Event::GoalsSet(_)
+            | Event::SharedLinkCreated(_)
+            | Event::SharedLinkRevoked(_) => continue,
         };
         let pid = hit.property_id;
         delta.changed.insert(pid, *position as i64);

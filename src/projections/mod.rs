@@ -10,6 +10,7 @@ pub mod hits;
 pub mod parked;
 pub mod properties;
 pub mod runner;
+pub mod shared_links;
 
 use std::sync::Arc;
 
@@ -83,6 +84,7 @@ pub fn table(base: &str, g: Generation) -> String {
 pub fn all() -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(properties::PropertiesProjection),
+        Arc::new(shared_links::SharedLinksProjection),
         Arc::new(hits::HitsProjection),
     ]
 }

@@ -97,6 +97,10 @@ impl Metric {
         )
     }
 
+    pub fn is_revenue(&self) -> bool {
+        matches!(self, Self::TotalRevenue | Self::AverageRevenue)
+    }
+
     /// Metrics only the per-hit table can answer.
     pub fn needs_hits(&self) -> bool {
         matches!(
@@ -108,6 +112,7 @@ impl Metric {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Grain {
+    Minute,
     Hour,
     Day,
     Week,
@@ -137,6 +142,7 @@ impl Dimension {
     pub fn parse(s: &str, range: &DateRange) -> Option<Self> {
         Some(match s {
             "time" => Self::Time(range.auto_grain()),
+            "time:minute" => Self::Time(Grain::Minute),
             "time:hour" => Self::Time(Grain::Hour),
             "time:day" => Self::Time(Grain::Day),
             "time:week" => Self::Time(Grain::Week),
@@ -267,6 +273,7 @@ impl DateRange {
                 Self::days(today - Duration::days(n - 1), today)
             }
             "month" => Self::days(month_start, month_end),
+            "last_month" => Self::days(months_back(1)?, month_start - Duration::days(1)),
             "6mo" => Self::days(months_back(5)?, month_end),
             "12mo" => Self::days(months_back(11)?, month_end),
             "year" => Self::days(
@@ -307,7 +314,9 @@ impl DateRange {
 
     pub fn auto_grain(&self) -> Grain {
         let days = (self.to - self.from).num_hours() as f64 / 24.0;
-        if days <= 1.0 {
+        if self.to - self.from <= Duration::hours(1) {
+            Grain::Minute
+        } else if days <= 1.0 {
             Grain::Hour
         } else if days <= 40.0 {
             Grain::Day

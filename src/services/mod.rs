@@ -4,7 +4,9 @@
 pub mod collector;
 pub mod properties;
 pub mod salts;
+pub mod shared_links;
 
 pub use collector::{Client, CollectError, Collector, Recorded};
 pub use properties::{Properties, PropertyRecord, RegisterError};
 pub use salts::Salts;
+pub use shared_links::SharedLinkRecord;

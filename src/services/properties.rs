@@ -71,8 +71,8 @@ const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct Properties {
-    log: Arc<dyn EventLog>,
-    pool: PgPool,
+    pub(super) log: Arc<dyn EventLog>,
+    pub(super) pool: PgPool,
     cache: Arc<RwLock<HashMap<String, Cached>>>,
 }
 
@@ -189,14 +189,31 @@ impl Properties {
             .await
     }
 
-    /// Runs a command on the property aggregate: loads it from its stream and appends the event
-    /// with the revision it was loaded at, so concurrent changes cannot overwrite each other
-    /// unseen. Returns the read model once it has the change (or after a bounded wait).
+    /// Runs a command on the property aggregate and returns the read model once it has the change
+    /// (or after a bounded wait).
     async fn change(
         &self,
         id: Uuid,
         decide: impl FnOnce(&Property) -> Result<Event, DomainError>,
     ) -> Result<PropertyRecord, RegisterError> {
+        self.decide_and_append(id, decide, PROPERTIES).await?;
+        let record = self
+            .find(Lookup::Id, &id.to_string())
+            .await?
+            .ok_or(DomainError::PropertyNotRegistered)?;
+        self.forget(&record);
+        Ok(record)
+    }
+
+    /// Loads the property aggregate from its stream, lets `decide` produce an event and appends it
+    /// with the revision it was loaded at, so concurrent changes cannot overwrite each other
+    /// unseen. Then waits (boundedly) until projection `read_model` has applied it.
+    pub(super) async fn decide_and_append(
+        &self,
+        id: Uuid,
+        decide: impl FnOnce(&Property) -> Result<Event, DomainError>,
+        read_model: &str,
+    ) -> Result<(), RegisterError> {
         let stream = PropertyId::new(id).property_stream();
         let history = self.log.read_stream(&stream, 0, 10_000).await?;
         let mut property = Property::default();
@@ -217,15 +234,10 @@ impl Properties {
             }])
             .await?;
         let position = results.iter().map(|r| r.position).max().unwrap_or_default();
-        if !projections::wait_for(&self.pool, PROPERTIES, position, READ_YOUR_WRITES).await {
-            tracing::warn!(property = %id, "properties projection is behind");
+        if !projections::wait_for(&self.pool, read_model, position, READ_YOUR_WRITES).await {
+            tracing::warn!(property = %id, read_model, "projection is behind");
         }
-        let record = self
-            .find(Lookup::Id, &id.to_string())
-            .await?
-            .ok_or(DomainError::PropertyNotRegistered)?;
-        self.forget(&record);
-        Ok(record)
+        Ok(())
     }
 
     /// The property registered for `domain`, through the cache.
@@ -328,11 +340,12 @@ impl Lookup {
     }
 }
 
+pub(super) const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
 /// Random credentials from the OS's CSPRNG (through UUIDv4, skipping its fixed version and variant
 /// bytes).
 fn new_credentials() -> PropertyCredentials {
     const UPPER_DIGITS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     PropertyCredentials {
         measurement_id: format!("G-{}", random_token(10, UPPER_DIGITS)),
         api_secret: random_token(22, ALNUM),
@@ -340,7 +353,7 @@ fn new_credentials() -> PropertyCredentials {
     }
 }
 
-fn random_token(len: usize, alphabet: &[u8]) -> String {
+pub(super) fn random_token(len: usize, alphabet: &[u8]) -> String {
     // Rejection sampling keeps every symbol equally likely.
     let limit = 256 - 256 % alphabet.len();
     let mut out = String::with_capacity(len);

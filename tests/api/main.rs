@@ -2,6 +2,7 @@
 
 mod admin;
 mod collect;
+mod dashboard;
 mod eventlog;
 mod helpers;
 mod loadgen;

@@ -3,6 +3,7 @@
 mod log;
 mod projections;
 mod properties;
+mod shared_links;
 
 use actix_web::web;
 
@@ -32,6 +33,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/properties/{id}/goals",
                 web::put().to(properties::set_goals),
+            )
+            .route(
+                "/properties/{id}/shared-links",
+                web::post().to(shared_links::create),
+            )
+            .route(
+                "/properties/{id}/shared-links",
+                web::get().to(shared_links::list),
+            )
+            .route(
+                "/properties/{id}/shared-links/{link_id}",
+                web::delete().to(shared_links::revoke),
             )
             .route("/streams/{stream}", web::get().to(log::read_stream))
             .route("/log", web::get().to(log::head))

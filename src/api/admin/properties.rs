@@ -109,7 +109,7 @@ pub async fn set_goals(
 }
 
 /// A property id from the path; one that is not a UUID names no property.
-fn property_id(id: &str) -> Result<uuid::Uuid, ApiError> {
+pub(super) fn property_id(id: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(id)
         .map_err(|_| ApiError::not_found("property_not_found", "property is not registered"))
 }

@@ -1,6 +1,7 @@
 //! Query APIs: thin adapters from each API's shape to the one [`Query`](crate::query::Query) model.
 //! What they share — authorisation, date ranges, time labels, error mapping — lives here.
 
+mod compare;
 pub mod v1;
 pub mod v2;
 
@@ -18,6 +19,7 @@ use crate::services::PropertyRecord;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v2/query", web::post().to(v2::query))
+        .route("/api/v2/prop-keys", web::get().to(v2::prop_keys))
         .route(
             "/api/v1/stats/realtime/visitors",
             web::get().to(v1::realtime_visitors),
@@ -28,8 +30,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/stats/bots", web::get().to(v1::bots));
 }
 
-/// A property the caller may read: the bearer token is that property's read key, or the admin
-/// token. Anything else is `401`, whether or not the site exists, so keys reveal nothing about
+/// A property the caller may read: the bearer token is that property's read key, one of its live
+/// shared links, or the admin token. Anything else is `401`, whether or not the site exists, so keys reveal nothing about
 /// other tenants.
 pub struct Site {
     pub property: Arc<PropertyRecord>,
@@ -51,19 +53,30 @@ impl Site {
             Ok(domain) => state.properties.by_domain(&domain).await?,
             Err(_) => None,
         };
+        let opens = |p: &PropertyRecord| {
+            is_admin || super::constant_time_eq(p.read_key.as_bytes(), token.as_bytes())
+        };
+        let property = match property {
+            // A shared link's token opens its one property.
+            Some(p) if !opens(&p) => match state.properties.shared_by_token(token).await? {
+                Some(id) if id == p.id => return Ok(Self::new(p)),
+                _ => return Err(ApiError::unauthorized()),
+            },
+            other => other,
+        };
         match property {
-            Some(p)
-                if is_admin || super::constant_time_eq(p.read_key.as_bytes(), token.as_bytes()) =>
-            {
-                let tz = p.timezone.parse::<Tz>().unwrap_or(chrono_tz::UTC);
-                Ok(Self { property: p, tz })
-            }
+            Some(p) => Ok(Self::new(p)),
             None if is_admin => Err(ApiError::not_found(
                 "site_not_found",
                 format!("no property `{site_id}`"),
             )),
-            _ => Err(ApiError::unauthorized()),
+            None => Err(ApiError::unauthorized()),
         }
+    }
+
+    fn new(property: Arc<PropertyRecord>) -> Self {
+        let tz = property.timezone.parse::<Tz>().unwrap_or(chrono_tz::UTC);
+        Self { property, tz }
     }
 
     pub fn today(&self) -> NaiveDate {
@@ -77,13 +90,24 @@ impl Site {
             .date_naive()
     }
 
-    /// A named period relative to `date` (default today).
+    /// A named period relative to `date` (default today). `realtime` is the last 30 minutes,
+    /// the current one included.
     pub fn period(
         &self,
         field: &str,
         name: &str,
         date: Option<NaiveDate>,
     ) -> Result<DateRange, QueryError> {
+        if name == "realtime" {
+            use chrono::Timelike;
+            let now = Utc::now().with_timezone(&self.tz).naive_local();
+            let minute = now.with_second(0).and_then(|t| t.with_nanosecond(0));
+            let end = minute.unwrap_or(now) + Duration::minutes(1);
+            return Ok(DateRange {
+                from: end - Duration::minutes(30),
+                to: end,
+            });
+        }
         DateRange::named(name, date.unwrap_or_else(|| self.today()), self.first_day())
             .ok_or_else(|| QueryError::new(field, format!("unknown period `{name}`")))
     }
@@ -138,6 +162,11 @@ impl Site {
 pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
     use chrono::{Datelike, Months, Timelike};
     let start = match grain {
+        Grain::Minute => range
+            .from
+            .with_second(0)
+            .and_then(|t| t.with_nanosecond(0))
+            .unwrap_or(range.from),
         Grain::Hour => range
             .from
             .with_minute(0)
@@ -160,10 +189,11 @@ pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
     let mut t = start;
     while t < range.to && labels.len() < 10_000 {
         labels.push(match grain {
-            Grain::Hour => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Grain::Minute | Grain::Hour => t.format("%Y-%m-%d %H:%M:%S").to_string(),
             _ => t.format("%Y-%m-%d").to_string(),
         });
         t = match grain {
+            Grain::Minute => t + Duration::minutes(1),
             Grain::Hour => t + Duration::hours(1),
             Grain::Day => t + Duration::days(1),
             Grain::Week => t + Duration::days(7),

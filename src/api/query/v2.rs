@@ -4,13 +4,16 @@
 //! {"site_id": "shop.example", "metrics": ["visitors", "pageviews"], "date_range": "7d",
 //!  "dimensions": ["time:day"], "filters": [["contains", "event:page", ["/blog"]]],
 //!  "order_by": [["visitors", "desc"]], "pagination": {"limit": 100, "offset": 0},
-//!  "include": {"time_labels": true}}
+//!  "include": {"time_labels": true, "comparisons": {"mode": "previous_period"}}}
 //! ```
+//!
+//! Beyond Plausible: `date_range` may also be `realtime` (the last 30 minutes) or `last_month`,
+//! `time:minute` is a dimension, and `GET /api/v2/prop-keys` lists the custom property keys.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::{time_labels, Site};
+use super::{compare, time_labels, Site};
 use crate::api::{ApiError, AppState};
 use crate::query::{
     DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
@@ -30,16 +33,41 @@ pub async fn query(
     let site_id = string(&obj, "site_id")?;
     let site = Site::authorize(&req, &state, &site_id).await?;
     let query = parse(&obj, &site)?;
-    let results = state.reports.run(&query).await?;
+    let include = obj.get("include");
+    let comparisons = match include.and_then(|i| i.get("comparisons")) {
+        None | Some(Value::Null) => false,
+        Some(c) if c.get("mode").and_then(Value::as_str) == Some("previous_period") => true,
+        Some(_) => {
+            return Err(QueryError::new(
+                "include.comparisons",
+                "must be {\"mode\": \"previous_period\"}",
+            )
+            .into())
+        }
+    };
+    let rows = state.reports.run(&query).await?;
 
     let mut meta = Map::new();
+    let results = if comparisons {
+        let previous = query.range.previous();
+        meta.insert(
+            "comparison_date_range".into(),
+            json!([
+                site.iso(previous.from),
+                site.iso(previous.to - chrono::Duration::seconds(1))
+            ]),
+        );
+        json!(compare::compare(&state.reports, &query, &rows).await?)
+    } else {
+        json!(rows)
+    };
     let time = query.dimensions.iter().find_map(|d| match d {
         Dimension::Time(g) => Some(*g),
         _ => None,
     });
     if let (Some(g), Some(true)) = (
         time,
-        obj.get("include")
+        include
             .and_then(|i| i.get("time_labels"))
             .and_then(Value::as_bool),
     ) {
@@ -54,6 +82,56 @@ pub async fn query(
         ]),
     );
     Ok(HttpResponse::Ok().json(json!({"results": results, "meta": meta, "query": echo})))
+}
+
+#[derive(serde::Deserialize)]
+pub struct PropKeysParams {
+    site_id: String,
+    /// A period name, or `from,to`.
+    date_range: Option<String>,
+}
+
+/// `GET /api/v2/prop-keys?site_id=…&date_range=30d`: the custom property keys of the range's
+/// events, most used first (at most 100), from the daily rollups. What a dashboard offers to
+/// break down by.
+pub async fn prop_keys(
+    req: HttpRequest,
+    params: web::Query<PropKeysParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::readmodel::schema::{DIM_PROP_PREFIX, ROLLUP_DAILY};
+    let site = Site::authorize(&req, &state, &params.site_id).await?;
+    let range = match params
+        .date_range
+        .as_deref()
+        .unwrap_or("30d")
+        .split_once(',')
+    {
+        Some((from, to)) => site.explicit_range("date_range", from, to)?,
+        None => site.period(
+            "date_range",
+            params.date_range.as_deref().unwrap_or("30d"),
+            None,
+        )?,
+    };
+    let last_day = (range.to - chrono::Duration::seconds(1)).date();
+    // `prop:` < key < `prop;`: the range of the prefix, which the primary key can scan.
+    let upper = format!("{};", DIM_PROP_PREFIX.trim_end_matches(':'));
+    let keys: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT substr(dimension, $5) FROM {} WHERE property_id = $1 AND dimension > $2 \
+         AND dimension < $3 AND day BETWEEN $4::date AND $6::date \
+         GROUP BY dimension ORDER BY sum(events) DESC, dimension LIMIT 100",
+        ROLLUP_DAILY.table
+    ))
+    .bind(site.property.id)
+    .bind(DIM_PROP_PREFIX)
+    .bind(upper)
+    .bind(range.from.date())
+    .bind(DIM_PROP_PREFIX.len() as i32 + 1)
+    .bind(last_day)
+    .fetch_all(&state.pool)
+    .await?;
+    Ok(HttpResponse::Ok().json(json!({"prop_keys": keys})))
 }
 
 fn string(obj: &Map<String, Value>, field: &str) -> Result<String, QueryError> {

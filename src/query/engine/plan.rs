@@ -24,6 +24,10 @@ pub(super) fn is_visit_breakdown(q: &Query) -> bool {
 pub fn plan(q: &Query) -> Plan {
     let breakdowns: Vec<&Dimension> = q.dimensions.iter().filter(|d| !d.is_time()).collect();
     let hourly = q.dimensions.contains(&Dimension::Time(Grain::Hour));
+    // Minutes are finer than any rollup.
+    if q.dimensions.contains(&Dimension::Time(Grain::Minute)) {
+        return Plan::Enriched;
+    }
     let hit_metrics_only = q.metrics.iter().all(|m| {
         matches!(
             m,
