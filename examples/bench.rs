@@ -7,6 +7,10 @@
 //! - `dashboard URL TOKEN SITE CLIENTS ROUNDS LABEL`: CLIENTS clients load a 30-day dashboard
 //!   (totals, time series, top pages, sources, countries, devices; six queries in parallel)
 //!   ROUNDS times each; prints p50/p99 per dashboard load and per query.
+//! - `page URL TOKEN SITE FLOOR_SITE ROUNDS`: the dashboard page in headless Chromium (through
+//!   chromedriver): ROUNDS warm navigations to SITE's 30-day dashboard, each timed from navigation
+//!   start to every panel rendered (the page's `footfall-ready` mark); the same for FLOOR_SITE, a
+//!   property with almost no data, whose time is the page's own floor. Prints p50/p99 of both.
 //! - `freshness URL SITE READ_KEY PROBES`: while 16 clients post hits without pause, posts PROBES
 //!   probe hits one at a time and measures, for each, the time from its `202` until
 //!   `/api/v2/query` counts it. Prints p50/p90/p99/max.
@@ -34,6 +38,10 @@ use footfall::eventlog::postgres::PgEventLog;
 use footfall::eventlog::{EventData, EventLog, ExpectedState, StreamAppend};
 use serde_json::{json, Value};
 use sqlx::Connection;
+
+#[allow(dead_code)]
+#[path = "../tests/api/dashboard/webdriver.rs"]
+mod webdriver;
 
 fn client() -> awc::Client {
     awc::Client::builder()
@@ -73,10 +81,20 @@ async fn main() {
         Some("freshness") => {
             freshness(&args[1], &args[2], &args[3], args[4].parse().unwrap()).await
         }
+        Some("page") => {
+            page(
+                &args[1],
+                &args[2],
+                &args[3],
+                &args[4],
+                args[5].parse().unwrap(),
+            )
+            .await
+        }
         Some("rebuild") => rebuild(&args[1], &args[2]).await,
         Some("ceiling") => ceiling(&args[1], args[2].parse().unwrap()).await,
         Some("naive") => naive(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap()).await,
-        _ => eprintln!("usage: bench seed|dashboard|freshness|rebuild|ceiling|naive …"),
+        _ => eprintln!("usage: bench seed|dashboard|page|freshness|rebuild|ceiling|naive …"),
     }
 }
 
@@ -439,6 +457,43 @@ async fn dashboard(url: &str, token: &str, site: &str, clients: usize, rounds: u
     for (i, (name, _)) in queries.iter().enumerate() {
         println!("  {name}: {}", stats(&mut per_query[i]));
     }
+}
+
+/// Warm navigations to a 30-day dashboard: milliseconds from navigation start to the page's
+/// `footfall-ready` mark (top stats, graph and every shown panel rendered), sorted.
+async fn page_loads(browser: &webdriver::Browser, url: &str, rounds: usize) -> Vec<f64> {
+    let mut times = Vec::with_capacity(rounds);
+    for round in 0..=rounds {
+        browser.goto(url).await;
+        browser.ready().await;
+        let ms = browser
+            .js("return performance.getEntriesByName('footfall-ready')[0].startTime")
+            .await
+            .as_f64()
+            .unwrap();
+        // The first load fills the browser's and the server's caches.
+        if round > 0 {
+            times.push(ms);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+async fn page(url: &str, token: &str, site: &str, floor_site: &str, rounds: usize) {
+    let browser = webdriver::Browser::start(1280, 1800).await;
+    let at = |s: &str| format!("{url}/dashboard/{s}?period=30d#key={token}");
+    let big = page_loads(&browser, &at(site), rounds).await;
+    let floor = page_loads(&browser, &at(floor_site), rounds).await;
+    browser.quit().await;
+    println!(
+        "dashboard page ({rounds} warm loads in Chromium): {site} p50 {:.0} ms, p99 {:.0} ms; \
+         {floor_site} (the page's floor) p50 {:.0} ms, p99 {:.0} ms",
+        percentile(&big, 0.5),
+        percentile(&big, 0.99),
+        percentile(&floor, 0.5),
+        percentile(&floor, 0.99)
+    );
 }
 
 async fn freshness(url: &str, site: &str, key: &str, probes: usize) {

@@ -37,10 +37,13 @@ pub enum Command {
     Property(PropertyCommand),
     /// Drive a running footfall with realistic traffic and report throughput and latency.
     Loadgen(LoadgenArgs),
+    /// Fill a demo property of a running footfall with a few days of synthetic traffic (once), and
+    /// print its dashboard URL.
+    DemoTraffic(DemoTrafficArgs),
     /// Rebuild a projection's read models from the event log, without downtime, with a progress
     /// bar. The rebuild runs on whichever node leads it: a running server, or this command.
     Rebuild {
-        /// The projection: `hits` or `properties`.
+        /// The projection: `hits`, `properties` or `shared_links`.
         name: String,
     },
 }
@@ -76,6 +79,39 @@ pub struct LoadgenArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct DemoTrafficArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    pub url: String,
+    #[arg(long, env = "FOOTFALL_ADMIN_TOKEN")]
+    pub admin_token: String,
+    #[arg(long, default_value = "demo.localhost")]
+    pub domain: String,
+    /// Days back to fill, 1 to 3.
+    #[arg(long, default_value_t = 3)]
+    pub days: u32,
+    #[arg(long, default_value_t = 150)]
+    pub visits_per_day: u32,
+    /// Send nothing; only print the dashboard URL.
+    #[arg(long)]
+    pub no_traffic: bool,
+}
+
+/// Sends the demo traffic; like the load generator, it is a client and needs no configuration.
+pub async fn demo_traffic(args: DemoTrafficArgs) -> Result<(), CliError> {
+    let out = crate::demo::run(crate::demo::Options {
+        url: args.url.trim_end_matches('/').to_owned(),
+        admin_token: args.admin_token,
+        domain: args.domain,
+        days: args.days,
+        visits_per_day: args.visits_per_day,
+        no_traffic: args.no_traffic,
+    })
+    .await?;
+    writeln!(std::io::stdout(), "{out}")?;
+    Ok(())
 }
 
 /// Runs the load generator; it needs no database, so no configuration.
@@ -142,13 +178,16 @@ pub enum CliError {
     Log(#[from] EventLogError),
     #[error(transparent)]
     Loadgen(#[from] crate::loadgen::LoadgenError),
-    #[error("no projection `{0}` (known: hits, properties)")]
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+    #[error("no projection `{0}` (known: hits, properties, shared_links)")]
     UnknownProjection(String),
 }
 
 pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
     match command {
         Command::Loadgen(args) => loadgen(args).await?,
+        Command::DemoTraffic(args) => demo_traffic(args).await?,
         Command::Serve { .. } => {
             Application::build(config)
                 .await?

@@ -9,21 +9,28 @@ use footfall::telemetry;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Runs a command that is a client of a running footfall: it needs no configuration.
+fn run_client(run: impl std::future::Future<Output = Result<(), cli::CliError>>) -> ! {
+    telemetry::init_logs(false);
+    let system = actix_web::rt::System::new();
+    let code = match system.block_on(run) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("footfall: {e}");
+            1
+        }
+    };
+    let _ = std::io::Write::flush(&mut std::io::stdout());
+    std::process::exit(code);
+}
+
 fn main() {
-    let cli = Cli::parse();
-    if let Command::Loadgen(args) = cli.command {
-        telemetry::init_logs(false);
-        let system = actix_web::rt::System::new();
-        let code = match system.block_on(cli::loadgen(args)) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("footfall: {e}");
-                1
-            }
-        };
-        let _ = std::io::Write::flush(&mut std::io::stdout());
-        std::process::exit(code);
-    }
+    let mut cli = Cli::parse();
+    cli.command = match cli.command {
+        Command::Loadgen(args) => run_client(cli::loadgen(args)),
+        Command::DemoTraffic(args) => run_client(cli::demo_traffic(args)),
+        other => other,
+    };
     let mut env: HashMap<String, String> = std::env::vars().collect();
     if let Command::Serve { roles: Some(roles) } = &cli.command {
         env.insert("FOOTFALL_ROLES".into(), roles.join(","));

@@ -287,7 +287,8 @@ export function formatDuration(sec) {
 
 export function formatMoney(v) {
   if (v == null || v.value == null) return '—';
-  if (!v.currency) return v.value.toFixed(2);
+  // No currency: no revenue at all (—), or several currencies mixed (a bare sum).
+  if (!v.currency) return v.value === 0 ? '—' : v.value.toFixed(2);
   try {
     return new Intl.NumberFormat('en-US', { style: 'currency', currency: v.currency }).format(v.value);
   } catch {

@@ -14,53 +14,29 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 
-/// Every file of the page: its path under the assets prefix, its bytes and its type.
+/// A file of `assets/dashboard/`: its path there (and under the assets prefix), its bytes, its type.
+macro_rules! asset_file {
+    ($path:literal, $type:expr) => {
+        (
+            $path,
+            include_bytes!(concat!("../../assets/dashboard/", $path)).as_slice(),
+            $type,
+        )
+    };
+}
+
+/// Every file of the page but the shell (a test checks that none is missing).
 const FILES: &[(&str, &[u8], &str)] = &[
-    (
-        "app.js",
-        include_bytes!("../../assets/dashboard/app.js"),
-        JS,
-    ),
-    (
-        "api.js",
-        include_bytes!("../../assets/dashboard/api.js"),
-        JS,
-    ),
-    (
-        "report.js",
-        include_bytes!("../../assets/dashboard/report.js"),
-        JS,
-    ),
-    (
-        "admin.js",
-        include_bytes!("../../assets/dashboard/admin.js"),
-        JS,
-    ),
-    (
-        "style.css",
-        include_bytes!("../../assets/dashboard/style.css"),
-        CSS,
-    ),
-    (
-        "vendor/preact-htm.js",
-        include_bytes!("../../assets/dashboard/vendor/preact-htm.js"),
-        JS,
-    ),
-    (
-        "vendor/uPlot.iife.min.js",
-        include_bytes!("../../assets/dashboard/vendor/uPlot.iife.min.js"),
-        JS,
-    ),
-    (
-        "vendor/uPlot.min.css",
-        include_bytes!("../../assets/dashboard/vendor/uPlot.min.css"),
-        CSS,
-    ),
-    (
-        "vendor/LICENSES.md",
-        include_bytes!("../../assets/dashboard/vendor/LICENSES.md"),
-        "text/markdown; charset=utf-8",
-    ),
+    asset_file!("app.js", JS),
+    asset_file!("api.js", JS),
+    asset_file!("report.js", JS),
+    asset_file!("graph.js", JS),
+    asset_file!("admin.js", JS),
+    asset_file!("style.css", CSS),
+    asset_file!("vendor/preact-htm.js", JS),
+    asset_file!("vendor/uPlot.iife.min.js", JS),
+    asset_file!("vendor/uPlot.min.css", CSS),
+    asset_file!("vendor/LICENSES.md", "text/markdown; charset=utf-8"),
 ];
 const SHELL: &str = include_str!("../../assets/dashboard/index.html");
 const JS: &str = "text/javascript; charset=utf-8";
@@ -232,6 +208,34 @@ fn serve(req: &HttpRequest, asset: &Asset, etag: &str, cache: &str) -> Reply {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_file_of_the_dashboard_folder_is_embedded() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/dashboard");
+        let mut on_disk = vec![];
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    let rel = path
+                        .strip_prefix(&root)
+                        .unwrap()
+                        .to_string_lossy()
+                        .into_owned();
+                    if rel != "index.html" {
+                        on_disk.push(rel);
+                    }
+                }
+            }
+        }
+        on_disk.sort();
+        let mut embedded: Vec<String> = FILES.iter().map(|(p, _, _)| (*p).to_owned()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded);
+    }
 
     #[test]
     fn the_page_and_its_files_fit_the_budget_and_the_shell_names_hashed_assets() {
