@@ -146,7 +146,7 @@ async fn send_visits(o: &Options, measurement_id: &str, secret: &str) -> Result<
         "{}/mp/collect?measurement_id={measurement_id}&api_secret={secret}",
         o.url
     );
-    let mut rng = Rng(0xF00F_A11);
+    let mut rng = Rng(0x0F00_FA11);
     let now = chrono::Utc::now().timestamp_micros();
     // Stay inside the 72 hours the Measurement Protocol accepts, with a margin.
     let span = i64::from(o.days.clamp(1, 3)) * 86_400_000_000 - 3_600_000_000;
