@@ -247,13 +247,13 @@ function Register({ token, onDone }) {
 
 const num = (v) => (typeof v === 'number' ? formatInt(v) : v ?? '—');
 
-/** A rebuild's progress: a bar when it has checkpoint and head, and every field it has. */
-function RebuildInfo({ r }) {
+/** A rebuild's progress: a bar from its checkpoint to the log's head, and every field it has. */
+function RebuildInfo({ r, head }) {
   if (!r) return html`<span class="muted">—</span>`;
-  const hasBar = typeof r.checkpoint === 'number' && typeof r.head === 'number' && r.head > 0;
+  const hasBar = typeof r.checkpoint === 'number' && typeof head === 'number' && head > 0;
   return html`<div class="rebuild" data-rebuild>
-    ${hasBar && html`<progress max=${r.head} value=${Math.min(r.checkpoint, r.head)}
-      aria-label="Rebuild progress">${Math.round((100 * r.checkpoint) / r.head)}%</progress>`}
+    ${hasBar && html`<progress max=${head} value=${Math.min(r.checkpoint, head)}
+      aria-label="Rebuild progress">${Math.round((100 * Math.min(r.checkpoint, head)) / head)}%</progress>`}
     <dl>${Object.entries(r).map(([k, v]) => html`<div key=${k}><dt>${k}</dt><dd>${typeof v === 'object' && v !== null ? JSON.stringify(v) : num(v)}</dd></div>`)}</dl>
   </div>`;
 }
@@ -311,7 +311,7 @@ function Projections({ token, onLoaded }) {
         <td class="num">${typeof p.events_per_second === 'number' ? formatInt(Math.round(p.events_per_second)) : '—'}</td>
         <td>${typeof p.eta_seconds === 'number' ? formatDuration(p.eta_seconds) : '—'}</td>
         <td>${p.parked > 0 ? html`<a href=${`/admin?parked=${enc(p.name)}`} data-parked=${p.name}>${formatInt(p.parked)} parked</a>` : '0'}</td>
-        <td><${RebuildInfo} r=${p.rebuild} /></td>
+        <td><${RebuildInfo} r=${p.rebuild} head=${p.head} /></td>
         <td><button type="button" class="btn small" data-rebuild-button=${p.name} disabled=${!!p.rebuild}
             onClick=${() => rebuild(p.name)}>Rebuild</button>
           ${notes[p.name] && html`<span class="muted note-inline" role="status">${notes[p.name]}</span>`}</td>

@@ -467,5 +467,34 @@ async fn shared_links_open_one_dashboard_until_revoked_and_wrong_keys_are_refuse
         .await;
     let text = browser.js("return document.body.textContent").await;
     assert!(text.as_str().unwrap().contains("other.example"));
+
+    // Registering a property, and rebuilding a projection with its progress, from the admin view.
+    browser
+        .type_into("form[data-form=register] input[name=domain]", "new.example")
+        .await;
+    browser
+        .type_into("form[data-form=register] input[name=name]", "New shop")
+        .await;
+    browser
+        .click("form[data-form=register] button[type=submit]")
+        .await;
+    browser
+        .until(
+            "the registration to be confirmed",
+            "return document.querySelector('[role=status]')?.textContent.includes('new.example')",
+        )
+        .await;
+    let listed = app.admin_get("/api/admin/properties").await;
+    assert!(listed.text.contains("\"new.example\""), "{}", listed.text);
+    browser.click("[data-rebuild-button=hits]").await;
+    browser
+        .until(
+            "generation 2 of hits, live, in the admin view",
+            "const row = document.querySelector('tr[data-projection=hits]'); \
+             return row && row.querySelectorAll('td')[0].textContent.trim() === '2' && \
+                    row.textContent.includes('live') && !row.querySelector('[data-rebuild]')",
+        )
+        .await;
+    assert_eq!(app.projection_status("hits").await["generation"], 2);
     browser.quit().await;
 }
