@@ -217,6 +217,15 @@ impl Filter {
         }
     }
 
+    /// Whether any leaf compares with a value that satisfies `pred`.
+    pub fn any_value(&self, pred: &impl Fn(&str) -> bool) -> bool {
+        match self {
+            Self::Leaf { values, .. } => values.iter().any(|v| pred(v)),
+            Self::And(fs) | Self::Or(fs) => fs.iter().any(|f| f.any_value(pred)),
+            Self::Not(f) => f.any_value(pred),
+        }
+    }
+
     /// The filter without its goal conditions: the population conversion rates are out of.
     pub fn without_goals(&self) -> Option<Filter> {
         match self {
@@ -371,6 +380,26 @@ impl Query {
             return Err(QueryError::new(
                 "date_range",
                 "the range must end after it starts",
+            ));
+        }
+        // PostgreSQL text cannot hold NUL, and collection removes it from everything it stores:
+        // such a value could match nothing, and the database would refuse it.
+        let nul = |s: &str| s.contains('\0');
+        let nul_prop = |d: &Dimension| matches!(d, Dimension::Prop(k) if nul(k));
+        if self.dimensions.iter().any(nul_prop) {
+            return Err(QueryError::new(
+                "dimensions",
+                "a property key may not contain NUL (U+0000)",
+            ));
+        }
+        if self
+            .filters
+            .as_ref()
+            .is_some_and(|f| f.any_dimension(&nul_prop) || f.any_value(&nul))
+        {
+            return Err(QueryError::new(
+                "filters",
+                "filter keys and values may not contain NUL (U+0000)",
             ));
         }
         let event_dims = self.dimensions.iter().any(Dimension::is_event);

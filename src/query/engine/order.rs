@@ -35,10 +35,13 @@ pub(super) fn sort_rows(rows: &mut [ResultRow], q: &Query) {
                 }
                 OrderKey::Metric(m) => {
                     let i = q.metrics.iter().position(|x| x == m).unwrap_or(0);
-                    let (x, y) = (
-                        a.metrics[i].as_f64().unwrap_or(0.0),
-                        b.metrics[i].as_f64().unwrap_or(0.0),
-                    );
+                    // Revenue is `{"value", "currency"}`.
+                    let number = |v: &serde_json::Value| {
+                        v.as_f64()
+                            .or_else(|| v.get("value").and_then(serde_json::Value::as_f64))
+                            .unwrap_or(0.0)
+                    };
+                    let (x, y) = (number(&a.metrics[i]), number(&b.metrics[i]));
                     x.total_cmp(&y)
                 }
             };

@@ -207,7 +207,14 @@ pub(super) fn push_order_and_page(qb: &mut QueryBuilder<'_, Postgres>, q: &Query
         .iter()
         .map(|(k, dir)| {
             let col = match k {
-                OrderKey::Metric(Metric::Percentage) => "m_visitors".to_owned(),
+                // Shares of a fixed whole order as their parts.
+                OrderKey::Metric(Metric::Percentage | Metric::ConversionRate) => {
+                    "m_visitors".to_owned()
+                }
+                OrderKey::Metric(Metric::TotalRevenue) => "r_revenue".to_owned(),
+                OrderKey::Metric(Metric::AverageRevenue) => {
+                    "r_revenue / NULLIF(m_revenue_hits, 0)".to_owned()
+                }
                 OrderKey::Metric(m) => format!("m_{}", m.name()),
                 OrderKey::Dimension(d) => {
                     format!("d{}", q.dimensions.iter().position(|x| x == d).unwrap_or(0))

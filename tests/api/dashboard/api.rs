@@ -266,3 +266,63 @@ async fn shared_link_requests_are_checked() {
         .await;
     assert_eq!(res.status, 401);
 }
+
+#[actix_web::test]
+async fn goals_break_down_by_revenue_in_order() {
+    let app = spawn_app().await;
+    let property = app.register("shop.example", "UTC").await;
+    let id = property["id"].as_str().unwrap();
+    let res = app
+        .request(
+            "PUT",
+            &format!("/api/admin/properties/{id}/goals"),
+            Some(ADMIN_TOKEN),
+            &[("Content-Type", "application/json")],
+            Some(br#"{"goals":[{"event":"Small"},{"event":"Big"},{"event":"Free"}]}"#.to_vec()),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let sale = |visitor: u64, name: &'static str, amount: Option<&str>| {
+        let mut hit = hit_event(
+            &property,
+            &Seed {
+                visitor,
+                at: "2026-11-02T10:00:00Z",
+                name,
+                url: "https://shop.example/checkout",
+                props: &[],
+            },
+        );
+        hit.revenue = amount.map(|a| footfall::domain::Revenue::parse("EUR", a).unwrap());
+        hit
+    };
+    app.seed(vec![
+        sale(1, "Small", Some("5")),
+        sale(2, "Small", Some("5")),
+        sale(3, "Big", Some("90")),
+        sale(4, "Free", None),
+    ])
+    .await;
+    app.wait_projected().await;
+    // The goals panel's query: ordered by the first metric, revenue (an object), in SQL.
+    let res = app
+        .query(
+            property["read_key"].as_str().unwrap(),
+            &json!({"site_id": "shop.example", "date_range": ["2026-11-01", "2026-11-07"],
+                    "metrics": ["total_revenue", "visitors", "conversion_rate"],
+                    "dimensions": ["event:goal"]}),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    let goals: Vec<&str> = res.body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["dimensions"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(goals, ["Big", "Small", "Free"]);
+    assert_eq!(
+        res.body["results"][0]["metrics"],
+        json!([{"value": 90.0, "currency": "EUR"}, 1, 25.0])
+    );
+}

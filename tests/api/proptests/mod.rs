@@ -31,6 +31,7 @@
 mod browser;
 mod ga4;
 mod live;
+mod reads;
 mod runner;
 mod strategies;
 
