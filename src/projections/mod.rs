@@ -109,3 +109,22 @@ pub fn decode_all(
         })
         .collect()
 }
+
+/// A property event as the log would deliver it, for the folds' tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn recorded_property_event(
+    position: u64,
+    event: &crate::domain::Event,
+) -> RecordedEvent {
+    RecordedEvent {
+        stream: "property-x".into(),
+        revision: 0,
+        position: crate::eventlog::Position(position),
+        id: uuid::Uuid::nil(),
+        event_type: event.type_name().into(),
+        schema_version: event.schema_version(),
+        data: event.encode().unwrap(),
+        recorded_at: chrono::Utc::now(),
+    }
+}

@@ -142,20 +142,7 @@ mod tests {
     use crate::domain::{
         Domain, DomainClaimed, PropertyCredentials, PropertyId, PropertyName, Timezone,
     };
-    use crate::eventlog::Position;
-
-    fn recorded(position: u64, event: &Event) -> RecordedEvent {
-        RecordedEvent {
-            stream: "property-x".into(),
-            revision: 0,
-            position: Position(position),
-            id: uuid::Uuid::nil(),
-            event_type: event.type_name().into(),
-            schema_version: event.schema_version(),
-            data: event.encode().unwrap(),
-            recorded_at: chrono::Utc::now(),
-        }
-    }
+    use crate::projections::recorded_property_event as recorded;
 
     #[test]
     fn registrations_become_rows_and_other_events_are_ignored() {

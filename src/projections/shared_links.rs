@@ -114,20 +114,7 @@ impl ProjectionWriter for Writer {
 mod tests {
     use super::*;
     use crate::domain::{GoalsSet, PropertyId, PropertyName, SharedLink};
-    use crate::eventlog::Position;
-
-    fn recorded(position: u64, event: &Event) -> RecordedEvent {
-        RecordedEvent {
-            stream: "property-x".into(),
-            revision: 0,
-            position: Position(position),
-            id: uuid::Uuid::nil(),
-            event_type: event.type_name().into(),
-            schema_version: event.schema_version(),
-            data: event.encode().unwrap(),
-            recorded_at: chrono::Utc::now(),
-        }
-    }
+    use crate::projections::recorded_property_event as recorded;
 
     #[test]
     fn creations_and_revocations_become_changes_in_order() {

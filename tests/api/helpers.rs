@@ -177,6 +177,21 @@ impl TestApp {
         res.body
     }
 
+    /// Sets a property's goals (`[{"event": "Signup"}, {"page": "/thanks*"}]`).
+    pub async fn set_goals(&self, property: &Value, goals: Value) {
+        let id = property["id"].as_str().unwrap();
+        let res = self
+            .request(
+                "PUT",
+                &format!("/api/admin/properties/{id}/goals"),
+                Some(ADMIN_TOKEN),
+                &[("Content-Type", "application/json")],
+                Some(serde_json::to_vec(&json!({ "goals": goals })).unwrap()),
+            )
+            .await;
+        assert_eq!(res.status, 200, "{}", res.text);
+    }
+
     /// Posts a Plausible event as the tracker does (text/plain), with extra headers.
     pub async fn post_event(&self, body: &Value, headers: &[(&str, &str)]) -> Response {
         let mut all = vec![

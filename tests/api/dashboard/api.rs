@@ -271,17 +271,11 @@ async fn shared_link_requests_are_checked() {
 async fn goals_break_down_by_revenue_in_order() {
     let app = spawn_app().await;
     let property = app.register("shop.example", "UTC").await;
-    let id = property["id"].as_str().unwrap();
-    let res = app
-        .request(
-            "PUT",
-            &format!("/api/admin/properties/{id}/goals"),
-            Some(ADMIN_TOKEN),
-            &[("Content-Type", "application/json")],
-            Some(br#"{"goals":[{"event":"Small"},{"event":"Big"},{"event":"Free"}]}"#.to_vec()),
-        )
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    app.set_goals(
+        &property,
+        json!([{"event": "Small"}, {"event": "Big"}, {"event": "Free"}]),
+    )
+    .await;
     let sale = |visitor: u64, name: &'static str, amount: Option<&str>| {
         let mut hit = hit_event(
             &property,

@@ -13,17 +13,7 @@ use webdriver::Browser;
 /// Eight hits of six visitors on 2 and 3 November, in four countries, and two visitors now.
 async fn shop_with_known_traffic(app: &TestApp) -> Value {
     let property = app.register("shop.example", "UTC").await;
-    let id = property["id"].as_str().unwrap();
-    let res = app
-        .request(
-            "PUT",
-            &format!("/api/admin/properties/{id}/goals"),
-            Some(ADMIN_TOKEN),
-            &[("Content-Type", "application/json")],
-            Some(br#"{"goals":[{"event":"Signup"}]}"#.to_vec()),
-        )
-        .await;
-    assert_eq!(res.status, 200, "{}", res.text);
+    app.set_goals(&property, json!([{"event": "Signup"}])).await;
     let past = [
         (1, "2026-11-02T10:00:00Z", "pageview", "/", "GB"),
         (1, "2026-11-02T10:01:00Z", "pageview", "/pricing", "GB"),
