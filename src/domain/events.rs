@@ -4,8 +4,8 @@
 //! schema versions (JSON hits of version 1), and fails with a typed error, never a panic.
 
 use super::{
-    DomainClaimed, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered, SharedLinkCreated,
-    SharedLinkRevoked,
+    DomainClaimed, FunnelsSet, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered,
+    SharedLinkCreated, SharedLinkRevoked,
 };
 use serde::de::DeserializeOwned;
 
@@ -16,6 +16,7 @@ pub enum Event {
     HitRecorded(Box<HitRecorded>),
     HostnamesAllowed(HostnamesAllowed),
     GoalsSet(GoalsSet),
+    FunnelsSet(FunnelsSet),
     SharedLinkCreated(SharedLinkCreated),
     SharedLinkRevoked(SharedLinkRevoked),
 }
@@ -38,6 +39,7 @@ impl Event {
     pub const HIT_RECORDED: &'static str = "HitRecorded";
     pub const HOSTNAMES_ALLOWED: &'static str = "HostnamesAllowed";
     pub const GOALS_SET: &'static str = "GoalsSet";
+    pub const FUNNELS_SET: &'static str = "FunnelsSet";
     pub const SHARED_LINK_CREATED: &'static str = "SharedLinkCreated";
     pub const SHARED_LINK_REVOKED: &'static str = "SharedLinkRevoked";
 
@@ -48,6 +50,7 @@ impl Event {
             Self::HitRecorded(_) => Self::HIT_RECORDED,
             Self::HostnamesAllowed(_) => Self::HOSTNAMES_ALLOWED,
             Self::GoalsSet(_) => Self::GOALS_SET,
+            Self::FunnelsSet(_) => Self::FUNNELS_SET,
             Self::SharedLinkCreated(_) => Self::SHARED_LINK_CREATED,
             Self::SharedLinkRevoked(_) => Self::SHARED_LINK_REVOKED,
         }
@@ -78,6 +81,7 @@ impl Event {
             Self::HitRecorded(e) => serde_json::to_string(e),
             Self::HostnamesAllowed(e) => serde_json::to_string(e),
             Self::GoalsSet(e) => serde_json::to_string(e),
+            Self::FunnelsSet(e) => serde_json::to_string(e),
             Self::SharedLinkCreated(e) => serde_json::to_string(e),
             Self::SharedLinkRevoked(e) => serde_json::to_string(e),
         }
@@ -112,6 +116,7 @@ impl Event {
             }
             Self::HOSTNAMES_ALLOWED => v1(event_type, version, data).map(Self::HostnamesAllowed),
             Self::GOALS_SET => v1(event_type, version, data).map(Self::GoalsSet),
+            Self::FUNNELS_SET => v1(event_type, version, data).map(Self::FunnelsSet),
             Self::SHARED_LINK_CREATED => v1(event_type, version, data).map(Self::SharedLinkCreated),
             Self::SHARED_LINK_REVOKED => v1(event_type, version, data).map(Self::SharedLinkRevoked),
             other => Err(DecodeError::UnknownType(other.to_owned())),
@@ -126,13 +131,47 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_their_stored_form() {
-        let event = Event::DomainClaimed(DomainClaimed {
-            domain: Domain::parse("shop.example").unwrap(),
-            property_id: PropertyId::parse("0190c7e6-5b8f-7000-8000-000000000001").unwrap(),
-        });
-        let data = event.encode().unwrap();
-        let back = Event::decode(event.type_name(), event.schema_version(), &data).unwrap();
-        assert_eq!(back, event);
+        use crate::domain::{Funnel, Goal, PropertyName, SharedLink};
+        let property_id = PropertyId::parse("0190c7e6-5b8f-7000-8000-000000000001").unwrap();
+        let page = Goal {
+            event: None,
+            page: Some("/".into()),
+        };
+        let events = [
+            Event::DomainClaimed(DomainClaimed {
+                domain: Domain::parse("shop.example").unwrap(),
+                property_id,
+            }),
+            Event::GoalsSet(GoalsSet {
+                property_id,
+                goals: vec![page.clone()],
+            }),
+            Event::FunnelsSet(FunnelsSet {
+                property_id,
+                funnels: vec![Funnel {
+                    name: "F".into(),
+                    steps: vec![page.clone(), page],
+                }],
+            }),
+            Event::SharedLinkCreated(SharedLinkCreated {
+                property_id,
+                link: SharedLink {
+                    id: uuid::Uuid::from_u128(1),
+                    name: PropertyName::parse("Team").unwrap(),
+                    token: "t".into(),
+                    created_at: chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                },
+            }),
+            Event::SharedLinkRevoked(SharedLinkRevoked {
+                property_id,
+                link_id: uuid::Uuid::from_u128(1),
+            }),
+        ];
+        for event in events {
+            let data = event.encode().unwrap();
+            let back = Event::decode(event.type_name(), event.schema_version(), &data).unwrap();
+            assert_eq!(back, event);
+        }
     }
 
     #[test]

@@ -15,9 +15,9 @@ pub use hit::{
     VisitorKey,
 };
 pub use property::{
-    hostname_allowed, AllowHostnames, CreateSharedLink, DomainClaimed, Goal, GoalsSet,
-    HostnamesAllowed, Property, PropertyRegistered, RegisterProperty, RevokeSharedLink, SetGoals,
-    SharedLink, SharedLinkCreated, SharedLinkRevoked,
+    hostname_allowed, AllowHostnames, CreateSharedLink, DomainClaimed, Funnel, FunnelsSet, Goal,
+    GoalsSet, HostnamesAllowed, Property, PropertyRegistered, RegisterProperty, RevokeSharedLink,
+    SetFunnels, SetGoals, SharedLink, SharedLinkCreated, SharedLinkRevoked,
 };
 pub use values::{Domain, PropertyCredentials, PropertyId, PropertyName, Timezone};
 
@@ -76,6 +76,10 @@ pub enum DomainError {
     /// 400: a goal is neither one event name nor one page pattern, or there are over 100.
     #[error("goals must be at most 100, each {{\"event\": name}} or {{\"page\": \"/path*\"}}")]
     InvalidGoals,
+    /// 400: a funnel has no name or a duplicate one, or not 2 to 8 valid steps, or there are
+    /// over 50.
+    #[error("funnels must be at most 50, each {{\"name\", \"steps\"}} with a unique name (1 to 120 characters) and 2 to 8 steps, each {{\"event\": name}} or {{\"page\": \"/path*\"}}")]
+    InvalidFunnels,
     /// 400: the property already has [`Property::MAX_SHARED_LINKS`] shared links.
     #[error("a property has at most 100 shared links; revoke one first")]
     TooManySharedLinks,
@@ -113,6 +117,7 @@ impl DomainError {
             Self::InvalidHostnames => "invalid_hostnames",
             Self::InvalidSessionTimeout => "invalid_session_timeout",
             Self::InvalidGoals => "invalid_goals",
+            Self::InvalidFunnels => "invalid_funnels",
             Self::TooManySharedLinks => "too_many_shared_links",
             Self::SharedLinkNotFound => "shared_link_not_found",
         }

@@ -65,6 +65,22 @@ pub struct Goal {
 }
 
 impl Goal {
+    /// Trimmed, if it is exactly one custom event name (1–120 characters) or one page path
+    /// pattern (starting with `/`, at most 2,000 characters).
+    pub fn normalised(self) -> Option<Goal> {
+        let trim = |s: Option<String>| s.map(|s| s.trim().to_owned());
+        let goal = Goal {
+            event: trim(self.event),
+            page: trim(self.page),
+        };
+        let valid = match (&goal.event, &goal.page) {
+            (Some(e), None) => (1..=120).contains(&e.chars().count()),
+            (None, Some(p)) => p.starts_with('/') && p.chars().count() <= 2000,
+            _ => false,
+        };
+        valid.then_some(goal)
+    }
+
     /// How reports name it: the event name, or `Visit <page>`.
     pub fn label(&self) -> String {
         match (&self.event, &self.page) {
@@ -87,6 +103,49 @@ pub struct SetGoals {
 pub struct GoalsSet {
     pub property_id: PropertyId,
     pub goals: Vec<Goal>,
+}
+
+/// A funnel: 2 to 8 steps, each a custom event name or a page pattern (as a goal is). A visitor
+/// completes step k by hitting steps 1..k in this order within one visit, anything in between.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Funnel {
+    pub name: String,
+    pub steps: Vec<Goal>,
+}
+
+impl Funnel {
+    pub const MAX_STEPS: usize = 8;
+
+    /// Trimmed, if its name has 1 to 120 characters and it has 2 to 8 valid steps.
+    pub fn normalised(self) -> Option<Funnel> {
+        let name = self.name.trim().to_owned();
+        let named =
+            (1..=120).contains(&name.chars().count()) && !name.chars().any(char::is_control);
+        if !named || !(2..=Self::MAX_STEPS).contains(&self.steps.len()) {
+            return None;
+        }
+        let steps = self
+            .steps
+            .into_iter()
+            .map(Goal::normalised)
+            .collect::<Option<Vec<_>>>()?;
+        Some(Funnel { name, steps })
+    }
+}
+
+/// Command: set a property's funnels (replacing the previous ones).
+#[derive(Debug, Clone)]
+pub struct SetFunnels {
+    pub funnels: Vec<Funnel>,
+}
+
+/// Event: a property's funnels. Like goals, they are applied when reports are queried, so they
+/// cover hits recorded before the funnel was defined.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunnelsSet {
+    pub property_id: PropertyId,
+    pub funnels: Vec<Funnel>,
 }
 
 /// A link that opens one property's dashboard, read-only, for whoever holds its token (as
@@ -214,19 +273,7 @@ impl Property {
         }
         let mut goals: Vec<Goal> = Vec::with_capacity(cmd.goals.len());
         for g in cmd.goals {
-            let trim = |s: Option<String>| s.map(|s| s.trim().to_owned());
-            let goal = Goal {
-                event: trim(g.event),
-                page: trim(g.page),
-            };
-            let valid = match (&goal.event, &goal.page) {
-                (Some(e), None) => (1..=120).contains(&e.chars().count()),
-                (None, Some(p)) => p.starts_with('/') && p.chars().count() <= 2000,
-                _ => false,
-            };
-            if !valid {
-                return Err(DomainError::InvalidGoals);
-            }
+            let goal = g.normalised().ok_or(DomainError::InvalidGoals)?;
             if !goals.contains(&goal) {
                 goals.push(goal);
             }
@@ -234,6 +281,28 @@ impl Property {
         Ok(GoalsSet {
             property_id: registered.property_id,
             goals,
+        })
+    }
+
+    /// Validates the funnels: at most 50, each valid, with distinct names.
+    pub fn set_funnels(&self, cmd: SetFunnels) -> Result<FunnelsSet, DomainError> {
+        let Some(registered) = &self.registered else {
+            return Err(DomainError::PropertyNotRegistered);
+        };
+        if cmd.funnels.len() > 50 {
+            return Err(DomainError::InvalidFunnels);
+        }
+        let mut funnels: Vec<Funnel> = Vec::with_capacity(cmd.funnels.len());
+        for f in cmd.funnels {
+            let f = f.normalised().ok_or(DomainError::InvalidFunnels)?;
+            if funnels.iter().any(|g| g.name == f.name) {
+                return Err(DomainError::InvalidFunnels);
+            }
+            funnels.push(f);
+        }
+        Ok(FunnelsSet {
+            property_id: registered.property_id,
+            funnels,
         })
     }
 
@@ -279,6 +348,7 @@ impl Property {
             Event::SharedLinkRevoked(e) => self.shared_links.retain(|id| *id != e.link_id),
             Event::HostnamesAllowed(_)
             | Event::GoalsSet(_)
+            | Event::FunnelsSet(_)
             | Event::DomainClaimed(_)
             | Event::HitRecorded(_) => {}
         }
@@ -343,6 +413,45 @@ mod tests {
             },
             session_timeout_minutes: None,
             at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+        }
+    }
+
+    #[test]
+    fn funnels_have_two_to_eight_valid_steps_and_distinct_names() {
+        let mut property = Property::default();
+        let (registered, _) = property.handle(register()).unwrap();
+        property.apply(&Event::PropertyRegistered(registered));
+        let page = |p: &str| Goal {
+            event: None,
+            page: Some(p.into()),
+        };
+        let event = |e: &str| Goal {
+            event: Some(e.into()),
+            page: None,
+        };
+        let funnel = |name: &str, steps: Vec<Goal>| Funnel {
+            name: name.into(),
+            steps,
+        };
+        let set = |funnels| property.set_funnels(SetFunnels { funnels });
+        let ok = set(vec![funnel(
+            " Checkout ",
+            vec![page("/cart "), event("Purchase")],
+        )])
+        .unwrap();
+        assert_eq!(ok.funnels[0].name, "Checkout");
+        assert_eq!(ok.funnels[0].steps[0], page("/cart"));
+        for bad in [
+            vec![funnel("One step", vec![page("/")])],
+            vec![funnel("Nine", vec![page("/"); 9])],
+            vec![funnel("", vec![page("/"), page("/b")])],
+            vec![funnel("Bad step", vec![page("no-slash"), page("/b")])],
+            vec![
+                funnel("Twice", vec![page("/"), page("/b")]),
+                funnel("Twice", vec![page("/"), page("/c")]),
+            ],
+        ] {
+            assert_eq!(set(bad).unwrap_err(), DomainError::InvalidFunnels);
         }
     }
 

@@ -152,6 +152,7 @@ pub fn fold(
             Event::DomainClaimed(_)
             | Event::HostnamesAllowed(_)
             | Event::GoalsSet(_)
+            | Event::FunnelsSet(_)
             | Event::SharedLinkCreated(_)
             | Event::SharedLinkRevoked(_) => continue,
         };

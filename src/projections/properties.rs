@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use super::{decode_all, table, Generation, Projection, ProjectionError, ProjectionWriter};
-use crate::domain::{Event, GoalsSet, HostnamesAllowed, PropertyRegistered};
+use crate::domain::{Event, FunnelsSet, GoalsSet, HostnamesAllowed, PropertyRegistered};
 use crate::eventlog::{RecordedEvent, StreamFilter};
 
 pub const NAME: &str = "properties";
@@ -17,6 +17,7 @@ pub enum Change {
     Registered(PropertyRegistered, u64),
     Hostnames(HostnamesAllowed),
     Goals(GoalsSet),
+    Funnels(FunnelsSet),
 }
 
 /// Pure fold: the changes a batch makes, in order.
@@ -27,6 +28,7 @@ pub fn fold(events: &[RecordedEvent]) -> Result<Vec<Change>, ProjectionError> {
             Event::PropertyRegistered(p) => Some(Change::Registered(p, position)),
             Event::HostnamesAllowed(h) => Some(Change::Hostnames(h)),
             Event::GoalsSet(g) => Some(Change::Goals(g)),
+            Event::FunnelsSet(f) => Some(Change::Funnels(f)),
             _ => None,
         })
         .collect())
@@ -61,14 +63,16 @@ impl Projection for PropertiesProjection {
                 registered_at  timestamptz NOT NULL,
                 hostnames      text[]      NOT NULL DEFAULT '{{}}',
                 goals          jsonb       NOT NULL DEFAULT '[]',
+                funnels        jsonb       NOT NULL DEFAULT '[]',
                 position       bigint      NOT NULL
             )"
         )]
     }
 
-    /// 2: goals.
+    /// 2: goals. 3: funnels (a column that property lookups do not read, so they go on while a
+    /// node that brings it rebuilds the read model).
     fn schema_version(&self) -> i32 {
-        2
+        3
     }
 
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
@@ -117,6 +121,16 @@ impl ProjectionWriter for Writer {
                     ))
                     .bind(h.property_id.as_uuid())
                     .bind(&h.hostnames)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::Funnels(f) => {
+                    sqlx::query(&format!(
+                        "UPDATE {} SET funnels = $2 WHERE id = $1",
+                        self.table
+                    ))
+                    .bind(f.property_id.as_uuid())
+                    .bind(sqlx::types::Json(&f.funnels))
                     .execute(&mut *tx)
                     .await?;
                 }

@@ -11,8 +11,8 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::domain::{
-    AllowHostnames, Domain, DomainError, Event, Goal, Property, PropertyCredentials, PropertyId,
-    PropertyName, RegisterProperty, SetGoals, Timezone,
+    AllowHostnames, Domain, DomainError, Event, Funnel, Goal, Property, PropertyCredentials,
+    PropertyId, PropertyName, RegisterProperty, SetFunnels, SetGoals, Timezone,
 };
 use crate::eventlog::{EventData, EventLog, EventLogError, ExpectedState, StreamAppend};
 use crate::projections::{self, properties::NAME as PROPERTIES};
@@ -187,6 +187,31 @@ impl Properties {
     ) -> Result<PropertyRecord, RegisterError> {
         self.change(id, |p| p.set_goals(SetGoals { goals }).map(Event::GoalsSet))
             .await
+    }
+
+    /// Sets the property's funnels; returns them as stored.
+    pub async fn set_funnels(
+        &self,
+        id: Uuid,
+        funnels: Vec<Funnel>,
+    ) -> Result<Vec<Funnel>, RegisterError> {
+        self.decide_and_append(
+            id,
+            |p| p.set_funnels(SetFunnels { funnels }).map(Event::FunnelsSet),
+            PROPERTIES,
+        )
+        .await?;
+        self.funnels(id).await
+    }
+
+    /// The property's funnels (`404 property_not_found` for no property).
+    pub async fn funnels(&self, id: Uuid) -> Result<Vec<Funnel>, RegisterError> {
+        let found: Option<sqlx::types::Json<Vec<Funnel>>> =
+            sqlx::query_scalar("SELECT funnels FROM properties WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.ok_or(DomainError::PropertyNotRegistered)?.0)
     }
 
     /// Runs a command on the property aggregate and returns the read model once it has the change

@@ -4,6 +4,7 @@ mod admin;
 mod collect;
 mod dashboard;
 mod eventlog;
+mod funnels;
 mod helpers;
 mod loadgen;
 mod projections;

@@ -26,6 +26,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/api/admin")
             .route("/properties", web::post().to(properties::register))
             .route("/properties", web::get().to(properties::list))
+            .route("/properties/{id}", web::get().to(properties::get))
+            .route(
+                "/properties/{id}/funnels",
+                web::put().to(properties::set_funnels),
+            )
             .route(
                 "/properties/{id}/hostnames",
                 web::put().to(properties::set_hostnames),

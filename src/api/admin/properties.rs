@@ -108,6 +108,41 @@ pub async fn set_goals(
     Ok(HttpResponse::Ok().json(property))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunnelsBody {
+    funnels: Vec<crate::domain::Funnel>,
+}
+
+/// `PUT /api/admin/properties/{id}/funnels`: the property's funnels, each
+/// `{"name": "Checkout", "steps": [{"page": "/cart"}, {"event": "Purchase"}]}` (2 to 8 steps).
+pub async fn set_funnels(
+    _: AdminAuth,
+    id: web::Path<String>,
+    body: web::Json<FunnelsBody>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let funnels = state
+        .properties
+        .set_funnels(property_id(&id)?, body.into_inner().funnels)
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "funnels": funnels })))
+}
+
+/// `GET /api/admin/properties/{id}`: the property, with its funnels.
+pub async fn get(
+    _: AdminAuth,
+    id: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::not_found("property_not_found", "property is not registered");
+    let property = state.properties.by_id(&id).await?.ok_or_else(not_found)?;
+    let funnels = state.properties.funnels(property.id).await?;
+    let mut body = serde_json::to_value(&*property).map_err(|e| ApiError::internal(&e))?;
+    body["funnels"] = json!(funnels);
+    Ok(HttpResponse::Ok().json(body))
+}
+
 /// A property id from the path; one that is not a UUID names no property.
 pub(super) fn property_id(id: &str) -> Result<uuid::Uuid, ApiError> {
     uuid::Uuid::parse_str(id)

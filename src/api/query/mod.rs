@@ -2,6 +2,7 @@
 //! What they share — authorisation, date ranges, time labels, error mapping — lives here.
 
 mod compare;
+mod funnel;
 pub mod v1;
 pub mod v2;
 
@@ -20,6 +21,7 @@ use crate::services::PropertyRecord;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v2/query", web::post().to(v2::query))
         .route("/api/v2/prop-keys", web::get().to(v2::prop_keys))
+        .route("/api/v2/funnel", web::post().to(funnel::funnel))
         .route(
             "/api/v1/stats/realtime/visitors",
             web::get().to(v1::realtime_visitors),

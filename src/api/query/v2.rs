@@ -24,12 +24,7 @@ pub async fn query(
     body: web::Bytes,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
-    })?;
-    let Value::Object(obj) = value else {
-        return Err(QueryError::new("body", "must be a JSON object").into());
-    };
+    let obj = json_object(&body)?;
     let site_id = string(&obj, "site_id")?;
     let site = Site::authorize(&req, &state, &site_id).await?;
     let query = parse(&obj, &site)?;
@@ -84,6 +79,17 @@ pub async fn query(
     Ok(HttpResponse::Ok().json(json!({"results": results, "meta": meta, "query": echo})))
 }
 
+/// A request body that must be a JSON object.
+pub(super) fn json_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        ApiError::bad_request("invalid_json", format!("body is not valid JSON: {e}"))
+    })?;
+    match value {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(QueryError::new("body", "must be a JSON object").into()),
+    }
+}
+
 #[derive(serde::Deserialize)]
 pub struct PropKeysParams {
     site_id: String,
@@ -134,7 +140,7 @@ pub async fn prop_keys(
     Ok(HttpResponse::Ok().json(json!({"prop_keys": keys})))
 }
 
-fn string(obj: &Map<String, Value>, field: &str) -> Result<String, QueryError> {
+pub(super) fn string(obj: &Map<String, Value>, field: &str) -> Result<String, QueryError> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
         None | Some(Value::Null) => Err(QueryError::new(field, "is required")),
@@ -157,21 +163,39 @@ fn strings(v: &Value, field: &str) -> Result<Vec<String>, QueryError> {
         .collect()
 }
 
-pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError> {
-    let range = match obj.get("date_range") {
-        Some(Value::String(name)) => site.period("date_range", name, None)?,
+/// The query's `date_range`: a period name, or `[from, to]`.
+pub fn date_range(obj: &Map<String, Value>, site: &Site) -> Result<DateRange, QueryError> {
+    match obj.get("date_range") {
+        Some(Value::String(name)) => site.period("date_range", name, None),
         Some(Value::Array(pair)) if pair.len() == 2 => {
             let pair = strings(&Value::Array(pair.clone()), "date_range")?;
-            site.explicit_range("date_range", &pair[0], &pair[1])?
+            site.explicit_range("date_range", &pair[0], &pair[1])
         }
-        None => return Err(QueryError::new("date_range", "is required")),
-        Some(_) => {
-            return Err(QueryError::new(
-                "date_range",
-                "must be a period name or [from, to]",
-            ))
-        }
-    };
+        None => Err(QueryError::new("date_range", "is required")),
+        Some(_) => Err(QueryError::new(
+            "date_range",
+            "must be a period name or [from, to]",
+        )),
+    }
+}
+
+/// The query's `filters`, all of which must hold.
+pub fn filters(obj: &Map<String, Value>, range: &DateRange) -> Result<Option<Filter>, QueryError> {
+    match obj.get("filters") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(fs)) if fs.is_empty() => Ok(None),
+        Some(Value::Array(fs)) => Ok(Some(Filter::And(
+            fs.iter()
+                .enumerate()
+                .map(|(i, f)| filter(f, range, &format!("filters[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ))),
+        Some(_) => Err(QueryError::new("filters", "must be a list")),
+    }
+}
+
+pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError> {
+    let range = date_range(obj, site)?;
     let metrics = strings(obj.get("metrics").unwrap_or(&Value::Null), "metrics")?
         .iter()
         .enumerate()
@@ -189,17 +213,7 @@ pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError>
             .map(|(i, d)| dimension(d, &range, &format!("dimensions[{i}]")))
             .collect::<Result<_, _>>()?,
     };
-    let filters = match obj.get("filters") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(fs)) if fs.is_empty() => None,
-        Some(Value::Array(fs)) => Some(Filter::And(
-            fs.iter()
-                .enumerate()
-                .map(|(i, f)| filter(f, &range, &format!("filters[{i}]")))
-                .collect::<Result<_, _>>()?,
-        )),
-        Some(_) => return Err(QueryError::new("filters", "must be a list")),
-    };
+    let filters = filters(obj, &range)?;
     let order_by = match obj.get("order_by") {
         None | Some(Value::Null) => vec![],
         Some(Value::Array(items)) => items

@@ -19,6 +19,7 @@
 
 mod agg;
 mod enriched;
+mod funnel;
 mod order;
 mod plan;
 mod rollups;
@@ -31,6 +32,7 @@ use sqlx::{PgPool, QueryBuilder};
 use super::{Dimension, Filter, Metric, Op, Query, QueryError, ResultRow};
 use agg::{fetch, Agg, Totals};
 use enriched::{enriched_hits, enriched_sessions};
+pub use funnel::funnel;
 use order::sort_rows;
 use plan::is_visit_breakdown;
 pub use plan::{plan, Plan};

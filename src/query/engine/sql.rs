@@ -174,7 +174,7 @@ pub(super) fn push_filter(
     Ok(())
 }
 
-fn escape_like(v: &str) -> String {
+pub(super) fn escape_like(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")
