@@ -11,6 +11,9 @@
 //!   chromedriver): ROUNDS warm navigations to SITE's 30-day dashboard, each timed from navigation
 //!   start to every panel rendered (the page's `footfall-ready` mark); the same for FLOOR_SITE, a
 //!   property with almost no data, whose time is the page's own floor. Prints p50/p99 of both.
+//! - `funnel URL TOKEN SITE ROUNDS`: a three-step funnel (`/page/0`, `/page/1`, the `Signup`
+//!   event) over SITE's last 30 days, ROUNDS times one after another (after one to warm up);
+//!   prints p50/p99 and the steps' visitors.
 //! - `freshness URL SITE READ_KEY PROBES`: while 16 clients post hits without pause, posts PROBES
 //!   probe hits one at a time and measures, for each, the time from its `202` until
 //!   `/api/v2/query` counts it. Prints p50/p90/p99/max.
@@ -91,10 +94,11 @@ async fn main() {
             )
             .await
         }
+        Some("funnel") => funnel(&args[1], &args[2], &args[3], args[4].parse().unwrap()).await,
         Some("rebuild") => rebuild(&args[1], &args[2]).await,
         Some("ceiling") => ceiling(&args[1], args[2].parse().unwrap()).await,
         Some("naive") => naive(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap()).await,
-        _ => eprintln!("usage: bench seed|dashboard|page|freshness|rebuild|ceiling|naive …"),
+        _ => eprintln!("usage: bench seed|dashboard|page|funnel|freshness|rebuild|ceiling|naive …"),
     }
 }
 
@@ -506,6 +510,40 @@ async fn page(url: &str, token: &str, site: &str, floor_site: &str, rounds: usiz
         percentile(&big, 0.99),
         percentile(&floor, 0.5),
         percentile(&floor, 0.99)
+    );
+}
+
+async fn funnel(url: &str, token: &str, site: &str, rounds: usize) {
+    let c = client();
+    let body = json!({"site_id": site, "date_range": "30d", "funnel": {"steps": [
+        {"page": "/page/0"}, {"page": "/page/1"}, {"event": "Signup"}]}});
+    let mut times = Vec::with_capacity(rounds);
+    let mut steps = Value::Null;
+    for round in 0..=rounds {
+        let started = Instant::now();
+        let mut res = c
+            .post(format!("{url}/api/v2/funnel"))
+            .insert_header(("Authorization", format!("Bearer {token}")))
+            .send_json(&body)
+            .await
+            .unwrap();
+        let answer: Value = res.json().await.unwrap();
+        assert!(res.status().is_success(), "{answer}");
+        if round > 0 {
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        steps = answer["steps"].clone();
+    }
+    times.sort_by(f64::total_cmp);
+    let visitors: Vec<String> = steps
+        .as_array()
+        .map(|s| s.iter().map(|s| s["visitors"].to_string()).collect())
+        .unwrap_or_default();
+    println!(
+        "funnel (3 steps, 30 days, {rounds} runs): p50 {:.0} ms, p99 {:.0} ms; visitors per step {}",
+        percentile(&times, 0.5),
+        percentile(&times, 0.99),
+        visitors.join(" → ")
     );
 }
 

@@ -18,11 +18,31 @@ use crate::query::Query;
 pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>, EngineError> {
     q.validate()?;
     super::check_patterns(pool, q).await?;
-    let mut qb =
-        QueryBuilder::new("WITH visit_hits AS (SELECT hits.session_id, hits.visitor_key, ");
-    qb.push("hits.occurred_at, hits.position, hits.name, hits.pathname");
+    // One scan of the range: the hits that complete any step, each with the steps it completes
+    // as a bit mask.
+    let mut qb = QueryBuilder::new(
+        "WITH visit_hits AS MATERIALIZED (SELECT hits.session_id, hits.visitor_key, \
+         hits.occurred_at, hits.position, ",
+    );
+    for (i, step) in steps.iter().enumerate() {
+        if i > 0 {
+            qb.push(" | ");
+        }
+        qb.push("(CASE WHEN ");
+        push_step(&mut qb, step);
+        qb.push(format!(" THEN {} ELSE 0 END)", 1 << i));
+    }
+    qb.push(" AS steps");
     push_hits_source(&mut qb, q);
     push_range(&mut qb, q, "local_time");
+    qb.push(" AND (");
+    for (i, step) in steps.iter().enumerate() {
+        if i > 0 {
+            qb.push(" OR ");
+        }
+        push_step(&mut qb, step);
+    }
+    qb.push(")");
     if let Some(f) = &q.filters {
         qb.push(" AND hits.session_id IN (SELECT hits.session_id");
         push_hits_source(&mut qb, q);
@@ -32,7 +52,7 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
         qb.push(")");
     }
     qb.push(")");
-    for (i, step) in steps.iter().enumerate() {
+    for i in 0..steps.len() {
         // s<i>: per visit, the earliest hit that completes step i after step i-1's.
         qb.push(format!(
             ", s{i} AS (SELECT DISTINCT ON (h.session_id) h.session_id, h.visitor_key, \
@@ -45,9 +65,10 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
                 prev = i - 1
             ));
         }
-        qb.push(" WHERE ");
-        push_step(&mut qb, step);
-        qb.push(" ORDER BY h.session_id, h.occurred_at, h.position)");
+        qb.push(format!(
+            " WHERE h.steps & {} <> 0 ORDER BY h.session_id, h.occurred_at, h.position)",
+            1 << i
+        ));
     }
     qb.push(" SELECT ");
     for i in 0..steps.len() {
@@ -64,16 +85,17 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
         .collect()
 }
 
-/// A step as a condition on a hit `h`: its custom event, or a pageview on a matching path.
+/// A step as a condition on a hit (of `hits`): its custom event, or a pageview on a matching path.
 fn push_step(qb: &mut QueryBuilder<'_, Postgres>, step: &Goal) {
     match (&step.event, &step.page) {
         (Some(event), _) => {
-            qb.push("h.name = ").push_bind(event.clone());
+            qb.push("hits.name = ").push_bind(event.clone());
         }
         (None, Some(page)) => {
             let pattern = escape_like(page).replace('*', "%");
-            qb.push("h.name = 'pageview' AND h.pathname LIKE ")
-                .push_bind(pattern);
+            qb.push("(hits.name = 'pageview' AND hits.pathname LIKE ")
+                .push_bind(pattern)
+                .push(")");
         }
         (None, None) => {
             qb.push("FALSE");
