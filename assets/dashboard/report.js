@@ -8,6 +8,7 @@ import {
   rawValue, csv, download, setPageState, errorText,
 } from './api.js';
 import { Graph } from './graph.js';
+import { FunnelCard } from './funnel.js';
 
 // ---------------------------------------------------------------------------------------------
 // What the report shows
@@ -332,6 +333,7 @@ export function Report({ site, token, shared, login }) {
           if (k !== propKey) setPageState('loading');
           setPropKey(k);
         }} />`)}
+      <${FunnelCard} site=${site} token=${token} s=${s} />
     </div>
     ${details && html`<${Details} def=${PANELS[details]} site=${site} token=${token} s=${s}
       propKey=${result.panels?.props?.data?.propKey ?? propKey} onClose=${() => setDetails(null)} />`}

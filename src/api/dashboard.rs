@@ -31,6 +31,7 @@ const FILES: &[(&str, &[u8], &str)] = &[
     asset_file!("api.js", JS),
     asset_file!("report.js", JS),
     asset_file!("graph.js", JS),
+    asset_file!("funnel.js", JS),
     asset_file!("admin.js", JS),
     asset_file!("style.css", CSS),
     asset_file!("vendor/preact-htm.js", JS),

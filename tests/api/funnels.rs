@@ -208,6 +208,36 @@ async fn funnels_count_visitors_through_steps_in_order_within_a_visit() {
         let res = ask(bad.clone()).await;
         assert_eq!((res.status, res.code()), (400, code), "{bad}: {}", res.text);
     }
+    // The list that the dashboard's funnel card reads, for read keys.
+    let listed = app.get("/api/v2/funnels?site_id=shop.example", key).await;
+    assert_eq!(
+        listed.body,
+        json!({ "funnels": [checkout] }),
+        "{}",
+        listed.text
+    );
+
+    // The dashboard's funnel card shows the steps.
+    let browser = crate::dashboard::webdriver::Browser::start(1280, 1800).await;
+    browser
+        .goto(&app.url(&format!(
+            "/dashboard/shop.example?period=custom&from=2026-11-01&to=2026-11-07#key={key}"
+        )))
+        .await;
+    let shown = browser
+        .until(
+            "the funnel card",
+            "const p = document.querySelector('[data-panel=funnel][data-state=ready]'); \
+             return p && [...p.querySelectorAll('[data-row]')] \
+               .map(r => [r.dataset.value, r.querySelector('[data-visitors]').dataset.visitors]);",
+        )
+        .await;
+    assert_eq!(
+        shown,
+        json!([["Visit /", "7"], ["Visit /cart", "3"], ["Purchase", "2"]])
+    );
+    browser.quit().await;
+
     let other = app.register("other.example", "UTC").await;
     let res = app
         .request(

@@ -27,6 +27,22 @@ fn rate(part: i64, whole: i64) -> f64 {
     }
 }
 
+#[derive(serde::Deserialize)]
+pub struct ListParams {
+    site_id: String,
+}
+
+/// `GET /api/v2/funnels?site_id=…`: the property's funnels, for whoever may read its reports.
+pub async fn list(
+    req: HttpRequest,
+    params: web::Query<ListParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let site = Site::authorize(&req, &state, &params.site_id).await?;
+    let funnels = state.properties.funnels(site.property.id).await?;
+    Ok(HttpResponse::Ok().json(json!({ "funnels": funnels })))
+}
+
 pub async fn funnel(
     req: HttpRequest,
     body: web::Bytes,

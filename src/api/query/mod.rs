@@ -22,6 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v2/query", web::post().to(v2::query))
         .route("/api/v2/prop-keys", web::get().to(v2::prop_keys))
         .route("/api/v2/funnel", web::post().to(funnel::funnel))
+        .route("/api/v2/funnels", web::get().to(funnel::list))
         .route(
             "/api/v1/stats/realtime/visitors",
             web::get().to(v1::realtime_visitors),

@@ -3,7 +3,7 @@
 //! realtime; shared links; wrong keys; the admin view; screenshots at desktop and phone widths.
 
 mod api;
-mod webdriver;
+pub(crate) mod webdriver;
 
 use serde_json::{json, Value};
 
