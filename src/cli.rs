@@ -8,8 +8,10 @@ use clap::{Parser, Subcommand};
 use crate::config::Config;
 use crate::domain::Domain;
 use crate::eventlog::EventLogError;
+use crate::import::access_log::Format;
 use crate::projections::{self, generations, generations::RebuildError};
-use crate::services::RegisterError;
+use crate::services::imports::{decompressed, Source};
+use crate::services::{Imports, RegisterError};
 use crate::startup::{self, Application, Core};
 
 #[derive(Parser)]
@@ -40,6 +42,9 @@ pub enum Command {
     /// Fill a demo property of a running footfall with a few days of synthetic traffic (once), and
     /// print its dashboard URL.
     DemoTraffic(DemoTrafficArgs),
+    /// Import history into a property.
+    #[command(subcommand)]
+    Import(ImportCommand),
     /// Rebuild a projection's read models from the event log, without downtime, with a progress
     /// bar. The rebuild runs on whichever node leads it: a running server, or this command.
     Rebuild {
@@ -137,6 +142,21 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<(), CliError> {
 }
 
 #[derive(Subcommand)]
+pub enum ImportCommand {
+    /// Import nginx or Apache access logs: successful GETs of pages become pageviews, by their own
+    /// time. Files may be gzipped; `-` reads standard input. Importing a file again changes nothing.
+    AccessLog {
+        #[arg(long)]
+        domain: String,
+        /// `combined`, `common` or `json`.
+        #[arg(long, default_value = "combined")]
+        format: String,
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum PropertyCommand {
     /// Register a property and print it as JSON.
     Add {
@@ -180,6 +200,10 @@ pub enum CliError {
     Loadgen(#[from] crate::loadgen::LoadgenError),
     #[error(transparent)]
     Demo(#[from] crate::demo::DemoError),
+    #[error(transparent)]
+    Import(#[from] crate::services::ImportError),
+    #[error("{0}")]
+    Usage(String),
     #[error("no projection `{0}` (known: hits, properties, shared_links)")]
     UnknownProjection(String),
 }
@@ -238,6 +262,43 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             );
             rebuild_progress(&core, projection.name(), generation).await?;
         }
+        Command::Import(ImportCommand::AccessLog {
+            domain,
+            format,
+            files,
+        }) => {
+            let format = Format::parse(&format)
+                .ok_or_else(|| CliError::Usage(format!("unknown format `{format}`")))?;
+            let core = Core::start(&config, false).await?;
+            let property = core
+                .properties
+                .by_domain(&Domain::parse(&domain).map_err(RegisterError::from)?)
+                .await?
+                .ok_or_else(|| CliError::Usage(format!("no property `{domain}`")))?;
+            let imports = Imports::new(
+                core.log.clone(),
+                core.pool.clone(),
+                startup::geo_db(&config)?,
+            );
+            for file in files {
+                let (source, reader) = open_log(&file)?;
+                let id = imports.begin(&property, "access_log", &source).await?;
+                let started = std::time::Instant::now();
+                let mut err = std::io::stderr();
+                let counts = imports
+                    .access_log(id, &property, format, &source, reader, |c| {
+                        let rate = c.lines as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                        let _ = write!(
+                            err,
+                            "\r{file}: {} lines, {} pageviews, {rate:.0} lines/s   ",
+                            c.lines, c.pageviews
+                        );
+                    })
+                    .await?;
+                let _ = writeln!(err);
+                print_json(&serde_json::json!({"import": id, "file": file, "counts": counts}))?;
+            }
+        }
         Command::Property(PropertyCommand::List { limit }) => {
             let core = Core::start(&config, false).await?;
             print_json(&core.properties.list(None, limit).await?)?;
@@ -292,6 +353,21 @@ async fn rebuild_progress(core: &Core, name: &str, generation: i32) -> Result<()
         err.flush()?;
         tokio::time::sleep(std::time::Duration::from_millis(250)).await; // refresh interval
     }
+}
+
+/// A log file (or `-`, standard input) with its content hash, decompressed if gzipped. A file is
+/// read twice (its hash first, then its lines), so it never has to fit in memory; standard input
+/// is read into memory.
+fn open_log(file: &str) -> Result<(Source, Box<dyn std::io::BufRead>), CliError> {
+    use std::io::Read;
+    if file == "-" {
+        let mut all = Vec::new();
+        std::io::stdin().lock().read_to_end(&mut all)?;
+        let source = Source::read(file, decompressed(std::io::Cursor::new(&all))?)?;
+        return Ok((source, decompressed(std::io::Cursor::new(all))?));
+    }
+    let source = Source::read(file, decompressed(std::fs::File::open(file)?)?)?;
+    Ok((source, decompressed(std::fs::File::open(file)?)?))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {

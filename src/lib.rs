@@ -6,6 +6,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod eventlog;
+pub mod import;
 pub mod loadgen;
 pub mod projections;
 pub mod query;

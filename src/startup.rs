@@ -38,7 +38,7 @@ pub enum StartupError {
 }
 
 /// The GeoIP database, if one is configured; a configured one that cannot be read stops startup.
-fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupError> {
+pub fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupError> {
     let Some(path) = &config.geoip_db else {
         return Ok(None);
     };
@@ -140,15 +140,17 @@ impl Application {
         crate::telemetry::metrics();
         let core = Core::start(&config, config.has_role(Role::Project)).await?;
         let appender = Appender::new(core.log.clone(), config.appender).start();
+        let geo = geo_db(&config)?;
         let collector = Collector::new(
             core.properties.clone(),
             Salts::new(core.pool.clone()),
             appender.clone(),
             config.appender.ack_timeout,
-            geo_db(&config)?,
+            geo.clone(),
         );
         let state = web::Data::new(AppState {
             collector,
+            imports: crate::services::Imports::new(core.log.clone(), core.pool.clone(), geo),
             properties: core.properties,
             log: core.log,
             reports: crate::query::cache::Reports::new(core.pool.clone()),

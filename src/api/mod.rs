@@ -25,6 +25,7 @@ use crate::services::{Collector, Properties};
 /// What the handlers share. One per process, cloned into every worker.
 pub struct AppState {
     pub collector: Collector,
+    pub imports: crate::services::Imports,
     pub properties: Properties,
     pub log: Arc<dyn EventLog>,
     pub pool: PgPool,

@@ -24,6 +24,8 @@ pub enum Protocol {
     Ga4,
     Umami,
     Footfall,
+    /// History imported from a web server's access log.
+    AccessLog,
 }
 
 impl Protocol {
@@ -33,6 +35,7 @@ impl Protocol {
             Self::Ga4 => "ga4",
             Self::Umami => "umami",
             Self::Footfall => "footfall",
+            Self::AccessLog => "access_log",
         }
     }
 }

@@ -6,6 +6,7 @@ mod dashboard;
 mod eventlog;
 mod funnels;
 mod helpers;
+mod imports;
 mod loadgen;
 mod projections;
 mod proptests;

@@ -1,5 +1,6 @@
 //! The operator's API under `/api/admin`, behind the admin bearer token.
 
+mod imports;
 mod log;
 mod projections;
 mod properties;
@@ -50,6 +51,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route(
                 "/properties/{id}/shared-links/{link_id}",
                 web::delete().to(shared_links::revoke),
+            )
+            .service(
+                web::resource("/properties/{id}/imports")
+                    .route(web::post().to(imports::start))
+                    .route(web::get().to(imports::list)),
+            )
+            .route(
+                "/properties/{id}/imports/{import}",
+                web::get().to(imports::status),
             )
             .route("/streams/{stream}", web::get().to(log::read_stream))
             .route("/log", web::get().to(log::head))

@@ -247,6 +247,7 @@ pub fn decode_hit(bytes: &[u8]) -> Result<HitRecorded, CodecError> {
         1 => Protocol::Ga4,
         2 => Protocol::Umami,
         3 => Protocol::Footfall,
+        4 => Protocol::AccessLog,
         t => return Err(CodecError::InvalidTag(t)),
     };
     let property_id = PropertyId::new(Uuid::from_bytes(r.array()?));
@@ -406,6 +407,7 @@ fn protocol_tag(p: Protocol) -> u8 {
         Protocol::Ga4 => 1,
         Protocol::Umami => 2,
         Protocol::Footfall => 3,
+        Protocol::AccessLog => 4,
     }
 }
 

@@ -81,6 +81,7 @@ pub(crate) fn protocol() -> impl Strategy<Value = Protocol> {
         Just(Protocol::Ga4),
         Just(Protocol::Umami),
         Just(Protocol::Footfall),
+        Just(Protocol::AccessLog),
     ]
 }
 
