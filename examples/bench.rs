@@ -14,6 +14,9 @@
 //! - `funnel URL TOKEN SITE ROUNDS`: a three-step funnel (`/page/0`, `/page/1`, the `Signup`
 //!   event) over SITE's last 30 days, ROUNDS times one after another (after one to warm up);
 //!   prints p50/p99 and the steps' visitors.
+//! - `accesslog PATH LINES`: writes a combined-format access log of LINES requests over 30 days
+//!   ending yesterday (pages, assets, redirects, errors and crawlers in a realistic mix, 50,000
+//!   clients) for `footfall import access-log` to import.
 //! - `freshness URL SITE READ_KEY PROBES`: while 16 clients post hits without pause, posts PROBES
 //!   probe hits one at a time and measures, for each, the time from its `202` until
 //!   `/api/v2/query` counts it. Prints p50/p90/p99/max.
@@ -95,10 +98,13 @@ async fn main() {
             .await
         }
         Some("funnel") => funnel(&args[1], &args[2], &args[3], args[4].parse().unwrap()).await,
+        Some("accesslog") => access_log(&args[1], args[2].parse().unwrap()),
         Some("rebuild") => rebuild(&args[1], &args[2]).await,
         Some("ceiling") => ceiling(&args[1], args[2].parse().unwrap()).await,
         Some("naive") => naive(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap()).await,
-        _ => eprintln!("usage: bench seed|dashboard|page|funnel|freshness|rebuild|ceiling|naive …"),
+        _ => eprintln!(
+            "usage: bench seed|dashboard|page|funnel|accesslog|freshness|rebuild|ceiling|naive …"
+        ),
     }
 }
 
@@ -545,6 +551,41 @@ async fn funnel(url: &str, token: &str, site: &str, rounds: usize) {
         percentile(&times, 0.99),
         visitors.join(" → ")
     );
+}
+
+fn access_log(path: &str, lines: u64) {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut rng = Rng(7);
+    let start = chrono::Utc::now() - chrono::Duration::days(30);
+    let step = 30.0 * 86_400.0 / lines.max(1) as f64;
+    for i in 0..lines {
+        let at = start + chrono::Duration::milliseconds((i as f64 * step * 1000.0) as i64);
+        let client = rng.skewed(50_000, 2);
+        let ua = if rng.below(20) == 0 {
+            "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)"
+        } else {
+            USER_AGENTS[(client % USER_AGENTS.len() as u64) as usize]
+        };
+        let (target, status) = match rng.below(20) {
+            0..=5 => (format!("/page/{}", rng.skewed(500, 3)), 200),
+            6..=15 => (format!("/static/img/{}.png", rng.below(300)), 200),
+            16 => (format!("/page/{}", rng.below(50)), 304),
+            17 => ("/old-page".to_owned(), 301),
+            18 => (format!("/missing/{}", rng.below(100)), 404),
+            _ => (format!("/blog/post-{}?ref=feed", rng.skewed(200, 2)), 200),
+        };
+        writeln!(
+            out,
+            "10.{}.{}.{} - - [{}] \"GET {target} HTTP/1.1\" {status} {} \"https://www.google.com/\" \"{ua}\"",
+            client >> 16,
+            (client >> 8) & 255,
+            client & 255,
+            at.format("%d/%b/%Y:%H:%M:%S +0000"),
+            500 + rng.below(50_000),
+        )
+        .unwrap();
+    }
 }
 
 async fn freshness(url: &str, site: &str, key: &str, probes: usize) {

@@ -296,7 +296,11 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                     })
                     .await?;
                 let _ = writeln!(err);
-                print_json(&serde_json::json!({"import": id, "file": file, "counts": counts}))?;
+                let seconds = started.elapsed().as_secs_f64();
+                print_json(
+                    &serde_json::json!({"import": id, "file": file, "counts": counts,
+                    "seconds": seconds, "lines_per_second": counts.lines as f64 / seconds.max(1e-9)}),
+                )?;
             }
         }
         Command::Property(PropertyCommand::List { limit }) => {

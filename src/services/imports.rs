@@ -163,22 +163,13 @@ impl Imports {
         let outcome = self
             .run_access_log(id, property, format, source, reader, progress)
             .await;
-        let (state, error, counts) = match &outcome {
-            Ok(c) => ("done", None, *c),
-            Err(e) => ("failed", Some(e.to_string()), Counts::default()),
+        // The final counts and the state in one statement: `done` is never seen without them.
+        let (state, error) = match &outcome {
+            Ok(_) => ("done", None),
+            Err(e) => ("failed", Some(e.to_string())),
         };
-        let finish = sqlx::query(
-            "UPDATE imports SET state = $2, error = $3, finished_at = now() WHERE id = $1",
-        )
-        .bind(id)
-        .bind(state)
-        .bind(error)
-        .execute(&self.pool)
-        .await;
-        if outcome.is_ok() {
-            finish?;
-            self.record_progress(id, &counts).await?;
-        }
+        let counts = outcome.as_ref().copied().unwrap_or_default();
+        self.finish(id, state, error, &counts).await?;
         outcome
     }
 
@@ -308,9 +299,39 @@ impl Imports {
     }
 
     async fn record_progress(&self, id: Uuid, c: &Counts) -> Result<(), ImportError> {
+        self.update(id, None, None, c).await
+    }
+
+    async fn finish(
+        &self,
+        id: Uuid,
+        state: &str,
+        error: Option<String>,
+        c: &Counts,
+    ) -> Result<(), ImportError> {
+        self.update(id, Some(state), error, c).await
+    }
+
+    /// Writes the counts, and with a final `state` the outcome, in one statement. A failed
+    /// import keeps the counts of its last progress.
+    async fn update(
+        &self,
+        id: Uuid,
+        state: Option<&str>,
+        error: Option<String>,
+        c: &Counts,
+    ) -> Result<(), ImportError> {
+        let failed = state == Some("failed");
         sqlx::query(
-            "UPDATE imports SET read_bytes = $2, lines = $3, pageviews = $4, bots = $5, assets = $6, \
-             redirects = $7, errors = $8, other = $9, invalid = $10 WHERE id = $1",
+            "UPDATE imports SET read_bytes = CASE WHEN $11 THEN read_bytes ELSE $2 END, \
+             lines = CASE WHEN $11 THEN lines ELSE $3 END, \
+             pageviews = CASE WHEN $11 THEN pageviews ELSE $4 END, \
+             bots = CASE WHEN $11 THEN bots ELSE $5 END, assets = CASE WHEN $11 THEN assets ELSE $6 END, \
+             redirects = CASE WHEN $11 THEN redirects ELSE $7 END, \
+             errors = CASE WHEN $11 THEN errors ELSE $8 END, other = CASE WHEN $11 THEN other ELSE $9 END, \
+             invalid = CASE WHEN $11 THEN invalid ELSE $10 END, \
+             state = COALESCE($12, state), error = COALESCE($13, error), \
+             finished_at = CASE WHEN $12 IS NULL THEN finished_at ELSE now() END WHERE id = $1",
         )
         .bind(id)
         .bind(c.read_bytes)
@@ -322,6 +343,9 @@ impl Imports {
         .bind(c.errors)
         .bind(c.other)
         .bind(c.invalid)
+        .bind(failed)
+        .bind(state)
+        .bind(error)
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -30,6 +30,7 @@
 
 mod browser;
 mod ga4;
+mod imports;
 mod live;
 mod reads;
 mod runner;

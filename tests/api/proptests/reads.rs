@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::strategies::{json_text, json_value, nasty, query_text};
 use crate::helpers::{hit_event, spawn_app, Seed, TestApp, ADMIN_TOKEN};
 
-fn runner(name: &str) -> TestRunner {
+pub(super) fn runner(name: &str) -> TestRunner {
     let seed: u64 = std::env::var("FOOTFALL_PROPTEST_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
