@@ -117,12 +117,6 @@ pub async fn funnel(
         })
         .collect();
     let mut echo = obj.clone();
-    echo.insert(
-        "date_range".into(),
-        json!([
-            site.iso(query.range.from),
-            site.iso(query.range.to - chrono::Duration::seconds(1))
-        ]),
-    );
+    echo.insert("date_range".into(), site.iso_range(&query.range));
     Ok(HttpResponse::Ok().json(json!({"funnel": funnel.name, "steps": steps, "query": echo})))
 }

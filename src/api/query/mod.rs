@@ -151,6 +151,14 @@ impl Site {
         })
     }
 
+    /// A range as the answers echo it: `[first second, last second]`, ISO 8601 with the offset.
+    pub fn iso_range(&self, range: &DateRange) -> serde_json::Value {
+        serde_json::json!([
+            self.iso(range.from),
+            self.iso(range.to - Duration::seconds(1))
+        ])
+    }
+
     /// A local time as an ISO 8601 datetime with the property's offset.
     pub fn iso(&self, t: NaiveDateTime) -> String {
         self.tz

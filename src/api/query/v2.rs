@@ -45,13 +45,7 @@ pub async fn query(
     let mut meta = Map::new();
     let results = if comparisons {
         let previous = query.range.previous();
-        meta.insert(
-            "comparison_date_range".into(),
-            json!([
-                site.iso(previous.from),
-                site.iso(previous.to - chrono::Duration::seconds(1))
-            ]),
-        );
+        meta.insert("comparison_date_range".into(), site.iso_range(&previous));
         json!(compare::compare(&state.reports, &query, &rows).await?)
     } else {
         json!(rows)
@@ -69,13 +63,7 @@ pub async fn query(
         meta.insert("time_labels".into(), json!(time_labels(&query.range, g)));
     }
     let mut echo = obj.clone();
-    echo.insert(
-        "date_range".into(),
-        json!([
-            site.iso(query.range.from),
-            site.iso(query.range.to - chrono::Duration::seconds(1))
-        ]),
-    );
+    echo.insert("date_range".into(), site.iso_range(&query.range));
     Ok(HttpResponse::Ok().json(json!({"results": results, "meta": meta, "query": echo})))
 }
 

@@ -276,7 +276,7 @@ fn bad_input_is_a_typed_error() {
     assert_eq!(decode_hit(&[]), Err(CodecError::Truncated));
     assert_eq!(decode_hit(&[0]), Err(CodecError::UnknownVersion(0)));
     assert_eq!(decode_hit(&[2, 0]), Err(CodecError::UnknownVersion(2)));
-    assert_eq!(decode_hit(&[1, 4]), Err(CodecError::InvalidTag(4)));
+    assert_eq!(decode_hit(&[1, 5]), Err(CodecError::InvalidTag(5)));
     assert_eq!(decode_hit(&[1, 0, 1, 2]), Err(CodecError::Truncated));
 
     let valid = |tail: &[u8]| [header(), tail.to_vec()].concat();
