@@ -101,7 +101,7 @@ export const PERIODS = [
   ['day', 'Today'],
   ['7d', 'Last 7 days'],
   ['30d', 'Last 30 days'],
-  ['month', 'This month'],
+  ['month', 'Month to date'],
   ['lastmonth', 'Last month'],
   ['12mo', 'Last 12 months'],
   ['custom', 'Custom range'],
@@ -214,7 +214,7 @@ export const hasGoalFilter = (s) => s.filters.some((f) => f[1] === 'event:goal')
 /** The v2 `date_range` of a state. */
 export function dateRange(s) {
   if (s.period === 'custom') return [s.from, s.to];
-  return { lastmonth: 'last_month' }[s.period] || s.period;
+  return { month: 'month_to_date', lastmonth: 'last_month' }[s.period] || s.period;
 }
 
 /**

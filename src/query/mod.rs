@@ -282,6 +282,7 @@ impl DateRange {
                 Self::days(today - Duration::days(n - 1), today)
             }
             "month" => Self::days(month_start, month_end),
+            "month_to_date" => Self::days(month_start, today),
             "last_month" => Self::days(months_back(1)?, month_start - Duration::days(1)),
             "6mo" => Self::days(months_back(5)?, month_end),
             "12mo" => Self::days(months_back(11)?, month_end),
@@ -494,6 +495,14 @@ mod tests {
     #[test]
     fn named_ranges_are_calendar_ranges_ending_today() {
         let today = d("2026-11-22");
+        assert_eq!(
+            DateRange::named("month_to_date", today, d("2020-01-01")),
+            Some(DateRange::days(d("2026-11-01"), today))
+        );
+        assert_eq!(
+            DateRange::named("last_month", today, d("2020-01-01")),
+            Some(DateRange::days(d("2026-10-01"), d("2026-10-31")))
+        );
         let r = DateRange::named("7d", today, d("2020-01-01")).unwrap();
         assert_eq!(r, DateRange::days(d("2026-11-16"), d("2026-11-22")));
         assert_eq!(
