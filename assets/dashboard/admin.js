@@ -93,6 +93,7 @@ function PropertyRow({ p, token, onSaved }) {
       <div class="manage-grid">
         <${GoalsEditor} p=${p} token=${token} onSaved=${onSaved} />
         <${HostnamesEditor} p=${p} token=${token} onSaved=${onSaved} />
+        <${FunnelsEditor} p=${p} token=${token} />
         <${SharedLinks} p=${p} token=${token} />
       </div>
     </td></tr>`}`;
@@ -127,6 +128,47 @@ function GoalsEditor({ p, token, onSaved }) {
     <textarea id=${id} rows="4" value=${text} onInput=${(e) => setText(e.target.value)}></textarea>
     <${ErrorLine} error=${error} />
     <div class="row-actions"><button type="submit" class="btn small primary" disabled=${busy}>Save goals</button>
+      ${saved && html`<span class="muted" role="status">Saved</span>`}</div>
+  </form>`;
+}
+
+const funnelLine = (f) => `${f.name}: ${f.steps.map(goalLine).join(' > ')}`;
+/** One funnel a line: `Checkout: /cart > page: /pay* > event: Purchase` (steps as goals are). */
+function parseFunnels(text) {
+  return text.split('\n').map((l) => l.trim()).filter(Boolean).map((l) => {
+    const colon = l.indexOf(':');
+    const name = colon < 0 ? l : l.slice(0, colon).trim();
+    const steps = colon < 0 ? [] : parseGoals(l.slice(colon + 1).split('>').join('\n'));
+    return { name, steps };
+  });
+}
+
+/** The property's funnels, read from GET /api/admin/properties/{id} (the list leaves them out). */
+function FunnelsEditor({ p, token }) {
+  const [text, setText] = useState(null);
+  const { busy, error, run } = useAction();
+  const [saved, setSaved] = useState(false);
+  const id = `funnels-${p.id}`;
+  useEffect(() => {
+    run(async () => {
+      const full = await request('GET', `/api/admin/properties/${enc(p.id)}`, { token });
+      setText((full.funnels || []).map(funnelLine).join('\n'));
+    });
+  }, [p.id]);
+  const save = (e) => {
+    e.preventDefault();
+    setSaved(false);
+    run(async () => {
+      const r = await request('PUT', `/api/admin/properties/${enc(p.id)}/funnels`, { token, body: { funnels: parseFunnels(text || '') } });
+      setText(r.funnels.map(funnelLine).join('\n'));
+      setSaved(true);
+    });
+  };
+  return html`<form class="editor" data-editor="funnels" onSubmit=${save}>
+    <label for=${id}><strong>Funnels</strong> <span class="muted">one a line: <code>Checkout: /cart > event: Purchase</code> (2 to 8 steps)</span></label>
+    <textarea id=${id} rows="3" value=${text ?? ''} disabled=${text == null} onInput=${(e) => setText(e.target.value)}></textarea>
+    <${ErrorLine} error=${error} />
+    <div class="row-actions"><button type="submit" class="btn small primary" disabled=${busy || text == null}>Save funnels</button>
       ${saved && html`<span class="muted" role="status">Saved</span>`}</div>
   </form>`;
 }

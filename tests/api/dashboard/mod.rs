@@ -486,5 +486,38 @@ async fn shared_links_open_one_dashboard_until_revoked_and_wrong_keys_are_refuse
         )
         .await;
     assert_eq!(app.projection_status("hits").await["generation"], 2);
+
+    // Funnels, edited from the admin view.
+    browser
+        .click("tr[data-property='shop.example'] button[aria-expanded]")
+        .await;
+    browser
+        .until(
+            "the funnels editor",
+            "return document.querySelector('form[data-editor=funnels] textarea:not([disabled])') !== null",
+        )
+        .await;
+    browser
+        .type_into(
+            "form[data-editor=funnels] textarea",
+            "Checkout: / > /pricing > event: Signup",
+        )
+        .await;
+    browser
+        .click("form[data-editor=funnels] button[type=submit]")
+        .await;
+    browser
+        .until(
+            "the funnels to be saved",
+            "return document.querySelector('form[data-editor=funnels] [role=status]') !== null",
+        )
+        .await;
+    let shown = app.admin_get(&format!("/api/admin/properties/{id}")).await;
+    assert_eq!(
+        shown.body["funnels"],
+        json!([{"name": "Checkout", "steps": [{"page": "/"}, {"page": "/pricing"}, {"event": "Signup"}]}]),
+        "{}",
+        shown.text
+    );
     browser.quit().await;
 }
