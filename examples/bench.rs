@@ -20,6 +20,12 @@
 //! - `freshness URL SITE READ_KEY PROBES`: while 16 clients post hits without pause, posts PROBES
 //!   probe hits one at a time and measures, for each, the time from its `202` until
 //!   `/api/v2/query` counts it. Prints p50/p90/p99/max.
+//! - `sustained DATABASE_URL URL SITE READ_KEY SECONDS`: run beside `footfall loadgen` for the
+//!   loadgen's SECONDS: every 250 ms, reads the log's head and the live `hits` position, and gives
+//!   the projection's lag in seconds of ingest (how long ago the head was where the projection is
+//!   now); meanwhile posts probe hits to SITE one at a time and times each from its `202` until
+//!   `/api/v2/query` counts it. Prints the lag's p99 and max, the freshness p50/p99/max, and the
+//!   projection's rate over the ingest rate.
 //! - `rebuild URL ADMIN_TOKEN`: rebuilds the `hits` projection and prints events/s.
 //! - `ceiling DATABASE_URL ROWS`: the yardstick every ingest and rebuild target is a ratio to:
 //!   `COPY … FROM STDIN` of ROWS realistic `HitRecorded` events (the seed's generator), one JSON
@@ -99,11 +105,21 @@ async fn main() {
         }
         Some("funnel") => funnel(&args[1], &args[2], &args[3], args[4].parse().unwrap()).await,
         Some("accesslog") => access_log(&args[1], args[2].parse().unwrap()),
+        Some("sustained") => {
+            sustained(
+                &args[1],
+                &args[2],
+                &args[3],
+                &args[4],
+                args[5].parse().unwrap(),
+            )
+            .await
+        }
         Some("rebuild") => rebuild(&args[1], &args[2]).await,
         Some("ceiling") => ceiling(&args[1], args[2].parse().unwrap()).await,
         Some("naive") => naive(&args[1], args[2].parse().unwrap(), args[3].parse().unwrap()).await,
         _ => eprintln!(
-            "usage: bench seed|dashboard|page|funnel|accesslog|freshness|rebuild|ceiling|naive …"
+            "usage: bench seed|dashboard|page|funnel|accesslog|freshness|sustained|rebuild|ceiling|naive …"
         ),
     }
 }
@@ -621,29 +637,7 @@ async fn freshness(url: &str, site: &str, key: &str, probes: usize) {
     let mut latencies = Vec::with_capacity(probes);
     for i in 0..probes {
         let page = format!("/probe/{}/{i}", std::process::id());
-        let body = json!({"n": "pageview", "u": format!("https://{site}{page}"), "d": site});
-        let res = c
-            .post(format!("{url}/api/event"))
-            .send_json(&body)
-            .await
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 202);
-        let acked = Instant::now();
-        let query = json!({"site_id": site, "metrics": ["pageviews"], "date_range": "day", "filters": [["is", "event:page", [page]]]});
-        loop {
-            let mut res = c
-                .post(format!("{url}/api/v2/query"))
-                .insert_header(("Authorization", format!("Bearer {key}")))
-                .send_json(&query)
-                .await
-                .unwrap();
-            let v: Value = res.json().await.unwrap();
-            if v["results"][0]["metrics"][0].as_u64() == Some(1) {
-                break;
-            }
-            actix_web::rt::time::sleep(Duration::from_millis(5)).await; // poll interval
-        }
-        latencies.push(acked.elapsed().as_secs_f64() * 1000.0);
+        latencies.push(probe(&c, url, site, key, &page).await);
     }
     stop.store(true, Ordering::Relaxed);
     for l in load {
@@ -657,6 +651,91 @@ async fn freshness(url: &str, site: &str, key: &str, probes: usize) {
         percentile(&latencies, 0.9),
         percentile(&latencies, 0.99),
         latencies[latencies.len() - 1]
+    );
+}
+
+/// Posts one probe hit and waits until the query API counts it: the time from its `202`, in ms.
+async fn probe(c: &awc::Client, url: &str, site: &str, key: &str, page: &str) -> f64 {
+    let body = json!({"n": "pageview", "u": format!("https://{site}{page}"), "d": site});
+    let res = c
+        .post(format!("{url}/api/event"))
+        .send_json(&body)
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 202);
+    let acked = Instant::now();
+    let query = json!({"site_id": site, "metrics": ["pageviews"], "date_range": "day", "filters": [["is", "event:page", [page]]]});
+    loop {
+        let mut res = c
+            .post(format!("{url}/api/v2/query"))
+            .insert_header(("Authorization", format!("Bearer {key}")))
+            .send_json(&query)
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        if v["results"][0]["metrics"][0].as_u64() == Some(1) {
+            return acked.elapsed().as_secs_f64() * 1000.0;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(5)).await; // poll interval
+    }
+}
+
+async fn sustained(database_url: &str, url: &str, site: &str, key: &str, seconds: f64) {
+    let mut db = sqlx::PgConnection::connect(database_url).await.unwrap();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs_f64(seconds);
+    let probes = {
+        let (url, site, key) = (url.to_owned(), site.to_owned(), key.to_owned());
+        actix_web::rt::spawn(async move {
+            let c = client();
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let page = format!("/sustained/{}/{}", std::process::id(), latencies.len());
+                latencies.push(probe(&c, &url, &site, &key, &page).await);
+            }
+            latencies
+        })
+    };
+    // (seconds since start, the log's head, the live projection's position)
+    let mut samples: Vec<(f64, i64, i64)> = Vec::new();
+    while Instant::now() < deadline {
+        let (head, projected): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT position FROM event_log_head), \
+                    (SELECT min(position) FROM projection_generations WHERE projection = 'hits' AND state = 'live')",
+        )
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        samples.push((started.elapsed().as_secs_f64(), head, projected));
+        actix_web::rt::time::sleep(Duration::from_millis(250)).await; // the sampling interval
+    }
+    let mut latencies = probes.await.unwrap();
+    latencies.sort_by(f64::total_cmp);
+    // Lag: how long ago the head was where the projection is now (0 when it is caught up).
+    let mut lags: Vec<f64> = samples
+        .iter()
+        .map(|(t, _, projected)| {
+            let reached = samples
+                .iter()
+                .find(|(_, head, _)| head >= projected)
+                .map_or(0.0, |(at, ..)| *at);
+            (t - reached).max(0.0)
+        })
+        .collect();
+    lags.sort_by(f64::total_cmp);
+    let (first, last) = (samples[0], samples[samples.len() - 1]);
+    let span = (last.0 - first.0).max(1e-9);
+    let ingest = (last.1 - first.1) as f64 / span;
+    let projected = (last.2 - first.2) as f64 / span;
+    println!(
+        "sustained: {span:.0} s; projection lag p99 {:.1} s, max {:.1} s of ingest; projected {projected:.0} events/s for {ingest:.0} appended ({:.2}); freshness over {} probes: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+        percentile(&lags, 0.99),
+        lags[lags.len() - 1],
+        projected / ingest.max(1e-9),
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0.0),
     );
 }
 

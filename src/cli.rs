@@ -81,6 +81,12 @@ pub struct LoadgenArgs {
     pub protocols: Vec<crate::loadgen::Wire>,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The traffic: `typical` or `high-cardinality`.
+    #[arg(long, default_value = "typical")]
+    pub traffic: crate::loadgen::Mix,
+    /// Props under random keys added to every custom event.
+    #[arg(long, default_value_t = 0)]
+    pub random_prop_keys: usize,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -131,6 +137,8 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<(), CliError> {
         hits: args.hits,
         protocols: args.protocols,
         seed: args.seed,
+        traffic: args.traffic,
+        random_prop_keys: args.random_prop_keys,
     })
     .await?;
     if args.json {

@@ -8,6 +8,11 @@
 //! address of its own (sent as `X-Forwarded-For`, so the server must trust the generator's
 //! address); hits go out as Plausible, Umami or gtag requests.
 //!
+//! `--traffic high-cardinality` is the engine's sustained-load mix: a million product pages,
+//! thousands of browser versions, a new visitor (and address) for every visit, and custom events
+//! (a third of the hits) with props whose values vary; `--random-prop-keys N` gives every custom
+//! event N more props under random keys.
+//!
 //! Modes: closed loop (`--concurrency` clients, each sending its next hit when the last one is
 //! answered: the maximum rate) and open loop (`--rate` hits per second on a fixed schedule; each
 //! latency counts from the hit's scheduled time, so a slow server cannot hide its queueing).
@@ -34,6 +39,31 @@ pub struct Options {
     pub hits: Option<u64>,
     pub protocols: Vec<Wire>,
     pub seed: u64,
+    pub traffic: Mix,
+    /// Props under random keys added to every custom event.
+    pub random_prop_keys: usize,
+}
+
+/// What the traffic looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// 1,000 pages a site, 20,000 returning visitors, 8 user agents, one prop.
+    Typical,
+    /// A million pages, thousands of user-agent versions, a new visitor every visit, three props
+    /// with varying values.
+    HighCardinality,
+}
+
+impl std::str::FromStr for Mix {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "typical" => Ok(Self::Typical),
+            "high-cardinality" => Ok(Self::HighCardinality),
+            _ => Err(format!("unknown traffic `{s}` (typical, high-cardinality)")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -203,18 +233,71 @@ struct Traffic {
     visitor_zipf: Zipf,
     wires: Vec<Wire>,
     agent_weights: u64,
+    mix: Mix,
+    random_prop_keys: usize,
 }
 
 impl Traffic {
-    fn new(sites: Vec<Site>, wires: Vec<Wire>) -> Self {
+    fn new(sites: Vec<Site>, o: &Options) -> Self {
+        let pages = match o.traffic {
+            Mix::Typical => 1000,
+            Mix::HighCardinality => 1_000_000,
+        };
         Self {
             site_zipf: Zipf::new(sites.len(), 1.1),
-            page_zipf: Zipf::new(1000, 1.0),
+            page_zipf: Zipf::new(pages, 1.0),
             visitor_zipf: Zipf::new(20_000, 0.8),
             sites,
-            wires,
+            wires: o.protocols.clone(),
             agent_weights: AGENTS.iter().map(|(_, w)| w).sum(),
+            mix: o.traffic,
+            random_prop_keys: o.random_prop_keys,
         }
+    }
+
+    /// A visitor's user agent: one of [`AGENTS`], and with high cardinality one of thousands of
+    /// versions of it.
+    fn agent(&self, vrng: &mut Rng) -> String {
+        let mut pick = vrng.below(self.agent_weights);
+        let agent = AGENTS
+            .iter()
+            .find(|(_, w)| {
+                let hit = pick < *w;
+                pick = pick.saturating_sub(*w);
+                hit
+            })
+            .map_or(AGENTS[0].0, |(a, _)| a);
+        match self.mix {
+            Mix::Typical => agent.to_owned(),
+            Mix::HighCardinality => agent
+                .replace(
+                    "130.0.0.0",
+                    &format!(
+                        "{}.0.{}.{}",
+                        100 + vrng.below(31),
+                        vrng.below(7000),
+                        vrng.below(200)
+                    ),
+                )
+                .replace("17_5", &format!("{}_{}", 14 + vrng.below(5), vrng.below(8)))
+                .replace("17.5", &format!("{}.{}", 14 + vrng.below(5), vrng.below(8))),
+        }
+    }
+
+    /// A custom event's props.
+    fn props(&self, rng: &mut Rng) -> Value {
+        let mut props = serde_json::Map::new();
+        let plan = ["free", "pro", "team"][rng.below(3) as usize];
+        props.insert("plan".into(), json!(plan));
+        if self.mix == Mix::HighCardinality {
+            props.insert("sku".into(), json!(format!("sku-{}", rng.below(1_000_000))));
+            props.insert("variant".into(), json!(format!("v{}", rng.below(500))));
+        }
+        for _ in 0..self.random_prop_keys {
+            let key = format!("k{}", rng.below(1_000_000));
+            props.insert(key, json!(format!("{}", rng.below(1000))));
+        }
+        Value::Object(props)
     }
 
     fn new_visit(&self, rng: &mut Rng) -> Visit {
@@ -223,9 +306,13 @@ impl Traffic {
         while left < 10 && rng.unit() < 0.65 {
             left += 1;
         }
+        let visitor = match self.mix {
+            Mix::Typical => self.visitor_zipf.sample(rng) as u64,
+            Mix::HighCardinality => rng.next() >> 32,
+        };
         Visit {
             site: self.site_zipf.sample(rng),
-            visitor: self.visitor_zipf.sample(rng) as u64,
+            visitor,
             left,
             landing: true,
         }
@@ -240,17 +327,7 @@ impl Traffic {
         let site = &self.sites[visit.site];
         let visitor_seed = (visit.site as u64) << 32 | visit.visitor;
         let mut vrng = Rng(visitor_seed ^ 0x5EED);
-        let agent = {
-            let mut pick = vrng.below(self.agent_weights);
-            AGENTS
-                .iter()
-                .find(|(_, w)| {
-                    let hit = pick < *w;
-                    pick = pick.saturating_sub(*w);
-                    hit
-                })
-                .map_or(AGENTS[0].0, |(a, _)| a)
-        };
+        let agent = self.agent(&mut vrng);
         let ip = format!(
             "{}.{}.{}.{}",
             1 + vrng.below(222),
@@ -259,7 +336,11 @@ impl Traffic {
             1 + vrng.below(254)
         );
         let page = format!("/p/{}", self.page_zipf.sample(rng));
-        let custom = !visit.landing && rng.unit() < 0.1;
+        let custom_share = match self.mix {
+            Mix::Typical => 0.1,
+            Mix::HighCardinality => 0.33,
+        };
+        let custom = !visit.landing && rng.unit() < custom_share;
         let query = if visit.landing && rng.unit() < 0.1 {
             format!("?{}", rng.pick(UTM))
         } else {
@@ -274,7 +355,7 @@ impl Traffic {
         visit.landing = false;
         visit.left = visit.left.saturating_sub(1);
         let mut headers = vec![
-            ("User-Agent".to_owned(), agent.to_owned()),
+            ("User-Agent".to_owned(), agent),
             ("X-Forwarded-For".to_owned(), ip),
         ];
         let name = if custom {
@@ -286,8 +367,7 @@ impl Traffic {
             Wire::Plausible => {
                 let mut body = json!({"n": name, "u": url, "d": site.domain, "r": referrer});
                 if custom {
-                    let plan = ["free", "pro", "team"][rng.below(3) as usize];
-                    body["p"] = json!({ "plan": plan });
+                    body["p"] = self.props(rng);
                     if name == "Purchase" {
                         body["$"] = json!({"currency": "EUR", "amount": format!("{}.{:02}", 5 + rng.below(200), rng.below(100))});
                     }
@@ -300,7 +380,7 @@ impl Traffic {
                                          "referrer": referrer, "language": "en-US", "screen": "1920x1080"});
                 if custom {
                     payload["name"] = json!(name);
-                    payload["data"] = json!({"plan": "pro"});
+                    payload["data"] = self.props(rng);
                 }
                 headers.push(("Content-Type".into(), "application/json".into()));
                 (
@@ -320,12 +400,19 @@ impl Traffic {
                 } else {
                     "page_view".into()
                 };
-                let path = format!(
+                let mut path = format!(
                     "/g/collect?v=2&tid={}&cid={visitor_seed}.1&sid=1&en={en}&dl={}&dr={}&ul=en-us&sr=1920x1080",
                     site.measurement_id,
                     enc(&url),
                     enc(&referrer)
                 );
+                if custom {
+                    if let Value::Object(props) = self.props(rng) {
+                        for (k, v) in props {
+                            path.push_str(&format!("&ep.{k}={}", enc(v.as_str().unwrap_or(""))));
+                        }
+                    }
+                }
                 (path, headers, Vec::new())
             }
         }
@@ -451,7 +538,7 @@ async fn send(
 
 /// Runs the load and returns what it measured.
 pub async fn run(o: Options) -> Result<Report, LoadgenError> {
-    let traffic = Rc::new(Traffic::new(setup(&o).await?, o.protocols.clone()));
+    let traffic = Rc::new(Traffic::new(setup(&o).await?, &o));
     let tally = Rc::new(RefCell::new(Tally::default()));
     let started = Instant::now();
     let deadline = started + o.duration;
