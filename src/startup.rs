@@ -15,7 +15,7 @@ use crate::domain::geo::GeoDb;
 use crate::eventlog::appender::Appender;
 use crate::eventlog::postgres::PgEventLog;
 use crate::eventlog::EventLog;
-use crate::projections::{self, generations, ProjectionManager};
+use crate::projections::{self, generations, ProjectionManager, RollupMerger};
 use crate::services::{Collector, Properties, Salts};
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +119,7 @@ impl Core {
         }
         if project {
             ProjectionManager::new(projections::all(), log.clone(), pool.clone()).start();
+            RollupMerger::new(pool.clone()).start();
         }
         let properties = Properties::new(log.clone(), pool.clone());
         Ok(Self {

@@ -53,9 +53,9 @@ impl Projection for HitsProjection {
 
     /// 2: visit attributes and their rollup, bots, revenue, engaged sessions, per-property session
     /// timeouts. 3: control characters left out of decoded UTM values; devices that server-side
-    /// payloads state.
+    /// payloads state. 4: the day rollups are appended and merged.
     fn schema_version(&self) -> i32 {
-        3
+        4
     }
 
     fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {

@@ -7,6 +7,7 @@
 
 pub mod generations;
 pub mod hits;
+pub mod merger;
 pub mod parked;
 pub mod properties;
 pub mod runner;
@@ -21,6 +22,7 @@ use crate::domain::DecodeError;
 use crate::eventlog::{EventLogError, RecordedEvent, StreamFilter};
 
 pub use generations::{wait_for, Generation};
+pub use merger::RollupMerger;
 pub use runner::ProjectionManager;
 
 #[derive(Debug, thiserror::Error)]

@@ -21,8 +21,9 @@
 //! in every zone, +05:30 and DST included.
 //!
 //! [`schema`] names the tables, columns and dimensions and holds the DDL; [`rows`] are what a
-//! batch changes; [`store`] loads and writes them.
+//! batch changes; [`store`] loads and writes them, with sketches built by [`hll`].
 
+pub mod hll;
 pub mod rows;
 pub mod schema;
 pub mod store;

@@ -19,6 +19,7 @@ pub const SESSIONS: &str = "sessions";
 pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
     table: "rollup_hourly",
     keys: &[("property_id", "uuid"), ("bucket", "timestamp")],
+    writes: Writes::Upserted,
     counters: [
         "pageviews",
         "events",
@@ -34,6 +35,7 @@ pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
 pub const ROLLUP_DAILY: Rollup<2> = Rollup {
     table: "rollup_daily",
     keys: DAY_KEYS,
+    writes: Writes::Appended,
     counters: ["pageviews", "events"],
 };
 
@@ -41,6 +43,7 @@ pub const ROLLUP_DAILY: Rollup<2> = Rollup {
 pub const ROLLUP_VISITS: Rollup<6> = Rollup {
     table: "rollup_visits",
     keys: DAY_KEYS,
+    writes: Writes::Appended,
     counters: [
         "visits",
         "bounces",
@@ -51,12 +54,19 @@ pub const ROLLUP_VISITS: Rollup<6> = Rollup {
     ],
 };
 
-const DAY_KEYS: &[(&str, &str)] = &[
+pub const DAY_KEYS: &[(&str, &str)] = &[
     ("property_id", "uuid"),
     ("dimension", "text"),
     ("day", "date"),
     ("value", "text"),
 ];
+
+/// The `(property, day)` units of the appended rollups that batches have added rows to since they
+/// were last merged, with the dimensions added to (see [`Writes::Appended`]).
+pub const ROLLUP_PENDING: &str = "rollup_pending";
+
+/// The appended rollups, which [`ROLLUP_PENDING`] tracks and merging compacts.
+pub const APPENDED_ROLLUPS: [&str; 2] = [ROLLUP_DAILY.table, ROLLUP_VISITS.table];
 
 /// Every table of a generation, by base name (views of that name serve the live generation).
 pub const TABLES: &[&str] = &[
@@ -66,6 +76,7 @@ pub const TABLES: &[&str] = &[
     ROLLUP_HOURLY.table,
     ROLLUP_DAILY.table,
     ROLLUP_VISITS.table,
+    ROLLUP_PENDING,
 ];
 
 /// HyperLogLog parameters (log2m, regwidth, expthresh, sparseon): 2^14 registers, a standard error
@@ -128,10 +139,24 @@ pub fn engaged_sql() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Rollup<const N: usize> {
     pub table: &'static str,
-    /// The key columns (the primary key) with their types.
+    /// The key columns with their types.
     pub keys: &'static [(&'static str, &'static str)],
+    pub writes: Writes,
     /// The `bigint` counter columns.
     pub counters: [&'static str; N],
+}
+
+/// How a batch's rows reach a rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writes {
+    /// Added into the one row of their key (the keys are the primary key).
+    Upserted,
+    /// Appended as rows of their own: a key may have several rows until merging (see
+    /// [`super::store::merge_unit`]) replaces them with one. Readers sum the counters and union
+    /// the sketches of a key's rows, so their answers are the same before and after; an append is
+    /// a plain insert, several times cheaper than an upsert, and most keys of a high-cardinality
+    /// dimension are written once. The table is indexed by `(property_id, dimension, day)`.
+    Appended,
 }
 
 impl<const N: usize> Rollup<N> {
@@ -141,8 +166,9 @@ impl<const N: usize> Rollup<N> {
         names.join(", ")
     }
 
-    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters.
-    fn ddl(&self, g: Generation) -> String {
+    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its primary key
+    /// or index.
+    fn ddl(&self, g: Generation) -> Vec<String> {
         let keys: String = self
             .keys
             .iter()
@@ -153,11 +179,20 @@ impl<const N: usize> Rollup<N> {
             .iter()
             .map(|c| format!("{c} bigint NOT NULL, "))
             .collect();
-        format!(
-            "CREATE TABLE {} ({keys}visitors hll NOT NULL, {counters}PRIMARY KEY ({}))",
-            table(self.table, g),
-            self.key_list()
-        )
+        let t = table(self.table, g);
+        match self.writes {
+            Writes::Upserted => vec![format!(
+                "CREATE TABLE {t} ({keys}visitors hll NOT NULL, {counters}PRIMARY KEY ({}))",
+                self.key_list()
+            )],
+            Writes::Appended => vec![
+                format!(
+                    "CREATE TABLE {t} ({keys}visitors hll NOT NULL, {})",
+                    counters.trim_end_matches(", ")
+                ),
+                format!("CREATE INDEX ON {t} (property_id, dimension, day)"),
+            ],
+        }
     }
 }
 
@@ -201,10 +236,17 @@ pub fn ddl(g: Generation) -> Vec<String> {
         ),
         format!("CREATE INDEX ON {sessions} (property_id, visitor_key, last_at DESC)"),
         format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
-        ROLLUP_HOURLY.ddl(g),
-        ROLLUP_DAILY.ddl(g),
-        ROLLUP_VISITS.ddl(g),
+        format!(
+            "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, dimensions text[] NOT NULL, \
+             batches integer NOT NULL, last_at timestamptz NOT NULL, PRIMARY KEY (property_id, day))",
+            table(ROLLUP_PENDING, g)
+        ),
     ]
+    .into_iter()
+    .chain(ROLLUP_HOURLY.ddl(g))
+    .chain(ROLLUP_DAILY.ddl(g))
+    .chain(ROLLUP_VISITS.ddl(g))
+    .collect()
 }
 
 #[cfg(test)]
@@ -305,11 +347,21 @@ mod tests {
     #[test]
     fn a_rollup_table_has_its_keys_a_sketch_and_its_counters() {
         assert_eq!(
+            ROLLUP_HOURLY.ddl(3),
+            ["CREATE TABLE rollup_hourly_g3 (property_id uuid NOT NULL, bucket timestamp NOT NULL, \
+             visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
+             visits bigint NOT NULL, bounces bigint NOT NULL, duration bigint NOT NULL, \
+             session_pageviews bigint NOT NULL, engaged bigint NOT NULL, \
+             PRIMARY KEY (property_id, bucket))"]
+        );
+        assert_eq!(
             ROLLUP_DAILY.ddl(3),
-            "CREATE TABLE rollup_daily_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
-             day date NOT NULL, value text NOT NULL, visitors hll NOT NULL, \
-             pageviews bigint NOT NULL, events bigint NOT NULL, \
-             PRIMARY KEY (property_id, dimension, day, value))"
+            [
+                "CREATE TABLE rollup_daily_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
+                 day date NOT NULL, value text NOT NULL, visitors hll NOT NULL, \
+                 pageviews bigint NOT NULL, events bigint NOT NULL)",
+                "CREATE INDEX ON rollup_daily_g3 (property_id, dimension, day)"
+            ]
         );
     }
 }

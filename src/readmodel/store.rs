@@ -11,10 +11,11 @@ use sqlx::postgres::{PgArguments, PgRow};
 use sqlx::{PgConnection, Postgres, Row};
 use uuid::Uuid;
 
+use super::hll;
 use super::rows::{DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta};
 use super::schema::{
-    Rollup, HITS, HIT_PROPERTIES, HLL_PARAMS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS, SESSIONS,
-    VISIT_COLUMNS,
+    Rollup, Writes, APPENDED_ROLLUPS, DAY_KEYS, HITS, HIT_PROPERTIES, ROLLUP_DAILY, ROLLUP_HOURLY,
+    ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
 use crate::domain::session::Session;
@@ -143,10 +144,39 @@ impl Store {
         self.upsert_sites(tx, &d.sites).await?;
         self.insert_hits(tx, &d.hits).await?;
         self.upsert_sessions(tx, d).await?;
-        upsert_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
-        upsert_rollup(tx, self.g, &ROLLUP_DAILY, &d.days).await?;
+        write_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
+        write_rollup(tx, self.g, &ROLLUP_DAILY, &d.days).await?;
         self.mark_applied(tx, &d.changed).await?;
-        upsert_rollup(tx, self.g, &ROLLUP_VISITS, &d.visit_days).await
+        write_rollup(tx, self.g, &ROLLUP_VISITS, &d.visit_days).await?;
+        self.mark_pending(tx, d).await
+    }
+
+    /// Records the `(property, day)` units the batch appended rollup rows to, and under which
+    /// dimensions, for merging.
+    async fn mark_pending(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
+        let units: std::collections::BTreeSet<(Uuid, NaiveDate, &str)> = d
+            .days
+            .keys()
+            .chain(d.visit_days.keys())
+            .map(|(p, dim, day, _)| (p.as_uuid(), *day, *dim))
+            .collect();
+        if units.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} AS p (property_id, day, dimensions, batches, last_at) \
+             SELECT property_id, day, array_agg(dimension), 1, now() \
+             FROM UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) GROUP BY 1, 2 \
+             ON CONFLICT (property_id, day) DO UPDATE SET batches = p.batches + 1, last_at = now(), \
+               dimensions = ARRAY(SELECT DISTINCT unnest(p.dimensions || EXCLUDED.dimensions))",
+            self.t(ROLLUP_PENDING)
+        ))
+        .bind(units.iter().map(|u| u.0).collect::<Vec<_>>())
+        .bind(units.iter().map(|u| u.1).collect::<Vec<_>>())
+        .bind(units.iter().map(|u| u.2).collect::<Vec<_>>())
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 
     /// Creates the monthly partitions the hits need (native partitioning only).
@@ -446,9 +476,9 @@ impl RollupRow<6> for VisitDelta {
     }
 }
 
-/// Adds rows to a rollup: each row's counters are added to the stored ones, and its visitor keys,
-/// hashed into a HyperLogLog sketch, are unioned with the stored sketch.
-async fn upsert_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
+/// Adds rows to a rollup, each with its visitor keys hashed into a HyperLogLog sketch: upserted
+/// (counters added to the stored ones, sketches unioned) or appended (see [`Writes`]).
+async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
     tx: &mut PgConnection,
     g: Generation,
     rollup: &Rollup<N>,
@@ -457,60 +487,129 @@ async fn upsert_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
     if rows.is_empty() {
         return Ok(());
     }
-    let sql = upsert_sql(rollup, g);
+    let sql = write_sql(rollup, g);
     let mut q = K::bind(sqlx::query(&sql), rows.keys());
     for i in 0..N {
         q = q.bind(rows.values().map(|r| r.counters()[i]).collect::<Vec<_>>());
     }
-    let (idx, vks) = flatten_visitors(rows.values().map(|r| r.visitors()));
-    q.bind(idx).bind(vks).execute(&mut *tx).await?;
+    let sketches: Vec<Vec<u8>> = rows.values().map(|r| hll::sketch(r.visitors())).collect();
+    q.bind(sketches).execute(&mut *tx).await?;
     Ok(())
 }
 
-/// The statement of [`upsert_rollup`]: the keys and counters as arrays (`$1`…), then each visitor
-/// key with the number of its row (see [`flatten_visitors`]).
-fn upsert_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
+/// The statement of [`write_rollup`]: the keys, the counters and the sketches (built by [`hll`])
+/// as arrays.
+fn write_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
     let keys = rollup.key_list();
     let counters = rollup.counters.join(", ");
     let types = rollup.keys.iter().map(|(_, ty)| *ty);
     let arrays: Vec<String> = types
         .chain(["bigint"; N])
+        .chain(["bytea"])
         .enumerate()
         .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
         .collect();
-    let (idx, vk) = (arrays.len() + 1, arrays.len() + 2);
-    let of_k = |columns: &str| format!("k.{}", columns.replace(", ", ", k."));
-    let added: Vec<String> = rollup
-        .counters
-        .iter()
-        .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
-        .collect();
+    let on_conflict = match rollup.writes {
+        Writes::Upserted => {
+            let added: Vec<String> = rollup
+                .counters
+                .iter()
+                .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
+                .collect();
+            format!(
+                " ON CONFLICT ({keys}) DO UPDATE SET visitors = hll_union(r.visitors, EXCLUDED.visitors), {}",
+                added.join(", ")
+            )
+        }
+        Writes::Appended => String::new(),
+    };
     format!(
         "INSERT INTO {t} AS r ({keys}, visitors, {counters}) \
-         SELECT {k_keys}, COALESCE(v.sketch, hll_empty({HLL_PARAMS})), {k_counters} \
-         FROM UNNEST({arrays}) WITH ORDINALITY AS k({keys}, {counters}, idx) \
-         LEFT JOIN (SELECT idx, hll_add_agg(hll_hash_bigint(vk), {HLL_PARAMS}) AS sketch \
-         FROM UNNEST(${idx}::bigint[], ${vk}::bigint[]) AS v(idx, vk) GROUP BY idx) v ON v.idx = k.idx \
-         ON CONFLICT ({keys}) DO UPDATE SET visitors = hll_union(r.visitors, EXCLUDED.visitors), {added}",
+         SELECT {keys}, visitors::hll, {counters} \
+         FROM UNNEST({arrays}) AS k({keys}, {counters}, visitors){on_conflict}",
         t = table(rollup.table, g),
-        k_keys = of_k(&keys),
-        k_counters = of_k(&counters),
         arrays = arrays.join(", "),
-        added = added.join(", "),
     )
 }
 
-/// Row numbers (1-based, as `WITH ORDINALITY`) paired with each visitor key of that row.
-fn flatten_visitors<'a>(rows: impl Iterator<Item = &'a [i64]>) -> (Vec<i64>, Vec<i64>) {
-    let mut idx = Vec::new();
-    let mut vks = Vec::new();
-    for (i, visitors) in rows.enumerate() {
-        for v in visitors {
-            idx.push(i as i64 + 1);
-            vks.push(*v);
-        }
+/// A `(property, day)` unit of the appended rollups with rows to merge, and the dimensions batches
+/// added rows to.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct PendingUnit {
+    pub property_id: Uuid,
+    pub day: NaiveDate,
+    pub dimensions: Vec<String>,
+}
+
+/// Takes up to `limit` units off generation `g`'s pending list for merging: those that batches
+/// have stopped adding to for `quiet`, and those that many batches have added to. Concurrent
+/// mergers (on other nodes) take different units. A unit whose merge then fails keeps its
+/// duplicate rows until a batch adds to it again, which costs reads a little and changes no
+/// answer.
+pub async fn take_pending(
+    pool: &sqlx::PgPool,
+    g: Generation,
+    limit: i64,
+    quiet: std::time::Duration,
+    batches: i32,
+) -> Result<Vec<PendingUnit>, sqlx::Error> {
+    let t = table(ROLLUP_PENDING, g);
+    sqlx::query_as(&format!(
+        "DELETE FROM {t} WHERE (property_id, day) IN (SELECT property_id, day FROM {t} \
+           WHERE last_at < now() - make_interval(secs => $2) OR batches >= $3 \
+           ORDER BY last_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
+         RETURNING property_id, day, dimensions"
+    ))
+    .bind(limit)
+    .bind(quiet.as_secs_f64())
+    .bind(batches)
+    .fetch_all(pool)
+    .await
+}
+
+/// Merges a unit's rows in both appended rollups: the rows of each key that has several are
+/// replaced, in one statement, by one row with their counters summed and their sketches unioned,
+/// which is exactly what readers compute from them. Rows appended meanwhile are not in the
+/// statement's snapshot and stay as they are.
+pub async fn merge_unit(
+    conn: &mut PgConnection,
+    g: Generation,
+    unit: &PendingUnit,
+) -> Result<u64, sqlx::Error> {
+    let mut merged = 0;
+    for (rollup, counters) in [
+        (ROLLUP_DAILY.table, &ROLLUP_DAILY.counters[..]),
+        (ROLLUP_VISITS.table, &ROLLUP_VISITS.counters[..]),
+    ] {
+        merged += sqlx::query(&merge_sql(&table(rollup, g), counters))
+            .bind(unit.property_id)
+            .bind(&unit.dimensions)
+            .bind(unit.day)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
     }
-    (idx, vks)
+    Ok(merged)
+}
+
+/// The statement of [`merge_unit`] for one appended rollup.
+fn merge_sql(t: &str, counters: &[&str]) -> String {
+    debug_assert!(APPENDED_ROLLUPS.iter().any(|r| t.starts_with(r)));
+    let keys: Vec<&str> = DAY_KEYS.iter().map(|(c, _)| *c).collect();
+    let keys = keys.join(", ");
+    let sums: String = counters
+        .iter()
+        .map(|c| format!(", sum({c})::bigint"))
+        .collect();
+    format!(
+        "WITH unit AS (SELECT * FROM {t} WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
+         several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
+         gone AS (DELETE FROM {t} r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
+           AND r.day = $3 AND r.dimension = s.dimension AND r.value = s.value RETURNING r.*) \
+         INSERT INTO {t} ({keys}, visitors, {counters}) \
+         SELECT {keys}, hll_union_agg(visitors){sums} FROM gone GROUP BY {keys}",
+        counters = counters.join(", "),
+    )
 }
 
 #[cfg(test)]
@@ -520,26 +619,43 @@ mod tests {
     #[test]
     fn a_rollup_upsert_adds_the_counters_and_unions_the_sketches() {
         assert_eq!(
-            upsert_sql(&ROLLUP_DAILY, 3),
-            "INSERT INTO rollup_daily_g3 AS r (property_id, dimension, day, value, visitors, pageviews, events) \
-             SELECT k.property_id, k.dimension, k.day, k.value, COALESCE(v.sketch, hll_empty(14, 5, -1, 1)), \
-             k.pageviews, k.events \
-             FROM UNNEST($1::uuid[], $2::text[], $3::date[], $4::text[], $5::bigint[], $6::bigint[]) \
-             WITH ORDINALITY AS k(property_id, dimension, day, value, pageviews, events, idx) \
-             LEFT JOIN (SELECT idx, hll_add_agg(hll_hash_bigint(vk), 14, 5, -1, 1) AS sketch \
-             FROM UNNEST($7::bigint[], $8::bigint[]) AS v(idx, vk) GROUP BY idx) v ON v.idx = k.idx \
-             ON CONFLICT (property_id, dimension, day, value) DO UPDATE SET \
+            write_sql(&ROLLUP_HOURLY, 3),
+            "INSERT INTO rollup_hourly_g3 AS r (property_id, bucket, visitors, pageviews, events, visits, \
+             bounces, duration, session_pageviews, engaged) \
+             SELECT property_id, bucket, visitors::hll, pageviews, events, visits, bounces, duration, \
+             session_pageviews, engaged \
+             FROM UNNEST($1::uuid[], $2::timestamp[], $3::bigint[], $4::bigint[], $5::bigint[], \
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bytea[]) \
+             AS k(property_id, bucket, pageviews, events, visits, bounces, duration, \
+             session_pageviews, engaged, visitors) \
+             ON CONFLICT (property_id, bucket) DO UPDATE SET \
              visitors = hll_union(r.visitors, EXCLUDED.visitors), \
-             pageviews = r.pageviews + EXCLUDED.pageviews, events = r.events + EXCLUDED.events"
+             pageviews = r.pageviews + EXCLUDED.pageviews, events = r.events + EXCLUDED.events, \
+             visits = r.visits + EXCLUDED.visits, bounces = r.bounces + EXCLUDED.bounces, \
+             duration = r.duration + EXCLUDED.duration, \
+             session_pageviews = r.session_pageviews + EXCLUDED.session_pageviews, \
+             engaged = r.engaged + EXCLUDED.engaged"
         );
     }
 
     #[test]
-    fn visitor_keys_are_numbered_by_their_row() {
-        let rows: [&[i64]; 3] = [&[7, 8], &[], &[9]];
+    fn a_rollup_append_inserts_rows_of_their_own() {
+        let sql = write_sql(&ROLLUP_DAILY, 3);
+        assert!(sql.starts_with("INSERT INTO rollup_daily_g3 AS r (property_id, dimension, day, value, visitors, pageviews, events) SELECT"), "{sql}");
+        assert!(!sql.contains("ON CONFLICT"), "{sql}");
+    }
+
+    #[test]
+    fn merging_replaces_a_keys_rows_by_their_sum_and_union() {
         assert_eq!(
-            flatten_visitors(rows.into_iter()),
-            (vec![1, 1, 3], vec![7, 8, 9])
+            merge_sql("rollup_daily_g3", &ROLLUP_DAILY.counters),
+            "WITH unit AS (SELECT * FROM rollup_daily_g3 WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
+             several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
+             gone AS (DELETE FROM rollup_daily_g3 r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
+             AND r.day = $3 AND r.dimension = s.dimension AND r.value = s.value RETURNING r.*) \
+             INSERT INTO rollup_daily_g3 (property_id, dimension, day, value, visitors, pageviews, events) \
+             SELECT property_id, dimension, day, value, hll_union_agg(visitors), sum(pageviews)::bigint, \
+             sum(events)::bigint FROM gone GROUP BY property_id, dimension, day, value"
         );
     }
 }

@@ -53,10 +53,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts footfall with extra environment settings.
 pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(fresh_database().await, settings).await
+}
+
+/// Starts footfall on an existing database, with extra environment settings.
+pub async fn spawn_app_on(database_url: String, settings: &[(&str, &str)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         footfall::telemetry::init_logs(false);
     }
-    let database_url = fresh_database().await;
     let mut env: HashMap<String, String> = [
         ("DATABASE_URL", database_url.as_str()),
         ("FOOTFALL_LISTEN", "127.0.0.1:0"),

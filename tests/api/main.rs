@@ -12,5 +12,6 @@ mod projections;
 mod proptests;
 mod protocols;
 mod query;
+mod readmodel;
 mod reliability;
 mod semantics;

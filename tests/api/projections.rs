@@ -5,12 +5,22 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, hit_event, spawn_app, Seed, TestApp, ADMIN_TOKEN};
+use crate::helpers::{
+    eventually, hit_event, spawn_app, spawn_app_on, spawn_app_with, Seed, TestApp, ADMIN_TOKEN,
+};
 
 /// A deterministic, non-trivial data set: `n` hits over three days for two properties, with
 /// returning visitors, several pages, custom events and props.
 async fn seeded(n: usize) -> (TestApp, Value) {
     let app = spawn_app().await;
+    let (p, hits) = data_set(&app, n).await;
+    app.seed(hits).await;
+    app.wait_projected().await;
+    (app, p)
+}
+
+/// Registers the data set's two properties and returns the first and the hits.
+async fn data_set(app: &TestApp, n: usize) -> (Value, Vec<footfall::domain::HitRecorded>) {
     let p = app.register("shop.example", "America/New_York").await;
     let q = app.register("other.example", "Asia/Kolkata").await;
     let mut state: u64 = 42;
@@ -50,9 +60,7 @@ async fn seeded(n: usize) -> (TestApp, Value) {
             },
         ));
     }
-    app.seed(hits).await;
-    app.wait_projected().await;
-    (app, p)
+    (p, hits)
 }
 
 fn dashboard(site: &str) -> Vec<Value> {
@@ -421,4 +429,65 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
             "{count} partition(s) answer the same"
         );
     }
+}
+
+#[actix_web::test]
+async fn merging_the_appended_rollups_changes_no_answer() {
+    use footfall::eventlog::postgres::PgEventLog;
+    use footfall::projections::{self, ProjectionManager};
+    use footfall::readmodel::store::{merge_unit, take_pending};
+
+    // Projections run here without the merger, so that nothing merges before the test does.
+    let app = spawn_app_with(&[("FOOTFALL_ROLES", "collect,query,admin")]).await;
+    let log = std::sync::Arc::new(PgEventLog::new(app.pool.clone()));
+    actix::Actor::start(ProjectionManager::new(
+        projections::all(),
+        log,
+        app.pool.clone(),
+    ));
+    let (_, hits) = data_set(&app, 6_000).await;
+    // Three waves over the same days, each projected before the next: the day rollups get
+    // several rows for many keys.
+    for wave in hits.chunks(2_000) {
+        app.seed(wave.to_vec()).await;
+        app.wait_projected().await;
+    }
+    let queries = [dashboard("shop.example"), dashboard("other.example")].concat();
+    let before = answers(&app, &queries).await;
+    let count = |what: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(what)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let duplicated = "SELECT (SELECT count(*) FROM rollup_daily_g1) - (SELECT count(*) FROM \
+        (SELECT DISTINCT property_id, dimension, day, value FROM rollup_daily_g1) d) + \
+        (SELECT count(*) FROM rollup_visits_g1) - (SELECT count(*) FROM \
+        (SELECT DISTINCT property_id, dimension, day, value FROM rollup_visits_g1) d)";
+    let rows =
+        "SELECT (SELECT count(*) FROM rollup_daily_g1) + (SELECT count(*) FROM rollup_visits_g1)";
+    let (duplicates, rows_before) = (count(duplicated).await, count(rows).await);
+    let pending = count("SELECT count(*) FROM rollup_pending_g1").await;
+    eprintln!(
+        "{rows_before} rows, {duplicates} of them extra rows of a key; {pending} units pending"
+    );
+    assert!(duplicates > 0 && pending > 0);
+
+    let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, 1)
+        .await
+        .unwrap();
+    assert_eq!(units.len() as i64, pending);
+    let mut conn = app.pool.acquire().await.unwrap();
+    for unit in &units {
+        merge_unit(&mut conn, 1, unit).await.unwrap();
+    }
+    assert_eq!(count(duplicated).await, 0);
+    assert_eq!(count(rows).await, rows_before - duplicates);
+    assert_eq!(count("SELECT count(*) FROM rollup_pending_g1").await, 0);
+    // A second server on the same database: its answers cannot come from the first one's cache.
+    let fresh = spawn_app_on(app.database_url.clone(), &[("FOOTFALL_ROLES", "query")]).await;
+    assert_eq!(answers(&fresh, &queries).await, before);
 }

@@ -1,0 +1,93 @@
+//! Merges the appended rollups' rows (see [`crate::readmodel::schema::Writes::Appended`]): the
+//! `hits` projection's batches append rows, and this actor replaces each key's several rows by
+//! one, unit by unit, in the background. Merging never changes an answer, so it needs no
+//! checkpoint: every node runs a merger, and the units they take never overlap.
+
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use sqlx::PgPool;
+
+use super::{generations, hits, Generation};
+use crate::readmodel::store::{self, PendingUnit};
+
+/// How often the merger looks for work when it has none.
+const INTERVAL: Duration = Duration::from_secs(1);
+/// A unit is merged once batches have stopped adding to it for this long...
+const QUIET: Duration = Duration::from_secs(5);
+/// ...or once this many batches have added to it (the current day of a busy property).
+const BATCHES: i32 = 8;
+/// Units taken at a time.
+const TAKE: i64 = 256;
+/// The longest a merge pass runs before it lets the next tick start another.
+const PASS: Duration = Duration::from_secs(10);
+
+pub struct RollupMerger {
+    pool: PgPool,
+    busy: bool,
+}
+
+impl RollupMerger {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, busy: false }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.busy {
+            return;
+        }
+        self.busy = true;
+        let pool = self.pool.clone();
+        ctx.spawn(
+            async move {
+                if let Err(e) = pass(&pool).await {
+                    tracing::warn!(error = %e, "merging rollup rows failed");
+                }
+            }
+            .into_actor(self)
+            .map(|(), act, _| act.busy = false),
+        );
+    }
+}
+
+impl Actor for RollupMerger {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(INTERVAL, |act, ctx| act.tick(ctx));
+    }
+}
+
+/// Merges what is pending in every live or building generation of `hits`, for at most [`PASS`].
+async fn pass(pool: &PgPool) -> Result<(), sqlx::Error> {
+    let started = Instant::now();
+    let projection = hits::HitsProjection;
+    let current = crate::projections::Projection::schema_version(&projection);
+    let generations: Vec<Generation> = generations::list(pool)
+        .await?
+        .into_iter()
+        .filter(|g| g.projection == hits::NAME && g.schema_version == current)
+        .map(|g| g.generation)
+        .collect();
+    for g in generations {
+        loop {
+            let units = store::take_pending(pool, g, TAKE, QUIET, BATCHES).await?;
+            merge_all(pool, g, &units).await?;
+            if (units.len() as i64) < TAKE || started.elapsed() > PASS {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn merge_all(pool: &PgPool, g: Generation, units: &[PendingUnit]) -> Result<(), sqlx::Error> {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let mut conn = pool.acquire().await?;
+    for unit in units {
+        store::merge_unit(&mut conn, g, unit).await?;
+    }
+    Ok(())
+}
