@@ -530,25 +530,6 @@ async fn malformed_queries_get_400_naming_the_field() {
         ),
         (with(json!({"metrics": ["percentage"]})), "metrics"),
         (with(json!({"site_id": 5})), "site_id"),
-        // Dates and offsets whose arithmetic would overflow.
-        (
-            with(
-                json!({"date_range": ["2024-01-01", "+262142-12-31"], "dimensions": ["time:day"]}),
-            ),
-            "date_range[1]",
-        ),
-        (
-            with(
-                json!({"date_range": ["-0001-01-01", "2024-01-01"], "include": {"comparisons": {"mode": "previous_period"}}}),
-            ),
-            "date_range",
-        ),
-        (
-            with(
-                json!({"dimensions": ["event:page"], "pagination": {"offset": 18446744073709551615u64}}),
-            ),
-            "pagination",
-        ),
     ];
     for (body, field) in cases {
         let res = app.query(&k, &body).await;
@@ -575,13 +556,6 @@ async fn malformed_queries_get_400_naming_the_field() {
         )
         .await;
     assert_eq!((res.status, res.code()), (400, "invalid_query"));
-    for path in [
-        "/api/v1/stats/timeseries?site_id=shop.example&period=custom&date=2024-01-01,+262142-12-31",
-        "/api/v1/stats/breakdown?site_id=shop.example&period=7d&property=event:page&page=18446744073709551615&limit=1000",
-    ] {
-        let res = app.get(path, &k).await;
-        assert_eq!((res.status, res.code()), (400, "invalid_query"), "{path}: {}", res.text);
-    }
     let res = app
         .get("/api/v1/stats/breakdown?site_id=shop.example&period=7d", &k)
         .await;
