@@ -37,10 +37,27 @@ impl Projection for HitsProjection {
         StreamFilter::categories(&["property", "hits"])
     }
 
-    /// Every row it writes belongs to one property (a property's registration, in its
-    /// `property-<id>` stream, goes to the same partition as its `hits-<id>` stream).
+    /// Partitioned by visitor, so that one big property's hits spread over every partition: a
+    /// visitor's hits, and so their visits, are folded by one partition; property events by every
+    /// partition (each keeps the settings it needs). What several partitions write for one
+    /// property adds up: `hits` and `sessions` rows are per hit and per visit, the rollups' rows
+    /// are added to or appended, and each partition records its own read-model version of the
+    /// property (`hit_versions`).
     fn partitioned(&self) -> bool {
         true
+    }
+
+    fn partition_key(&self, e: &RecordedEvent) -> Option<u64> {
+        if e.event_type != Event::HIT_RECORDED {
+            return None;
+        }
+        crate::domain::codec::peek_visitor_key(&e.data)
+            .filter(|_| e.schema_version == 2)
+            .or_else(|| match e.decode() {
+                Ok(Event::HitRecorded(h)) => Some(h.visitor_key.as_u64()),
+                // Every partition parks an event no one can read.
+                _ => None,
+            })
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -53,14 +70,15 @@ impl Projection for HitsProjection {
 
     /// 2: visit attributes and their rollup, bots, revenue, engaged sessions, per-property session
     /// timeouts. 3: control characters left out of decoded UTM values; devices that server-side
-    /// payloads state. 4: the day rollups are appended and merged.
+    /// payloads state. 4: the day rollups are appended and merged; partitions by visitor, each
+    /// with its own read-model versions.
     fn schema_version(&self) -> i32 {
         4
     }
 
-    fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
+    fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
-            store: Store::new(g),
+            store: Store::new(g, partition),
             sites: HashMap::new(),
             sessions: HashMap::new(),
         })

@@ -53,17 +53,23 @@ pub trait Projection: Send + Sync + 'static {
     /// DDL that creates generation `g`'s tables.
     fn ddl(&self, g: Generation) -> Vec<String>;
 
-    /// A writer for generation `g`. It may cache; after any error the runner makes a new one.
-    fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter>;
+    /// A writer for one partition (0 when not partitioned) of generation `g`. It may cache;
+    /// after any error the runner makes a new one.
+    fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter>;
 
     /// The version of its tables and processing rules. Raise it when either changes: nodes with
     /// the new code rebuild the projection beside the live generation and switch when caught up.
     fn schema_version(&self) -> i32;
 
-    /// Whether its events can be folded by several runners, each taking the properties that hash
-    /// to it (see [`runner::partition_of`]): true when nothing it writes spans properties.
+    /// Whether its events can be folded by several runners (see [`Projection::partition_key`]).
     fn partitioned(&self) -> bool {
         false
+    }
+
+    /// For a partitioned projection: the key that picks the one partition folding `e` (see
+    /// [`runner::partition_of`]), or `None` for an event every partition folds.
+    fn partition_key(&self, _e: &RecordedEvent) -> Option<u64> {
+        None
     }
 }
 

@@ -75,7 +75,7 @@ impl Projection for PropertiesProjection {
         3
     }
 
-    fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
+    fn writer(&self, g: Generation, _partition: i32) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             table: table("properties", g),
         })

@@ -7,8 +7,8 @@
 //! node's runner takes over when that connection dies. It stops when its generation is retired.
 //!
 //! A partitioned projection's generation has several partitions; each event belongs to the
-//! partition its property hashes to ([`partition_of`]), so the runners of one generation write
-//! disjoint rows and can run in parallel, on one node or several.
+//! partition its key falls in ([`Projection::partition_key`], [`partition_of`]), or to every
+//! partition, so the runners of one generation can run in parallel, on one node or several.
 //!
 //! The [`ProjectionManager`] keeps a runner alive for every live or building generation, switches a
 //! caught-up rebuild in, and drops retired tables.
@@ -54,9 +54,13 @@ impl Slot {
         self.projection.name()
     }
 
-    /// Whether this slot folds the events of `stream`.
-    fn owns(&self, stream: &str) -> bool {
-        partition_of(stream, self.partitions) == self.partition
+    /// Whether this slot folds `e`.
+    fn owns(&self, e: &RecordedEvent) -> bool {
+        self.partitions <= 1
+            || self
+                .projection
+                .partition_key(e)
+                .is_none_or(|key| partition_of(key, self.partitions) == self.partition)
     }
 
     /// The advisory lock that makes one node at a time run this slot. Partition 0 keeps the key
@@ -76,17 +80,9 @@ impl Slot {
     }
 }
 
-/// The partition (of `partitions`) that the events of `stream` belong to: a stable hash (FNV-1a) of
-/// the stream's id after its category, so `hits-<id>` and `property-<id>` go to the same one.
-pub fn partition_of(stream: &str, partitions: i32) -> i32 {
-    if partitions <= 1 {
-        return 0;
-    }
-    let id = stream.split_once('-').map_or(stream, |(_, id)| id);
-    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (hash % partitions as u64) as i32
+/// The partition (of `partitions`) of an event with this partition key.
+pub fn partition_of(key: u64, partitions: i32) -> i32 {
+    (key % partitions.max(1) as u64) as i32
 }
 
 pub struct ProjectionRunner {
@@ -138,7 +134,7 @@ async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, Pr
         checkpoint = start.0,
         "projection runner leading"
     );
-    let mut writer = projection.writer(generation);
+    let mut writer = projection.writer(generation, slot.partition);
     let mut subscription = log
         .subscribe(start, projection.filter(), BATCH_SIZE)
         .await?;
@@ -178,7 +174,7 @@ async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, Pr
             (events.len(), last.position, last.recorded_at);
         let mut mine = events;
         if slot.partitions > 1 {
-            mine.retain(|e| slot.owns(&e.stream));
+            mine.retain(|e| slot.owns(e));
         }
         let mut batch = Batch {
             conn: &mut conn,
@@ -256,7 +252,7 @@ impl Batch<'_> {
                 Some(e) => {
                     tx.rollback().await?;
                     // The writer may cache state of the part that failed.
-                    *self.writer = projection.writer(generation);
+                    *self.writer = projection.writer(generation, self.slot.partition);
                     if part.len() > 1 {
                         let (first, second) = part.split_at(part.len() / 2);
                         parts.push(second);
@@ -302,7 +298,7 @@ async fn replay_parked(
             .await?;
         let Some(event) = events
             .first()
-            .filter(|e| e.position.0 == position && slot.owns(&e.stream))
+            .filter(|e| e.position.0 == position && slot.owns(e))
         else {
             continue;
         };
@@ -320,7 +316,7 @@ async fn replay_parked(
             }
             Err(e) if parked::is_data_error(&e) => {
                 tx.rollback().await?;
-                *writer = projection.writer(generation);
+                *writer = projection.writer(generation, slot.partition);
                 parked::park(conn, name, generation, event, &e).await?;
             }
             Err(e) => return Err(e),
@@ -563,20 +559,18 @@ mod tests {
     use super::partition_of;
 
     #[test]
-    fn a_property_and_its_hits_share_a_partition_and_the_hash_is_stable() {
-        let id = "0190c7e6-5b8f-7000-8000-000000000001";
-        for n in 1..=8 {
-            let p = partition_of(&format!("hits-{id}"), n);
-            assert!((0..n).contains(&p));
-            assert_eq!(partition_of(&format!("property-{id}"), n), p);
-        }
-        assert_eq!(partition_of("anything", 1), 0);
-        // Stored checkpoints depend on it: the hash never changes.
-        assert_eq!(partition_of(&format!("hits-{id}"), 7), 1);
-        // Many properties spread over the partitions.
+    fn keys_spread_evenly_over_the_partitions() {
+        assert_eq!(partition_of(12345, 1), 0);
+        assert_eq!(partition_of(u64::MAX, 0), 0);
+        // Stored checkpoints depend on it: the mapping never changes.
+        assert_eq!(partition_of(0x9f86_d081_884c_7d65, 7), 1);
         let mut counts = [0; 4];
-        for i in 0..4000 {
-            counts[partition_of(&format!("hits-{i:08x}-0000"), 4) as usize] += 1;
+        let mut key: u64 = 1;
+        for _ in 0..4000 {
+            key = key
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            counts[partition_of(key, 4) as usize] += 1;
         }
         assert!(
             counts.iter().all(|&c| (800..1200).contains(&c)),

@@ -64,7 +64,7 @@ impl Projection for SharedLinksProjection {
         1
     }
 
-    fn writer(&self, g: Generation) -> Box<dyn ProjectionWriter> {
+    fn writer(&self, g: Generation, _partition: i32) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             table: table("shared_links", g),
         })

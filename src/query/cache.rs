@@ -1,7 +1,7 @@
 //! Answers shared between identical queries: a dashboard's queries are asked again and again, by
 //! many people at once. An answer is kept for as long as its property's read models have not
-//! changed (the projection records, per property, the position of the last event it applied), so
-//! it is never stale; identical queries that arrive while one is being computed wait for it
+//! changed (each partition of the projection records, per property, the position of the last
+//! event it applied; any change changes their sum), so it is never stale; identical queries that arrive while one is being computed wait for it
 //! instead of computing it again.
 
 use std::collections::HashMap;
@@ -75,7 +75,7 @@ impl Reports {
     /// applied for the property.
     async fn version(&self, property: uuid::Uuid) -> Result<(i32, i64), EngineError> {
         let row: Option<(i32, i64)> = sqlx::query_as(
-            "SELECT g.generation, COALESCE((SELECT last_position FROM hit_properties WHERE property_id = $1), 0) \
+            "SELECT g.generation, COALESCE((SELECT sum(position) FROM hit_versions WHERE property_id = $1), 0)::bigint \
              FROM projection_generations g WHERE g.projection = 'hits' AND g.state = 'live'",
         )
         .bind(property)

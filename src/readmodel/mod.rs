@@ -11,8 +11,9 @@
 //! - `rollup_visits`: per property, local day a visit started and one visit attribute's value
 //!   (source, channel, device, country, entry page, …): visit counters and a visitor sketch.
 //! - `hit_properties`: each property's time zone, domain and session timeout, folded from
-//!   `PropertyRegistered`, and the position of the last event applied for it (the version of its
-//!   read models, which keys the query cache).
+//!   `PropertyRegistered`; `hit_versions`: per property and projection partition, the position of
+//!   the last event applied for it (their sum is the version of its read models, which keys the
+//!   query cache).
 //!
 //! Hits from bots and crawlers are left out of all of these, and counted per day and bot under
 //! the `bot` dimension of `rollup_daily`, so merchants can see what was filtered.

@@ -6,9 +6,11 @@ use crate::domain::enrich::Visit;
 use crate::domain::session::{BOUNCE_MAX_PAGEVIEWS, ENGAGED_AFTER_SECS, ENGAGED_MIN_PAGEVIEWS};
 use crate::projections::{table, Generation};
 
-/// Each property's time zone, domain and session timeout, and the position of the last event
-/// applied for it.
+/// Each property's time zone, domain and session timeout.
 pub const HIT_PROPERTIES: &str = "hit_properties";
+/// Per property and partition, the position of the last event the partition applied for it; their
+/// sum is the version of the property's read models (which keys the shared answers).
+pub const HIT_VERSIONS: &str = "hit_versions";
 /// One enriched row per hit.
 pub const HITS: &str = "hits";
 /// One row per visit.
@@ -71,6 +73,7 @@ pub const APPENDED_ROLLUPS: [&str; 2] = [ROLLUP_DAILY.table, ROLLUP_VISITS.table
 /// Every table of a generation, by base name (views of that name serve the live generation).
 pub const TABLES: &[&str] = &[
     HIT_PROPERTIES,
+    HIT_VERSIONS,
     HITS,
     SESSIONS,
     ROLLUP_HOURLY.table,
@@ -210,8 +213,12 @@ pub fn ddl(g: Generation) -> Vec<String> {
     vec![
         format!(
             "CREATE TABLE {props} (property_id uuid PRIMARY KEY, timezone text NOT NULL, \
-             domain text NOT NULL, session_timeout_minutes integer NOT NULL, \
-             last_position bigint NOT NULL DEFAULT 0)"
+             domain text NOT NULL, session_timeout_minutes integer NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE {} (property_id uuid NOT NULL, partition integer NOT NULL, \
+             position bigint NOT NULL, PRIMARY KEY (property_id, partition))",
+            table(HIT_VERSIONS, g)
         ),
         format!(
             "DO $$ BEGIN

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::hll;
 use super::rows::{DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta};
 use super::schema::{
-    Rollup, Writes, APPENDED_ROLLUPS, DAY_KEYS, HITS, HIT_PROPERTIES, ROLLUP_DAILY, ROLLUP_HOURLY,
-    ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
+    Rollup, Writes, APPENDED_ROLLUPS, DAY_KEYS, HITS, HIT_PROPERTIES, HIT_VERSIONS, ROLLUP_DAILY,
+    ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
 use crate::domain::session::Session;
@@ -24,17 +24,19 @@ use crate::projections::{table, Generation};
 
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
 
-/// The read model of one generation.
+/// The read model of one generation, as one partition writes it.
 pub struct Store {
     g: Generation,
+    partition: i32,
     /// Months whose partition exists; `None` until known whether `hits` is natively partitioned.
     partitions: Option<(bool, HashSet<(i32, u32)>)>,
 }
 
 impl Store {
-    pub fn new(g: Generation) -> Self {
+    pub fn new(g: Generation, partition: i32) -> Self {
         Self {
             g,
+            partition,
             partitions: None,
         }
     }
@@ -138,16 +140,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes what a batch changes: new partitions, then every table's rows.
+    /// Writes what a batch changes: new partitions, then every table's rows. The rows other
+    /// partitions may write too (a property's settings, its hourly rollup, its pending units) come
+    /// last, each table in key order, so that partitions wait for each other briefly and never in a
+    /// cycle.
     pub async fn write(&mut self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
         self.ensure_partitions(tx, &d.hits).await?;
-        self.upsert_sites(tx, &d.sites).await?;
         self.insert_hits(tx, &d.hits).await?;
         self.upsert_sessions(tx, d).await?;
-        write_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
         write_rollup(tx, self.g, &ROLLUP_DAILY, &d.days).await?;
-        self.mark_applied(tx, &d.changed).await?;
         write_rollup(tx, self.g, &ROLLUP_VISITS, &d.visit_days).await?;
+        self.mark_applied(tx, &d.changed).await?;
+        self.upsert_sites(tx, &d.sites).await?;
+        write_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
         self.mark_pending(tx, d).await
     }
 
@@ -166,7 +171,7 @@ impl Store {
         sqlx::query(&format!(
             "INSERT INTO {} AS p (property_id, day, dimensions, batches, last_at) \
              SELECT property_id, day, array_agg(dimension), 1, now() \
-             FROM UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) GROUP BY 1, 2 \
+             FROM UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) GROUP BY 1, 2 ORDER BY 1, 2 \
              ON CONFLICT (property_id, day) DO UPDATE SET batches = p.batches + 1, last_at = now(), \
                dimensions = ARRAY(SELECT DISTINCT unnest(p.dimensions || EXCLUDED.dimensions))",
             self.t(ROLLUP_PENDING)
@@ -231,6 +236,7 @@ impl Store {
         Ok(())
     }
 
+    /// Property settings, in property order (every partition folds the registrations).
     async fn upsert_sites(
         &self,
         tx: &mut PgConnection,
@@ -239,6 +245,8 @@ impl Store {
         if s.is_empty() {
             return Ok(());
         }
+        // The last registration of a property in the batch wins, as in the fold.
+        let s: BTreeMap<PropertyId, &Site> = s.iter().map(|(p, site)| (*p, site)).collect();
         sqlx::query(&format!(
             "INSERT INTO {} (property_id, timezone, domain, session_timeout_minutes) \
              SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::int[]) \
@@ -246,12 +254,12 @@ impl Store {
                session_timeout_minutes = EXCLUDED.session_timeout_minutes",
             self.t(HIT_PROPERTIES)
         ))
-        .bind(s.iter().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, x)| x.tz.name()).collect::<Vec<_>>())
-        .bind(s.iter().map(|(_, x)| x.domain.as_str()).collect::<Vec<_>>())
+        .bind(s.keys().map(|p| p.as_uuid()).collect::<Vec<_>>())
+        .bind(s.values().map(|x| x.tz.name()).collect::<Vec<_>>())
+        .bind(s.values().map(|x| x.domain.as_str()).collect::<Vec<_>>())
         .bind(
-            s.iter()
-                .map(|(_, x)| x.session_timeout.num_minutes() as i32)
+            s.values()
+                .map(|x| x.session_timeout.num_minutes() as i32)
                 .collect::<Vec<_>>(),
         )
         .execute(&mut *tx)
@@ -355,7 +363,8 @@ impl Store {
         Ok(())
     }
 
-    /// Records each property's last applied position (its read models' version).
+    /// Records, for each property the batch changed, the position of the last event this
+    /// partition applied for it: the property's read-model version is the sum over partitions.
     async fn mark_applied(
         &self,
         tx: &mut PgConnection,
@@ -365,12 +374,14 @@ impl Store {
             return Ok(());
         }
         sqlx::query(&format!(
-            "UPDATE {} p SET last_position = c.position \
-             FROM UNNEST($1::uuid[], $2::bigint[]) AS c(property_id, position) WHERE p.property_id = c.property_id",
-            self.t(HIT_PROPERTIES)
+            "INSERT INTO {} (property_id, partition, position) \
+             SELECT property_id, $3, position FROM UNNEST($1::uuid[], $2::bigint[]) AS c(property_id, position) \
+             ON CONFLICT (property_id, partition) DO UPDATE SET position = EXCLUDED.position",
+            self.t(HIT_VERSIONS)
         ))
         .bind(changed.keys().map(|p| p.as_uuid()).collect::<Vec<_>>())
         .bind(changed.values().copied().collect::<Vec<_>>())
+        .bind(self.partition)
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -554,7 +565,12 @@ pub async fn take_pending(
     batches: i32,
 ) -> Result<Vec<PendingUnit>, sqlx::Error> {
     let t = table(ROLLUP_PENDING, g);
-    sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    // Losing this in a crash only leaves the units' rows unmerged.
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    let units = sqlx::query_as(&format!(
         "DELETE FROM {t} WHERE (property_id, day) IN (SELECT property_id, day FROM {t} \
            WHERE last_at < now() - make_interval(secs => $2) OR batches >= $3 \
            ORDER BY last_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
@@ -563,8 +579,10 @@ pub async fn take_pending(
     .bind(limit)
     .bind(quiet.as_secs_f64())
     .bind(batches)
-    .fetch_all(pool)
-    .await
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(units)
 }
 
 /// Merges a unit's rows in both appended rollups: the rows of each key that has several are

@@ -428,6 +428,15 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
             expected,
             "{count} partition(s) answer the same"
         );
+        // Partitions split a property's visitors: each of them folded some of shop.example's.
+        let folded_by: i64 = sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM hit_versions_g{generation} v JOIN hit_properties_g{generation} p \
+             USING (property_id) WHERE p.domain = 'shop.example'"
+        ))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!(folded_by, i64::from(count));
     }
 }
 

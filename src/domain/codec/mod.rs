@@ -139,6 +139,15 @@ pub fn encode_hit(hit: &HitRecorded) -> Vec<u8> {
     out
 }
 
+/// The visitor key of an encoded hit, read without decoding the rest (for routing hits to
+/// partitions); `None` unless the bytes start like version [`VERSION`] of the layout.
+pub fn peek_visitor_key(bytes: &[u8]) -> Option<u64> {
+    match bytes {
+        [VERSION, _, rest @ ..] => rest.get(16..24)?.try_into().ok().map(u64::from_be_bytes),
+        _ => None,
+    }
+}
+
 /// Appends the encoding of `hit` ([`encode_hit`]) to `out`, for batch encoders.
 pub fn encode_hit_into(hit: &HitRecorded, out: &mut Vec<u8>) {
     out.push(VERSION);

@@ -366,6 +366,7 @@ proptest! {
     #[test]
     fn every_hit_round_trips(hit in strategies::hit_recorded()) {
         let bytes = encode_hit(&hit);
+        prop_assert_eq!(peek_visitor_key(&bytes), Some(hit.visitor_key.as_u64()));
         prop_assert_eq!(decode_hit(&bytes), Ok(hit));
         // Every strict prefix is an error; so is a byte more.
         for n in 0..bytes.len() {

@@ -96,7 +96,7 @@ impl<'a> Ctx<'a> {
             .unwrap();
         let mut tx = app.pool.begin().await.unwrap();
         projection
-            .writer(SCRATCH)
+            .writer(SCRATCH, 0)
             .apply(&mut tx, &events)
             .await
             .unwrap();
@@ -137,7 +137,7 @@ impl<'a> Ctx<'a> {
             return Ok(());
         }
         let mut tx = self.app.pool.begin().await.map_err(|e| e.to_string())?;
-        let applied = projection.writer(SCRATCH).apply(&mut tx, &events).await;
+        let applied = projection.writer(SCRATCH, 0).apply(&mut tx, &events).await;
         tx.rollback().await.map_err(|e| e.to_string())?;
         applied.map_err(|e| e.to_string())
     }
