@@ -81,6 +81,7 @@ impl Projection for HitsProjection {
             store: Store::new(g, partition),
             sites: HashMap::new(),
             sessions: HashMap::new(),
+            complete: None,
         })
     }
 }
@@ -284,6 +285,9 @@ pub fn fold(
         let old = before.get(&(pid, new.id)).and_then(Option::as_ref);
         contribute_visit(&mut delta.visit_days, pid, tz, old, &new);
         let start_local = local(new.started_at, tz);
+        if old.is_some() {
+            delta.continued.insert((pid, new.id));
+        }
         delta.sessions.push((pid, new, start_local));
     }
     delta.hours.retain(|_, h| *h != HourDelta::default());
@@ -450,6 +454,10 @@ struct Writer {
     /// holds only committed state or state of the open batch: after any error the runner drops
     /// the writer.
     sessions: HashMap<(PropertyId, i64), Session>,
+    /// Whether `sessions` holds every visitor this partition has stored, so that a visitor it
+    /// lacks has no visit yet (a rebuild's writer, from the start, until the cache overflows).
+    /// Unknown until the first batch.
+    complete: Option<bool>,
 }
 
 /// Visitors whose latest visit the writer remembers, at most.
@@ -467,9 +475,12 @@ impl ProjectionWriter for Writer {
         self.sites
             .extend(self.store.load_sites(tx, &unknown).await?);
         let keys = visitors(&events);
+        if self.complete.is_none() {
+            self.complete = Some(!self.store.applied_any(tx).await?);
+        }
         let missing: Vec<_> = keys
             .iter()
-            .filter(|k| !self.sessions.contains_key(k))
+            .filter(|k| self.complete != Some(true) && !self.sessions.contains_key(k))
             .copied()
             .collect();
         let mut latest = self.store.load_latest_sessions(tx, &missing).await?;
@@ -493,6 +504,7 @@ impl ProjectionWriter for Writer {
         self.store.write(tx, &delta).await?;
         if self.sessions.len() + delta.latest.len() > MAX_CACHED_VISITORS {
             self.sessions.clear();
+            self.complete = Some(false);
         }
         self.sessions.extend(std::mem::take(&mut delta.latest));
         Ok(())

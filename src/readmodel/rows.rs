@@ -1,7 +1,7 @@
 //! The rows the `hits` projection's fold produces and [`super::store`] writes: what one batch
 //! changes in the read model.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -95,6 +95,8 @@ pub struct Delta {
     pub hits: Vec<HitRow>,
     /// Final state of every session the batch touched, with its local start time.
     pub sessions: Vec<(PropertyId, Session, NaiveDateTime)>,
+    /// The sessions among them that were stored before the batch (the others are new rows).
+    pub continued: HashSet<SessionKey>,
     pub hours: BTreeMap<HourKey, HourDelta>,
     pub days: BTreeMap<DayKey, DayDelta>,
     pub visit_days: BTreeMap<DayKey, VisitDelta>,

@@ -303,8 +303,22 @@ impl Store {
         Ok(())
     }
 
+    /// Writes the batch's sessions: new ones as plain inserts, continued ones as upserts.
     async fn upsert_sessions(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
-        let s = &d.sessions;
+        let (continued, new): (Vec<_>, Vec<_>) = d
+            .sessions
+            .iter()
+            .partition(|(p, s, _)| d.continued.contains(&(*p, s.id)));
+        self.write_sessions(tx, &new, false).await?;
+        self.write_sessions(tx, &continued, true).await
+    }
+
+    async fn write_sessions(
+        &self,
+        tx: &mut PgConnection,
+        s: &[&(PropertyId, Session, chrono::NaiveDateTime)],
+        upsert: bool,
+    ) -> Result<(), sqlx::Error> {
         if s.is_empty() {
             return Ok(());
         }
@@ -316,17 +330,23 @@ impl Store {
             .iter()
             .map(|c| format!(", {c} = EXCLUDED.{c}"))
             .collect();
+        let on_conflict = if upsert {
+            format!(
+                " ON CONFLICT (property_id, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
+                 last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
+                 events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
+                 exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
+                 exit_at = EXCLUDED.exit_at{visit_updates}"
+            )
+        } else {
+            String::new()
+        };
         let sql = format!(
             "INSERT INTO {} (property_id, session_id, visitor_key, started_at, last_at, start_local, pageviews, events, \
                              interactive, entry_page, exit_page, conversions, entry_at, exit_at, {visit_cols}) \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], \
                                   $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[], \
-                                  $13::timestamptz[], $14::timestamptz[]{visit_params}) \
-             ON CONFLICT (property_id, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
-               last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
-               events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
-               exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
-               exit_at = EXCLUDED.exit_at{visit_updates}",
+                                  $13::timestamptz[], $14::timestamptz[]{visit_params}){on_conflict}",
             self.t(SESSIONS)
         );
         let mut q = sqlx::query(&sql)
@@ -361,6 +381,17 @@ impl Store {
         }
         q.execute(&mut *tx).await?;
         Ok(())
+    }
+
+    /// Whether this partition has applied any hit to this generation yet.
+    pub async fn applied_any(&self, tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {} WHERE partition = $1)",
+            self.t(HIT_VERSIONS)
+        ))
+        .bind(self.partition)
+        .fetch_one(&mut *tx)
+        .await
     }
 
     /// Records, for each property the batch changed, the position of the last event this
