@@ -119,7 +119,7 @@ impl Core {
         }
         if project {
             ProjectionManager::new(projections::all(), log.clone(), pool.clone()).start();
-            RollupMerger::new(pool.clone()).start();
+            RollupMerger::new(pool.clone(), log.clone()).start();
         }
         let properties = Properties::new(log.clone(), pool.clone());
         Ok(Self {

@@ -3,33 +3,45 @@
 //! one, unit by unit, in the background. Merging never changes an answer, so it needs no
 //! checkpoint: every node runs a merger, and the units they take never overlap.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use sqlx::PgPool;
 
-use super::{generations, hits, Generation};
+use super::{generations, hits, Generation, ProjectionError};
+use crate::eventlog::EventLog;
 use crate::readmodel::store::{self, PendingUnit};
 
 /// How often the merger looks for work when it has none.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A unit is merged once batches have stopped adding to it for this long...
-const QUIET: Duration = Duration::from_secs(5);
-/// ...or once this many batches have added to it (the current day of a busy property).
-const BATCHES: i32 = 8;
+const QUIET: Duration = Duration::from_secs(10);
+/// ...or once this many batches of one partition have added to it (the current day of a busy
+/// property). A merge reads the whole unit, so a busy day is merged now and then, not after
+/// every few batches.
+const BATCHES: i32 = 64;
 /// Units taken at a time.
 const TAKE: i64 = 256;
 /// The longest a merge pass runs before it lets the next tick start another.
 const PASS: Duration = Duration::from_secs(10);
+/// Merging waits while a generation is further behind the log than this many events (a rebuild,
+/// or a live projection catching up): it can wait, the projection cannot.
+const MAX_LAG: i64 = 20_000;
 
 pub struct RollupMerger {
     pool: PgPool,
+    log: Arc<dyn EventLog>,
     busy: bool,
 }
 
 impl RollupMerger {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, busy: false }
+    pub fn new(pool: PgPool, log: Arc<dyn EventLog>) -> Self {
+        Self {
+            pool,
+            log,
+            busy: false,
+        }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -37,10 +49,10 @@ impl RollupMerger {
             return;
         }
         self.busy = true;
-        let pool = self.pool.clone();
+        let (pool, log) = (self.pool.clone(), self.log.clone());
         ctx.spawn(
             async move {
-                if let Err(e) = pass(&pool).await {
+                if let Err(e) = pass(&pool, &*log).await {
                     tracing::warn!(error = %e, "merging rollup rows failed");
                 }
             }
@@ -59,14 +71,16 @@ impl Actor for RollupMerger {
 }
 
 /// Merges what is pending in every live or building generation of `hits`, for at most [`PASS`].
-async fn pass(pool: &PgPool) -> Result<(), sqlx::Error> {
+async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> {
     let started = Instant::now();
     let projection = hits::HitsProjection;
     let current = crate::projections::Projection::schema_version(&projection);
+    let head = log.head().await?.position.0 as i64;
     let generations: Vec<Generation> = generations::list(pool)
         .await?
         .into_iter()
         .filter(|g| g.projection == hits::NAME && g.schema_version == current)
+        .filter(|g| head - g.position <= MAX_LAG)
         .map(|g| g.generation)
         .collect();
     for g in generations {

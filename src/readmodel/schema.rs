@@ -16,11 +16,16 @@ pub const HITS: &str = "hits";
 /// One row per visit.
 pub const SESSIONS: &str = "sessions";
 
-/// Per property and local hour: counters, session counters (attributed to the hour the visit
-/// started) and a visitor sketch.
+/// Per property, local hour and projection partition: counters, session counters (attributed to
+/// the hour the visit started) and a visitor sketch. Readers add the partitions' rows up.
 pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
     table: "rollup_hourly",
-    keys: &[("property_id", "uuid"), ("bucket", "timestamp")],
+    // Each partition upserts rows of its own, so partitions never wait for each other here.
+    keys: &[
+        ("property_id", "uuid"),
+        ("bucket", "timestamp"),
+        ("partition", "integer"),
+    ],
     writes: Writes::Upserted,
     counters: [
         "pageviews",
@@ -64,7 +69,7 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 ];
 
 /// The `(property, day)` units of the appended rollups that batches have added rows to since they
-/// were last merged, with the dimensions added to (see [`Writes::Appended`]).
+/// were last merged, with the dimensions added to (see [`Writes::Appended`]), per partition.
 pub const ROLLUP_PENDING: &str = "rollup_pending";
 
 /// The appended rollups, which [`ROLLUP_PENDING`] tracks and merging compacts.
@@ -248,8 +253,9 @@ pub fn ddl(g: Generation) -> Vec<String> {
         format!("CREATE INDEX ON {sessions} (property_id, visitor_key)"),
         format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
         format!(
-            "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, dimensions text[] NOT NULL, \
-             batches integer NOT NULL, last_at timestamptz NOT NULL, PRIMARY KEY (property_id, day))",
+            "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \
+             dimensions text[] NOT NULL, batches integer NOT NULL, last_at timestamptz NOT NULL, \
+             PRIMARY KEY (property_id, day, partition))",
             table(ROLLUP_PENDING, g)
         ),
     ]
@@ -360,10 +366,10 @@ mod tests {
         assert_eq!(
             ROLLUP_HOURLY.ddl(3),
             ["CREATE TABLE rollup_hourly_g3 (property_id uuid NOT NULL, bucket timestamp NOT NULL, \
-             visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
+             partition integer NOT NULL, visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
              visits bigint NOT NULL, bounces bigint NOT NULL, duration bigint NOT NULL, \
              session_pageviews bigint NOT NULL, engaged bigint NOT NULL, \
-             PRIMARY KEY (property_id, bucket))"]
+             PRIMARY KEY (property_id, bucket, partition))"]
         );
         assert_eq!(
             ROLLUP_DAILY.ddl(3),

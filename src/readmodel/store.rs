@@ -140,20 +140,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes what a batch changes: new partitions, then every table's rows. The rows other
-    /// partitions may write too (a property's settings, its hourly rollup, its pending units) come
-    /// last, each table in key order, so that partitions wait for each other briefly and never in a
-    /// cycle.
+    /// Writes what a batch changes: new partitions, then every table's rows. Partitions write
+    /// rows of their own, except a property's settings (on its registration), which come last, in
+    /// property order, so that partitions wait for each other briefly and never in a cycle.
     pub async fn write(&mut self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
         self.ensure_partitions(tx, &d.hits).await?;
         self.insert_hits(tx, &d.hits).await?;
         self.upsert_sessions(tx, d).await?;
-        write_rollup(tx, self.g, &ROLLUP_DAILY, &d.days).await?;
-        write_rollup(tx, self.g, &ROLLUP_VISITS, &d.visit_days).await?;
+        write_rollup(tx, self.g, self.partition, &ROLLUP_DAILY, &d.days).await?;
+        write_rollup(tx, self.g, self.partition, &ROLLUP_VISITS, &d.visit_days).await?;
+        write_rollup(tx, self.g, self.partition, &ROLLUP_HOURLY, &d.hours).await?;
         self.mark_applied(tx, &d.changed).await?;
-        self.upsert_sites(tx, &d.sites).await?;
-        write_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
-        self.mark_pending(tx, d).await
+        self.mark_pending(tx, d).await?;
+        self.upsert_sites(tx, &d.sites).await
     }
 
     /// Records the `(property, day)` units the batch appended rollup rows to, and under which
@@ -169,16 +168,17 @@ impl Store {
             return Ok(());
         }
         sqlx::query(&format!(
-            "INSERT INTO {} AS p (property_id, day, dimensions, batches, last_at) \
-             SELECT property_id, day, array_agg(dimension), 1, now() \
-             FROM UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) GROUP BY 1, 2 ORDER BY 1, 2 \
-             ON CONFLICT (property_id, day) DO UPDATE SET batches = p.batches + 1, last_at = now(), \
+            "INSERT INTO {} AS p (property_id, day, partition, dimensions, batches, last_at) \
+             SELECT property_id, day, $4, array_agg(dimension), 1, now() \
+             FROM UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) GROUP BY 1, 2 \
+             ON CONFLICT (property_id, day, partition) DO UPDATE SET batches = p.batches + 1, last_at = now(), \
                dimensions = ARRAY(SELECT DISTINCT unnest(p.dimensions || EXCLUDED.dimensions))",
             self.t(ROLLUP_PENDING)
         ))
         .bind(units.iter().map(|u| u.0).collect::<Vec<_>>())
         .bind(units.iter().map(|u| u.1).collect::<Vec<_>>())
         .bind(units.iter().map(|u| u.2).collect::<Vec<_>>())
+        .bind(self.partition)
         .execute(&mut *tx)
         .await?;
         Ok(())
@@ -445,20 +445,34 @@ fn visit_of(r: &PgRow) -> Result<Visit, sqlx::Error> {
     Ok(Visit::from_values(values))
 }
 
-/// A rollup row's key, bound as one array per key column, in the order of [`Rollup::keys`].
+/// A rollup row's key, bound as one array per key column, in the order of [`Rollup::keys`], for
+/// the partition writing it.
 trait RollupKey: 'static {
-    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q>;
+    fn bind<'q>(
+        q: PgQuery<'q>,
+        keys: impl Iterator<Item = &'q Self> + Clone,
+        partition: i32,
+    ) -> PgQuery<'q>;
 }
 
 impl RollupKey for HourKey {
-    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
+    fn bind<'q>(
+        q: PgQuery<'q>,
+        keys: impl Iterator<Item = &'q Self> + Clone,
+        partition: i32,
+    ) -> PgQuery<'q> {
         q.bind(keys.clone().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
-            .bind(keys.map(|(_, hour)| *hour).collect::<Vec<_>>())
+            .bind(keys.clone().map(|(_, hour)| *hour).collect::<Vec<_>>())
+            .bind(keys.map(|_| partition).collect::<Vec<_>>())
     }
 }
 
 impl RollupKey for DayKey {
-    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
+    fn bind<'q>(
+        q: PgQuery<'q>,
+        keys: impl Iterator<Item = &'q Self> + Clone,
+        _partition: i32,
+    ) -> PgQuery<'q> {
         q.bind(keys.clone().map(|(p, ..)| p.as_uuid()).collect::<Vec<_>>())
             .bind(keys.clone().map(|(_, dim, ..)| *dim).collect::<Vec<_>>())
             .bind(keys.clone().map(|(_, _, day, _)| *day).collect::<Vec<_>>())
@@ -523,6 +537,7 @@ impl RollupRow<6> for VisitDelta {
 async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
     tx: &mut PgConnection,
     g: Generation,
+    partition: i32,
     rollup: &Rollup<N>,
     rows: &BTreeMap<K, V>,
 ) -> Result<(), sqlx::Error> {
@@ -530,7 +545,7 @@ async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
         return Ok(());
     }
     let sql = write_sql(rollup, g);
-    let mut q = K::bind(sqlx::query(&sql), rows.keys());
+    let mut q = K::bind(sqlx::query(&sql), rows.keys(), partition);
     for i in 0..N {
         q = q.bind(rows.values().map(|r| r.counters()[i]).collect::<Vec<_>>());
     }
@@ -601,8 +616,8 @@ pub async fn take_pending(
     sqlx::query("SET LOCAL synchronous_commit = off")
         .execute(&mut *tx)
         .await?;
-    let units = sqlx::query_as(&format!(
-        "DELETE FROM {t} WHERE (property_id, day) IN (SELECT property_id, day FROM {t} \
+    let units: Vec<PendingUnit> = sqlx::query_as(&format!(
+        "DELETE FROM {t} WHERE (property_id, day, partition) IN (SELECT property_id, day, partition FROM {t} \
            WHERE last_at < now() - make_interval(secs => $2) OR batches >= $3 \
            ORDER BY last_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING property_id, day, dimensions"
@@ -613,7 +628,18 @@ pub async fn take_pending(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(units)
+    // Partitions record their units apart: a unit is merged once, for all of them.
+    let mut merged: BTreeMap<(Uuid, NaiveDate), PendingUnit> = BTreeMap::new();
+    for u in units {
+        let unit: &mut PendingUnit = merged.entry((u.property_id, u.day)).or_insert(PendingUnit {
+            dimensions: Vec::new(),
+            ..u.clone()
+        });
+        unit.dimensions.extend(u.dimensions);
+        unit.dimensions.sort();
+        unit.dimensions.dedup();
+    }
+    Ok(merged.into_values().collect())
 }
 
 /// Merges a unit's rows in both appended rollups: the rows of each key that has several are
@@ -669,15 +695,15 @@ mod tests {
     fn a_rollup_upsert_adds_the_counters_and_unions_the_sketches() {
         assert_eq!(
             write_sql(&ROLLUP_HOURLY, 3),
-            "INSERT INTO rollup_hourly_g3 AS r (property_id, bucket, visitors, pageviews, events, visits, \
-             bounces, duration, session_pageviews, engaged) \
-             SELECT property_id, bucket, visitors::hll, pageviews, events, visits, bounces, duration, \
-             session_pageviews, engaged \
-             FROM UNNEST($1::uuid[], $2::timestamp[], $3::bigint[], $4::bigint[], $5::bigint[], \
-             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bytea[]) \
-             AS k(property_id, bucket, pageviews, events, visits, bounces, duration, \
+            "INSERT INTO rollup_hourly_g3 AS r (property_id, bucket, partition, visitors, pageviews, \
+             events, visits, bounces, duration, session_pageviews, engaged) \
+             SELECT property_id, bucket, partition, visitors::hll, pageviews, events, visits, bounces, \
+             duration, session_pageviews, engaged \
+             FROM UNNEST($1::uuid[], $2::timestamp[], $3::integer[], $4::bigint[], $5::bigint[], \
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[]) \
+             AS k(property_id, bucket, partition, pageviews, events, visits, bounces, duration, \
              session_pageviews, engaged, visitors) \
-             ON CONFLICT (property_id, bucket) DO UPDATE SET \
+             ON CONFLICT (property_id, bucket, partition) DO UPDATE SET \
              visitors = hll_union(r.visitors, EXCLUDED.visitors), \
              pageviews = r.pageviews + EXCLUDED.pageviews, events = r.events + EXCLUDED.events, \
              visits = r.visits + EXCLUDED.visits, bounces = r.bounces + EXCLUDED.bounces, \
