@@ -17,10 +17,9 @@ use crate::readmodel::store::{self, PendingUnit};
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A unit is merged once batches have stopped adding to it for this long...
 const QUIET: Duration = Duration::from_secs(10);
-/// ...or once this many batches of one partition have added to it (the current day of a busy
-/// property). A merge reads the whole unit, so a busy day is merged now and then, not after
-/// every few batches.
-const BATCHES: i32 = 64;
+/// ...or once it has been pending this long (the current day of a busy property, which a merge
+/// reads whole: merged now and then, not after every few batches).
+const AGE: Duration = Duration::from_secs(60);
 /// Units taken at a time.
 const TAKE: i64 = 256;
 /// The longest a merge pass runs before it lets the next tick start another.
@@ -85,7 +84,7 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
         .collect();
     for g in generations {
         loop {
-            let units = store::take_pending(pool, g, TAKE, QUIET, BATCHES).await?;
+            let units = store::take_pending(pool, g, TAKE, QUIET, AGE).await?;
             merge_all(pool, g, &units).await?;
             if (units.len() as i64) < TAKE || started.elapsed() > PASS {
                 break;

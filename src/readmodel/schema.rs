@@ -254,7 +254,7 @@ pub fn ddl(g: Generation) -> Vec<String> {
         format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
         format!(
             "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \
-             dimensions text[] NOT NULL, batches integer NOT NULL, last_at timestamptz NOT NULL, \
+             dimensions text[] NOT NULL, first_at timestamptz NOT NULL, last_at timestamptz NOT NULL, \
              PRIMARY KEY (property_id, day, partition))",
             table(ROLLUP_PENDING, g)
         ),

@@ -168,10 +168,10 @@ impl Store {
             return Ok(());
         }
         sqlx::query(&format!(
-            "INSERT INTO {} AS p (property_id, day, partition, dimensions, batches, last_at) \
-             SELECT property_id, day, $4, array_agg(dimension), 1, now() \
+            "INSERT INTO {} AS p (property_id, day, partition, dimensions, first_at, last_at) \
+             SELECT property_id, day, $4, array_agg(dimension), now(), now() \
              FROM UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) GROUP BY 1, 2 \
-             ON CONFLICT (property_id, day, partition) DO UPDATE SET batches = p.batches + 1, last_at = now(), \
+             ON CONFLICT (property_id, day, partition) DO UPDATE SET last_at = now(), \
                dimensions = ARRAY(SELECT DISTINCT unnest(p.dimensions || EXCLUDED.dimensions))",
             self.t(ROLLUP_PENDING)
         ))
@@ -599,7 +599,8 @@ pub struct PendingUnit {
 }
 
 /// Takes up to `limit` units off generation `g`'s pending list for merging: those that batches
-/// have stopped adding to for `quiet`, and those that many batches have added to. Concurrent
+/// have stopped adding to for `quiet`, and those pending for `age` (the current day of a busy
+/// property: a merge reads the whole unit, so such a day is merged now and then). Concurrent
 /// mergers (on other nodes) take different units. A unit whose merge then fails keeps its
 /// duplicate rows until a batch adds to it again, which costs reads a little and changes no
 /// answer.
@@ -608,7 +609,7 @@ pub async fn take_pending(
     g: Generation,
     limit: i64,
     quiet: std::time::Duration,
-    batches: i32,
+    age: std::time::Duration,
 ) -> Result<Vec<PendingUnit>, sqlx::Error> {
     let t = table(ROLLUP_PENDING, g);
     let mut tx = pool.begin().await?;
@@ -618,13 +619,13 @@ pub async fn take_pending(
         .await?;
     let units: Vec<PendingUnit> = sqlx::query_as(&format!(
         "DELETE FROM {t} WHERE (property_id, day, partition) IN (SELECT property_id, day, partition FROM {t} \
-           WHERE last_at < now() - make_interval(secs => $2) OR batches >= $3 \
+           WHERE last_at < now() - make_interval(secs => $2) OR first_at < now() - make_interval(secs => $3) \
            ORDER BY last_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
          RETURNING property_id, day, dimensions"
     ))
     .bind(limit)
     .bind(quiet.as_secs_f64())
-    .bind(batches)
+    .bind(age.as_secs_f64())
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;

@@ -488,7 +488,7 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     );
     assert!(duplicates > 0 && pending > 0);
 
-    let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, 1)
+    let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
         .await
         .unwrap();
     assert_eq!(units.len() as i64, pending);
