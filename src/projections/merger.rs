@@ -4,7 +4,7 @@
 //! checkpoint: every node runs a merger, and the units they take never overlap.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use sqlx::PgPool;
@@ -13,17 +13,16 @@ use super::{generations, hits, Generation, ProjectionError};
 use crate::eventlog::EventLog;
 use crate::readmodel::store::{self, PendingUnit};
 
-/// How often the merger looks for work when it has none.
+/// How often the merger takes units.
 const INTERVAL: Duration = Duration::from_secs(1);
 /// A unit is merged once batches have stopped adding to it for this long...
 const QUIET: Duration = Duration::from_secs(10);
 /// ...or once it has been pending this long (the current day of a busy property, which a merge
 /// reads whole: merged now and then, not after every few batches).
 const AGE: Duration = Duration::from_secs(60);
-/// Units taken at a time.
+/// Units taken per generation and tick: merging is spread out (after a rebuild, tens of
+/// thousands of units are pending), so it never takes more than its share of the machine.
 const TAKE: i64 = 256;
-/// The longest a merge pass runs before it lets the next tick start another.
-const PASS: Duration = Duration::from_secs(10);
 /// Merging waits while a generation is further behind the log than this many events (a rebuild,
 /// or a live projection catching up): it can wait, the projection cannot.
 const MAX_LAG: i64 = 20_000;
@@ -69,9 +68,9 @@ impl Actor for RollupMerger {
     }
 }
 
-/// Merges what is pending in every live or building generation of `hits`, for at most [`PASS`].
+/// Merges some of what is pending in every live or building generation of `hits` that is not
+/// far behind the log.
 async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> {
-    let started = Instant::now();
     let projection = hits::HitsProjection;
     let current = crate::projections::Projection::schema_version(&projection);
     let head = log.head().await?.position.0 as i64;
@@ -83,13 +82,8 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
         .map(|g| g.generation)
         .collect();
     for g in generations {
-        loop {
-            let units = store::take_pending(pool, g, TAKE, QUIET, AGE).await?;
-            merge_all(pool, g, &units).await?;
-            if (units.len() as i64) < TAKE || started.elapsed() > PASS {
-                break;
-            }
-        }
+        let units = store::take_pending(pool, g, TAKE, QUIET, AGE).await?;
+        merge_all(pool, g, &units).await?;
     }
     Ok(())
 }
