@@ -141,7 +141,13 @@ async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, Pr
         .subscribe(start, projection.filter(), BATCH_SIZE)
         .await?;
     let mut rate = Rate::new(start);
-    let mut stats = Statistics::default();
+    // Tables are analysed each time what was applied doubles, counted from the log's start: a
+    // runner that resumes a large generation (after a restart) does not analyse it again and
+    // again while it warms up.
+    let mut stats = Statistics {
+        written: start.0 as usize,
+        at_last_analyze: start.0 as usize,
+    };
     let mut replays_checked = Instant::now();
     loop {
         if replays_checked.elapsed() >= RETRY_INTERVAL {
@@ -383,7 +389,6 @@ async fn checkpoint(conn: &mut PgConnection, slot: &Slot) -> Result<Option<Posit
 /// tables without statistics can pick plans that are slower by orders of magnitude. The tables are
 /// analysed in the batch's transaction whenever the events written since the last analysis reach
 /// the number written before it (so about log2(n) times while n events are written).
-#[derive(Default)]
 struct Statistics {
     written: usize,
     at_last_analyze: usize,
