@@ -11,7 +11,7 @@ use sqlx::PgPool;
 
 use super::{generations, hits, Generation, ProjectionError};
 use crate::eventlog::EventLog;
-use crate::readmodel::store::{self, PendingUnit};
+use crate::readmodel::merge::{self, PendingUnit};
 
 /// How often the merger takes units.
 const INTERVAL: Duration = Duration::from_secs(1);
@@ -82,7 +82,7 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
         .map(|g| g.generation)
         .collect();
     for g in generations {
-        let units = store::take_pending(pool, g, TAKE, QUIET, AGE).await?;
+        let units = merge::take_pending(pool, g, TAKE, QUIET, AGE).await?;
         merge_all(pool, g, &units).await?;
     }
     Ok(())
@@ -99,7 +99,7 @@ async fn merge_all(pool: &PgPool, g: Generation, units: &[PendingUnit]) -> Resul
         .execute(&mut *tx)
         .await?;
     for unit in units {
-        store::merge_unit(&mut tx, g, unit).await?;
+        merge::merge_unit(&mut tx, g, unit).await?;
     }
     tx.commit().await
 }

@@ -22,9 +22,11 @@
 //! in every zone, +05:30 and DST included.
 //!
 //! [`schema`] names the tables, columns and dimensions and holds the DDL; [`rows`] are what a
-//! batch changes; [`store`] loads and writes them, with sketches built by [`hll`].
+//! batch changes; [`store`] loads and writes them, with sketches built by [`hll`]; [`merge`]
+//! compacts the appended rollups.
 
 pub mod hll;
+pub mod merge;
 pub mod rows;
 pub mod schema;
 pub mod store;

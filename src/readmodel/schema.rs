@@ -72,9 +72,6 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 /// were last merged, with the dimensions added to (see [`Writes::Appended`]), per partition.
 pub const ROLLUP_PENDING: &str = "rollup_pending";
 
-/// The appended rollups, which [`ROLLUP_PENDING`] tracks and merging compacts.
-pub const APPENDED_ROLLUPS: [&str; 2] = [ROLLUP_DAILY.table, ROLLUP_VISITS.table];
-
 /// Every table of a generation, by base name (views of that name serve the live generation).
 pub const TABLES: &[&str] = &[
     HIT_PROPERTIES,
@@ -160,7 +157,7 @@ pub enum Writes {
     /// Added into the one row of their key (the keys are the primary key).
     Upserted,
     /// Appended as rows of their own: a key may have several rows until merging (see
-    /// [`super::store::merge_unit`]) replaces them with one. Readers sum the counters and union
+    /// [`super::merge::merge_unit`]) replaces them with one. Readers sum the counters and union
     /// the sketches of a key's rows, so their answers are the same before and after; an append is
     /// a plain insert, several times cheaper than an upsert, and most keys of a high-cardinality
     /// dimension are written once. The table is indexed by `(property_id, dimension, day)`.

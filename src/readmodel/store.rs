@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::hll;
 use super::rows::{DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta};
 use super::schema::{
-    Rollup, Writes, APPENDED_ROLLUPS, DAY_KEYS, HITS, HIT_PROPERTIES, HIT_VERSIONS, ROLLUP_DAILY,
-    ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
+    Rollup, Writes, HITS, HIT_PROPERTIES, HIT_VERSIONS, ROLLUP_DAILY, ROLLUP_HOURLY,
+    ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
 use crate::domain::session::Session;
@@ -589,105 +589,6 @@ fn write_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
     )
 }
 
-/// A `(property, day)` unit of the appended rollups with rows to merge, and the dimensions batches
-/// added rows to.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct PendingUnit {
-    pub property_id: Uuid,
-    pub day: NaiveDate,
-    pub dimensions: Vec<String>,
-}
-
-/// Takes up to `limit` units off generation `g`'s pending list for merging: those that batches
-/// have stopped adding to for `quiet`, and those pending for `age` (the current day of a busy
-/// property: a merge reads the whole unit, so such a day is merged now and then). Concurrent
-/// mergers (on other nodes) take different units. A unit whose merge then fails keeps its
-/// duplicate rows until a batch adds to it again, which costs reads a little and changes no
-/// answer.
-pub async fn take_pending(
-    pool: &sqlx::PgPool,
-    g: Generation,
-    limit: i64,
-    quiet: std::time::Duration,
-    age: std::time::Duration,
-) -> Result<Vec<PendingUnit>, sqlx::Error> {
-    let t = table(ROLLUP_PENDING, g);
-    let mut tx = pool.begin().await?;
-    // Losing this in a crash only leaves the units' rows unmerged.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    let units: Vec<PendingUnit> = sqlx::query_as(&format!(
-        "DELETE FROM {t} WHERE (property_id, day, partition) IN (SELECT property_id, day, partition FROM {t} \
-           WHERE last_at < now() - make_interval(secs => $2) OR first_at < now() - make_interval(secs => $3) \
-           ORDER BY last_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
-         RETURNING property_id, day, dimensions"
-    ))
-    .bind(limit)
-    .bind(quiet.as_secs_f64())
-    .bind(age.as_secs_f64())
-    .fetch_all(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    // Partitions record their units apart: a unit is merged once, for all of them.
-    let mut merged: BTreeMap<(Uuid, NaiveDate), PendingUnit> = BTreeMap::new();
-    for u in units {
-        let unit: &mut PendingUnit = merged.entry((u.property_id, u.day)).or_insert(PendingUnit {
-            dimensions: Vec::new(),
-            ..u.clone()
-        });
-        unit.dimensions.extend(u.dimensions);
-        unit.dimensions.sort();
-        unit.dimensions.dedup();
-    }
-    Ok(merged.into_values().collect())
-}
-
-/// Merges a unit's rows in both appended rollups: the rows of each key that has several are
-/// replaced, in one statement, by one row with their counters summed and their sketches unioned,
-/// which is exactly what readers compute from them. Rows appended meanwhile are not in the
-/// statement's snapshot and stay as they are.
-pub async fn merge_unit(
-    conn: &mut PgConnection,
-    g: Generation,
-    unit: &PendingUnit,
-) -> Result<u64, sqlx::Error> {
-    let mut merged = 0;
-    for (rollup, counters) in [
-        (ROLLUP_DAILY.table, &ROLLUP_DAILY.counters[..]),
-        (ROLLUP_VISITS.table, &ROLLUP_VISITS.counters[..]),
-    ] {
-        merged += sqlx::query(&merge_sql(&table(rollup, g), counters))
-            .bind(unit.property_id)
-            .bind(&unit.dimensions)
-            .bind(unit.day)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-    }
-    Ok(merged)
-}
-
-/// The statement of [`merge_unit`] for one appended rollup.
-fn merge_sql(t: &str, counters: &[&str]) -> String {
-    debug_assert!(APPENDED_ROLLUPS.iter().any(|r| t.starts_with(r)));
-    let keys: Vec<&str> = DAY_KEYS.iter().map(|(c, _)| *c).collect();
-    let keys = keys.join(", ");
-    let sums: String = counters
-        .iter()
-        .map(|c| format!(", sum({c})::bigint"))
-        .collect();
-    format!(
-        "WITH unit AS (SELECT * FROM {t} WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
-         several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
-         gone AS (DELETE FROM {t} r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
-           AND r.day = $3 AND r.dimension = s.dimension AND r.value = s.value RETURNING r.*) \
-         INSERT INTO {t} ({keys}, visitors, {counters}) \
-         SELECT {keys}, hll_union_agg(visitors){sums} FROM gone GROUP BY {keys}",
-        counters = counters.join(", "),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -719,19 +620,5 @@ mod tests {
         let sql = write_sql(&ROLLUP_DAILY, 3);
         assert!(sql.starts_with("INSERT INTO rollup_daily_g3 AS r (property_id, dimension, day, value, visitors, pageviews, events) SELECT"), "{sql}");
         assert!(!sql.contains("ON CONFLICT"), "{sql}");
-    }
-
-    #[test]
-    fn merging_replaces_a_keys_rows_by_their_sum_and_union() {
-        assert_eq!(
-            merge_sql("rollup_daily_g3", &ROLLUP_DAILY.counters),
-            "WITH unit AS (SELECT * FROM rollup_daily_g3 WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
-             several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
-             gone AS (DELETE FROM rollup_daily_g3 r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
-             AND r.day = $3 AND r.dimension = s.dimension AND r.value = s.value RETURNING r.*) \
-             INSERT INTO rollup_daily_g3 (property_id, dimension, day, value, visitors, pageviews, events) \
-             SELECT property_id, dimension, day, value, hll_union_agg(visitors), sum(pageviews)::bigint, \
-             sum(events)::bigint FROM gone GROUP BY property_id, dimension, day, value"
-        );
     }
 }

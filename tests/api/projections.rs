@@ -444,7 +444,7 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
 async fn merging_the_appended_rollups_changes_no_answer() {
     use footfall::eventlog::postgres::PgEventLog;
     use footfall::projections::{self, ProjectionManager};
-    use footfall::readmodel::store::{merge_unit, take_pending};
+    use footfall::readmodel::merge::{merge_unit, take_pending};
 
     // Projections run here without the merger, so that nothing merges before the test does.
     let app = spawn_app_with(&[("FOOTFALL_ROLES", "collect,query,admin")]).await;
