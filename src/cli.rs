@@ -10,7 +10,7 @@ use crate::domain::Domain;
 use crate::eventlog::EventLogError;
 use crate::import::access_log::Format;
 use crate::projections::{self, generations, generations::RebuildError};
-use crate::services::imports::{decompressed, Source};
+use crate::services::imports::{decompressed, Archive, Source};
 use crate::services::{Imports, RegisterError};
 use crate::startup::{self, Application, Core};
 
@@ -162,6 +162,15 @@ pub enum ImportCommand {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Import Plausible's CSV export (a zip, a folder of its CSV files, or one of them) as
+    /// imported aggregates, which queries include with `include.imports`. Importing the same
+    /// export again changes nothing.
+    PlausibleCsv {
+        #[arg(long)]
+        domain: String,
+        #[arg(required = true)]
+        path: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -212,7 +221,9 @@ pub enum CliError {
     Import(#[from] crate::services::ImportError),
     #[error("{0}")]
     Usage(String),
-    #[error("no projection `{0}` (known: hits, properties, shared_links)")]
+    #[error(transparent)]
+    Archive(#[from] crate::services::imports::ArchiveError),
+    #[error("no projection `{0}` (known: hits, imported, properties, shared_links)")]
     UnknownProjection(String),
 }
 
@@ -310,6 +321,29 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                     "seconds": seconds, "lines_per_second": counts.lines as f64 / seconds.max(1e-9)}),
                 )?;
             }
+        }
+        Command::Import(ImportCommand::PlausibleCsv { domain, path }) => {
+            let archive = if std::path::Path::new(&path).is_dir() {
+                Archive::from_dir(std::path::Path::new(&path))?
+            } else {
+                Archive::from_bytes(&path, &std::fs::read(&path)?)?
+            };
+            let core = Core::start(&config, false).await?;
+            let property = core
+                .properties
+                .by_domain(&Domain::parse(&domain).map_err(RegisterError::from)?)
+                .await?
+                .ok_or_else(|| CliError::Usage(format!("no property `{domain}`")))?;
+            let imports = Imports::new(core.log.clone(), core.pool.clone(), None);
+            let id = imports.begin_aggregates(&property, &archive).await?;
+            let mut err = std::io::stderr();
+            let counts = imports
+                .plausible_csv(id, &property, &archive, |c| {
+                    let _ = write!(err, "\r{path}: {} files, {} rows   ", c.files, c.lines);
+                })
+                .await?;
+            let _ = writeln!(err);
+            print_json(&serde_json::json!({"import": id, "path": path, "counts": counts}))?;
         }
         Command::Property(PropertyCommand::List { limit }) => {
             let core = Core::start(&config, false).await?;

@@ -4,8 +4,8 @@
 //! schema versions (JSON hits of version 1), and fails with a typed error, never a panic.
 
 use super::{
-    DomainClaimed, FunnelsSet, GoalsSet, HitRecorded, HostnamesAllowed, PropertyRegistered,
-    SharedLinkCreated, SharedLinkRevoked,
+    AggregatesImported, DomainClaimed, FunnelsSet, GoalsSet, HitRecorded, HostnamesAllowed,
+    ImportDeleted, PropertyRegistered, SharedLinkCreated, SharedLinkRevoked,
 };
 use serde::de::DeserializeOwned;
 
@@ -19,6 +19,8 @@ pub enum Event {
     FunnelsSet(FunnelsSet),
     SharedLinkCreated(SharedLinkCreated),
     SharedLinkRevoked(SharedLinkRevoked),
+    AggregatesImported(AggregatesImported),
+    ImportDeleted(ImportDeleted),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ impl Event {
     pub const FUNNELS_SET: &'static str = "FunnelsSet";
     pub const SHARED_LINK_CREATED: &'static str = "SharedLinkCreated";
     pub const SHARED_LINK_REVOKED: &'static str = "SharedLinkRevoked";
+    pub const AGGREGATES_IMPORTED: &'static str = "AggregatesImported";
+    pub const IMPORT_DELETED: &'static str = "ImportDeleted";
 
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -53,6 +57,8 @@ impl Event {
             Self::FunnelsSet(_) => Self::FUNNELS_SET,
             Self::SharedLinkCreated(_) => Self::SHARED_LINK_CREATED,
             Self::SharedLinkRevoked(_) => Self::SHARED_LINK_REVOKED,
+            Self::AggregatesImported(_) => Self::AGGREGATES_IMPORTED,
+            Self::ImportDeleted(_) => Self::IMPORT_DELETED,
         }
     }
 
@@ -84,6 +90,8 @@ impl Event {
             Self::FunnelsSet(e) => serde_json::to_string(e),
             Self::SharedLinkCreated(e) => serde_json::to_string(e),
             Self::SharedLinkRevoked(e) => serde_json::to_string(e),
+            Self::AggregatesImported(e) => serde_json::to_string(e),
+            Self::ImportDeleted(e) => serde_json::to_string(e),
         }
     }
 
@@ -119,6 +127,10 @@ impl Event {
             Self::FUNNELS_SET => v1(event_type, version, data).map(Self::FunnelsSet),
             Self::SHARED_LINK_CREATED => v1(event_type, version, data).map(Self::SharedLinkCreated),
             Self::SHARED_LINK_REVOKED => v1(event_type, version, data).map(Self::SharedLinkRevoked),
+            Self::AGGREGATES_IMPORTED => {
+                v1(event_type, version, data).map(Self::AggregatesImported)
+            }
+            Self::IMPORT_DELETED => v1(event_type, version, data).map(Self::ImportDeleted),
             other => Err(DecodeError::UnknownType(other.to_owned())),
         }
     }
@@ -165,6 +177,24 @@ mod tests {
             Event::SharedLinkRevoked(SharedLinkRevoked {
                 property_id,
                 link_id: uuid::Uuid::from_u128(1),
+            }),
+            Event::AggregatesImported(AggregatesImported {
+                property_id,
+                import_id: uuid::Uuid::from_u128(2),
+                table: crate::domain::ImportedTable::OperatingSystems,
+                day: chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+                rows: vec![crate::domain::ImportedRow {
+                    labels: vec!["GNU/Linux".into(), "6".into()],
+                    counts: crate::domain::ImportedCounts {
+                        visitors: 3,
+                        visits: 4,
+                        ..Default::default()
+                    },
+                }],
+            }),
+            Event::ImportDeleted(ImportDeleted {
+                property_id,
+                import_id: uuid::Uuid::from_u128(2),
             }),
         ];
         for event in events {

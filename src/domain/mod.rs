@@ -5,6 +5,7 @@ pub mod enrich;
 pub mod events;
 pub mod geo;
 pub mod hit;
+pub mod imported;
 pub mod property;
 pub mod session;
 pub mod values;
@@ -13,6 +14,9 @@ pub use events::{DecodeError, Event};
 pub use hit::{
     clean_text, Geo, Hit, HitRecorded, HitRequest, Protocol, RecordHits, ReportedDevice, Revenue,
     VisitorKey,
+};
+pub use imported::{
+    AggregatesImported, ImportAggregates, ImportDeleted, ImportedCounts, ImportedRow, ImportedTable,
 };
 pub use property::{
     hostname_allowed, AllowHostnames, CreateSharedLink, DomainClaimed, Funnel, FunnelsSet, Goal,

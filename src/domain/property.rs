@@ -350,7 +350,9 @@ impl Property {
             | Event::GoalsSet(_)
             | Event::FunnelsSet(_)
             | Event::DomainClaimed(_)
-            | Event::HitRecorded(_) => {}
+            | Event::HitRecorded(_)
+            | Event::AggregatesImported(_)
+            | Event::ImportDeleted(_) => {}
         }
     }
 }

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::DomainError;
 
-/// The id of a property (one merchant site). Its event streams are `property-<id>` and `hits-<id>`.
+/// The id of a property (one merchant site). Its event streams are `property-<id>`, `hits-<id>`
+/// and `imports-<id>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct PropertyId(Uuid);
@@ -38,6 +39,11 @@ impl PropertyId {
     pub fn hits_stream(&self) -> String {
         format!("{}{}", HITS_STREAM_PREFIX, self.0)
     }
+
+    /// The stream holding the property's imported aggregates.
+    pub fn imports_stream(&self) -> String {
+        format!("{}{}", IMPORTS_STREAM_PREFIX, self.0)
+    }
 }
 
 impl fmt::Display for PropertyId {
@@ -48,6 +54,7 @@ impl fmt::Display for PropertyId {
 
 pub const PROPERTY_STREAM_PREFIX: &str = "property-";
 pub const HITS_STREAM_PREFIX: &str = "hits-";
+pub const IMPORTS_STREAM_PREFIX: &str = "imports-";
 pub const DOMAIN_STREAM_PREFIX: &str = "domain-";
 
 /// A site's host name as the tracker reports it: lower case, no scheme, no path, no port.

@@ -173,7 +173,9 @@ pub fn fold(
             | Event::GoalsSet(_)
             | Event::FunnelsSet(_)
             | Event::SharedLinkCreated(_)
-            | Event::SharedLinkRevoked(_) => continue,
+            | Event::SharedLinkRevoked(_)
+            | Event::AggregatesImported(_)
+            | Event::ImportDeleted(_) => continue,
         };
         let pid = hit.property_id;
         delta.changed.insert(pid, *position as i64);

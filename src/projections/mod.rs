@@ -7,6 +7,7 @@
 
 pub mod generations;
 pub mod hits;
+pub mod imported;
 pub mod merger;
 pub mod parked;
 pub mod properties;
@@ -94,6 +95,7 @@ pub fn all() -> Vec<Arc<dyn Projection>> {
         Arc::new(properties::PropertiesProjection),
         Arc::new(shared_links::SharedLinksProjection),
         Arc::new(hits::HitsProjection),
+        Arc::new(imported::ImportedProjection),
     ]
 }
 

@@ -18,9 +18,13 @@ const MAX_ENTRIES: usize = 20_000;
 
 type Answer = Arc<Vec<ResultRow>>;
 
+/// The live generation of `hits`, the sum of the property's positions in it, and (for a query
+/// that includes imports) the position of the property's last imports event applied.
+type Version = (i32, i64, i64);
+
 struct Entry {
     /// The property's read-model version the answer was computed at.
-    version: (i32, i64),
+    version: Version,
     answer: Arc<OnceCell<Answer>>,
 }
 
@@ -40,7 +44,7 @@ impl Reports {
     }
 
     pub async fn run(&self, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
-        let version = self.version(q.property_id).await?;
+        let version = self.version(q).await?;
         let key = format!("{q:?}");
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,14 +75,21 @@ impl Reports {
             .map(|answer| answer.as_ref().clone())
     }
 
-    /// The live generation of the `hits` projection and the position of the last event it
-    /// applied for the property.
-    async fn version(&self, property: uuid::Uuid) -> Result<(i32, i64), EngineError> {
-        let row: Option<(i32, i64)> = sqlx::query_as(
-            "SELECT g.generation, COALESCE((SELECT sum(position) FROM hit_versions WHERE property_id = $1), 0)::bigint \
+    async fn version(&self, q: &Query) -> Result<Version, EngineError> {
+        let imported = if q.imports {
+            format!(
+                "(SELECT position FROM {} WHERE property_id = $1)",
+                crate::projections::imported::VERSIONS
+            )
+        } else {
+            "0".to_owned()
+        };
+        let row: Option<Version> = sqlx::query_as(&format!(
+            "SELECT g.generation, COALESCE((SELECT sum(position) FROM hit_versions WHERE property_id = $1), 0)::bigint, \
+             COALESCE({imported}, 0)::bigint \
              FROM projection_generations g WHERE g.projection = 'hits' AND g.state = 'live'",
-        )
-        .bind(property)
+        ))
+        .bind(q.property_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.unwrap_or_default())

@@ -362,6 +362,9 @@ pub struct Query {
     pub offset: usize,
     /// The property's goals, for `event:goal`.
     pub goals: Vec<Goal>,
+    /// Whether to add imported aggregates when the query allows (see
+    /// [`engine::imported::table_for`]).
+    pub imports: bool,
 }
 
 impl Query {
@@ -549,6 +552,7 @@ mod tests {
             limit: 10,
             offset: 0,
             goals: vec![],
+            imports: false,
         };
         assert_eq!(q.validate().unwrap_err().field, "metrics");
         let ok = Query {

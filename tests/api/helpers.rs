@@ -97,6 +97,7 @@ pub struct Response {
     pub headers: awc::http::header::HeaderMap,
     pub body: Value,
     pub text: String,
+    pub bytes: Vec<u8>,
 }
 
 impl Response {
@@ -121,6 +122,7 @@ async fn respond(
         headers: res.headers().clone(),
         body: serde_json::from_str(&text).unwrap_or(Value::Null),
         text,
+        bytes: bytes.to_vec(),
     }
 }
 

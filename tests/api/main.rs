@@ -8,6 +8,7 @@ mod funnels;
 mod helpers;
 mod imports;
 mod loadgen;
+mod plausible_csv;
 mod projections;
 mod proptests;
 mod protocols;

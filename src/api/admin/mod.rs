@@ -57,9 +57,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .route(web::post().to(imports::start))
                     .route(web::get().to(imports::list)),
             )
-            .route(
-                "/properties/{id}/imports/{import}",
-                web::get().to(imports::status),
+            .service(
+                web::resource("/properties/{id}/imports/{import}")
+                    .route(web::get().to(imports::status))
+                    .route(web::delete().to(imports::delete)),
             )
             .route("/streams/{stream}", web::get().to(log::read_stream))
             .route("/log", web::get().to(log::head))

@@ -155,6 +155,7 @@ mod tests {
             limit: 9,
             offset: 0,
             goals: vec![],
+            imports: false,
         }
     }
 

@@ -96,6 +96,7 @@ pub async fn funnel(
         limit: 1,
         offset: 0,
         goals: site.property.goals.0.clone(),
+        imports: false,
     };
     let visitors = engine::funnel(&state.pool, &query, &funnel.steps).await?;
     let first = visitors.first().copied().unwrap_or(0);

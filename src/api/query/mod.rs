@@ -2,6 +2,7 @@
 //! What they share — authorisation, date ranges, time labels, error mapping — lives here.
 
 mod compare;
+mod export;
 mod funnel;
 pub mod v1;
 pub mod v2;
@@ -30,7 +31,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/stats/aggregate", web::get().to(v1::aggregate))
         .route("/api/v1/stats/timeseries", web::get().to(v1::timeseries))
         .route("/api/v1/stats/breakdown", web::get().to(v1::breakdown))
-        .route("/api/v1/stats/bots", web::get().to(v1::bots));
+        .route("/api/v1/stats/bots", web::get().to(v1::bots))
+        .route("/api/v1/export", web::get().to(export::export));
 }
 
 /// A property the caller may read: the bearer token is that property's read key, one of its live

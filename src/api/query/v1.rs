@@ -5,7 +5,8 @@
 //! `year`, `all`, or `custom` with `date=YYYY-MM-DD,YYYY-MM-DD`), `date`, `metrics`
 //! (comma-separated), `filters` (`event:page==/blog|/shop;event:name!=Signup`, with `~` for contains
 //! and `*`/`**` wildcards), `property`, `interval` (`date`, `month`, `hour`), `limit`, `page`,
-//! `compare=previous_period`.
+//! `compare=previous_period`, `with_imported=true` (add imported aggregates where the query
+//! allows them).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, Utc};
@@ -20,8 +21,8 @@ use crate::query::{
 
 #[derive(Deserialize)]
 pub struct Params {
-    site_id: String,
-    period: Option<String>,
+    pub(super) site_id: String,
+    pub(super) period: Option<String>,
     date: Option<String>,
     metrics: Option<String>,
     filters: Option<String>,
@@ -30,6 +31,8 @@ pub struct Params {
     limit: Option<usize>,
     page: Option<usize>,
     compare: Option<String>,
+    /// Plausible's `with_imported=true`: add imported aggregates where the query allows.
+    with_imported: Option<bool>,
 }
 
 impl Params {
@@ -44,7 +47,7 @@ impl Params {
         Ok((site, range))
     }
 
-    fn range(&self, site: &Site) -> Result<DateRange, QueryError> {
+    pub(super) fn range(&self, site: &Site) -> Result<DateRange, QueryError> {
         let period = self.period.as_deref().unwrap_or("30d");
         if period == "custom" {
             let date = self
@@ -110,6 +113,7 @@ impl Params {
             // Past what validation accepts when it would overflow.
             offset: (page - 1).saturating_mul(limit),
             goals: site.property.goals.0.clone(),
+            imports: self.with_imported.unwrap_or(false),
         };
         q.validate()?;
         Ok(q)
@@ -198,6 +202,7 @@ pub async fn realtime_visitors(
         limit: 1,
         offset: 0,
         goals: vec![],
+        imports: false,
     };
     let rows = state.reports.run(&q).await?;
     Ok(HttpResponse::Ok().json(rows.first().map_or(json!(0), |r| r.metrics[0].clone())))

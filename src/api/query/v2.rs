@@ -4,8 +4,12 @@
 //! {"site_id": "shop.example", "metrics": ["visitors", "pageviews"], "date_range": "7d",
 //!  "dimensions": ["time:day"], "filters": [["contains", "event:page", ["/blog"]]],
 //!  "order_by": [["visitors", "desc"]], "pagination": {"limit": 100, "offset": 0},
-//!  "include": {"time_labels": true, "comparisons": {"mode": "previous_period"}}}
+//!  "include": {"time_labels": true, "comparisons": {"mode": "previous_period"}, "imports": true}}
 //! ```
+//!
+//! With `include.imports`, imported aggregates are added where one imported table answers the
+//! query; `meta.imports_included` says whether they were, and `meta.imports_skip_reason` why not
+//! (`unsupported_query`, `unsupported_interval`, `no_imported_data`).
 //!
 //! Beyond Plausible: `date_range` may also be `realtime` (the last 30 minutes) or `last_month`,
 //! `time:minute` is a dimension, and `GET /api/v2/prop-keys` lists the custom property keys.
@@ -16,7 +20,7 @@ use serde_json::{json, Map, Value};
 use super::{compare, time_labels, Site};
 use crate::api::{ApiError, AppState};
 use crate::query::{
-    DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
+    engine, DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
 };
 
 pub async fn query(
@@ -43,6 +47,19 @@ pub async fn query(
     let rows = state.reports.run(&query).await?;
 
     let mut meta = Map::new();
+    if query.imports {
+        let skipped = match engine::imported::table_for(&query) {
+            Err(reason) => Some(reason.code()),
+            Ok(_) if !engine::imported::any_in_range(&state.pool, &query).await? => {
+                Some("no_imported_data")
+            }
+            Ok(_) => None,
+        };
+        meta.insert("imports_included".into(), json!(skipped.is_none()));
+        if let Some(reason) = skipped {
+            meta.insert("imports_skip_reason".into(), json!(reason));
+        }
+    }
     let results = if comparisons {
         let previous = query.range.previous();
         meta.insert("comparison_date_range".into(), site.iso_range(&previous));
@@ -236,6 +253,11 @@ pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError>
         limit: number("limit", 10_000)? as usize,
         offset: number("offset", 0)? as usize,
         goals: site.property.goals.0.clone(),
+        imports: match obj.get("include").and_then(|i| i.get("imports")) {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(QueryError::new("include.imports", "must be true or false")),
+        },
     };
     query.validate()?;
     Ok(query)

@@ -97,6 +97,24 @@ impl Agg {
         pick(&mut self.engaged, other.engaged);
     }
 
+    /// Adds another group's counts (imported aggregates to footfall's own: visitors are summed,
+    /// not unioned, as imported visitors are counts).
+    pub(super) fn add(&mut self, other: &Agg) {
+        let add = |a: &mut Option<i64>, b: Option<i64>| {
+            if let Some(b) = b {
+                *a = Some(a.unwrap_or(0) + b);
+            }
+        };
+        add(&mut self.visitors, other.visitors);
+        add(&mut self.pageviews, other.pageviews);
+        add(&mut self.events, other.events);
+        add(&mut self.visits, other.visits);
+        add(&mut self.bounces, other.bounces);
+        add(&mut self.duration, other.duration);
+        add(&mut self.session_pageviews, other.session_pageviews);
+        add(&mut self.engaged, other.engaged);
+    }
+
     pub(super) fn value(&self, m: Metric, totals: Totals) -> Value {
         let n = |v: Option<i64>| v.unwrap_or(0);
         let visits = n(self.visits);

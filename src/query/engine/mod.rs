@@ -20,6 +20,7 @@
 mod agg;
 mod enriched;
 mod funnel;
+pub mod imported;
 mod order;
 mod plan;
 mod rollups;
@@ -30,7 +31,8 @@ use std::collections::BTreeMap;
 use sqlx::{PgPool, QueryBuilder};
 
 use super::{Dimension, Filter, Metric, Op, Query, QueryError, ResultRow};
-use agg::{fetch, Agg, Totals};
+use crate::domain::ImportedCounts;
+use agg::{fetch, Agg, Groups, Totals};
 use enriched::{enriched_hits, enriched_sessions};
 pub use funnel::funnel;
 use order::sort_rows;
@@ -66,7 +68,12 @@ async fn total_visitors(
         Plan::Enriched => enriched_hits(pool, &total, false, false).await?,
         _ => hourly_rollup(pool, &total).await?,
     };
-    Ok(rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0))
+    let mut visitors = rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0);
+    if let Some(table) = imports_table(&total) {
+        let rows = imported::imported(pool, &total, table).await?;
+        visitors += rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0);
+    }
+    Ok(visitors)
 }
 
 /// The regular expressions of `matches` filters.
@@ -98,44 +105,41 @@ async fn check_patterns(pool: &PgPool, q: &Query) -> Result<(), EngineError> {
     fetch(&mut qb, pool, 0).await.map(|_| ())
 }
 
+/// The imported table to add to a query's answer, if it asks for imports and one can answer.
+fn imports_table(q: &Query) -> Option<crate::domain::ImportedTable> {
+    q.imports.then(|| imported::table_for(q).ok()).flatten()
+}
+
 /// Runs a query.
 pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
     q.validate()?;
     check_patterns(pool, q).await?;
-    let plan = plan(q);
-    let breakdown = q.dimensions.iter().any(|d| !d.is_time());
-    let event_breakdown = q.dimensions.iter().any(Dimension::is_event);
-    let per_visit = q
-        .metrics
-        .iter()
-        .any(|m| m.is_per_visit() || *m == Metric::Visits);
-    // Visit metrics by visit attributes come from the sessions table and are merged in memory, so
-    // such breakdowns are ordered and paged here; other breakdowns in SQL.
-    let visit_breakdown = is_visit_breakdown(q);
-    let sql_paged = breakdown && !visit_breakdown && (event_breakdown || !per_visit);
-    let mut groups: BTreeMap<Vec<String>, Agg> = BTreeMap::new();
-    let mut ordered: Vec<Vec<String>> = Vec::new();
-    let results = match plan {
-        Plan::HourlyRollup => hourly_rollup(pool, q).await?,
-        Plan::DailyRollup => daily_rollup(pool, q).await?,
-        Plan::VisitRollup => visit_rollup(pool, q).await?,
-        Plan::Enriched if visit_breakdown => enriched_sessions(pool, q, true).await?,
-        Plan::Enriched => {
-            let mut rows = enriched_hits(pool, q, event_breakdown, sql_paged).await?;
-            if per_visit && !event_breakdown {
-                // Visits are counted by their start, so a group may have visits but no hits.
-                let mut by_key: BTreeMap<Vec<String>, Agg> = rows.into_iter().collect();
-                for (k, a) in enriched_sessions(pool, q, false).await? {
-                    by_key.entry(k).or_default().merge(a);
-                }
-                rows = by_key.into_iter().collect();
-            }
-            rows
-        }
+    let imports = imports_table(q);
+    let (offset, limit) = (q.offset, q.limit);
+    // Imported groups are added in memory, so footfall's own groups are read whole and ordered and
+    // paged here.
+    let whole;
+    let q = if imports.is_some() {
+        whole = whole_query(q);
+        &whole
+    } else {
+        q
     };
-    for (k, a) in results {
+    let (native, sql_paged) = aggregate(pool, q).await?;
+    let sql_paged = sql_paged && imports.is_none();
+    let mut ordered: Vec<Vec<String>> = Vec::with_capacity(native.len());
+    let mut groups: BTreeMap<Vec<String>, Agg> = BTreeMap::new();
+    for (k, a) in native {
         ordered.push(k.clone());
         groups.insert(k, a);
+    }
+    if let Some(table) = imports {
+        for (k, a) in imported::imported(pool, q, table).await? {
+            if !groups.contains_key(&k) {
+                ordered.push(k.clone());
+            }
+            groups.entry(k).or_default().add(&a);
+        }
     }
     let mut totals = Totals::default();
     if q.metrics.contains(&Metric::Percentage) {
@@ -165,7 +169,78 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
         // Time series and totals are small, and visit breakdowns are merged here: order and
         // page them here.
         sort_rows(&mut rows, q);
-        rows = rows.into_iter().skip(q.offset).take(q.limit).collect();
+        rows = rows.into_iter().skip(offset).take(limit).collect();
     }
     Ok(rows)
+}
+
+/// The query without paging.
+fn whole_query(q: &Query) -> Query {
+    Query {
+        offset: 0,
+        limit: i64::MAX as usize,
+        ..q.clone()
+    }
+}
+
+/// Each group's counts from footfall's own data, every group (not paged), for exports. Groups with
+/// neither events nor visits are left out.
+pub async fn counts(
+    pool: &PgPool,
+    q: &Query,
+) -> Result<Vec<(Vec<String>, ImportedCounts)>, EngineError> {
+    q.validate()?;
+    check_patterns(pool, q).await?;
+    let (groups, _) = aggregate(pool, &whole_query(q)).await?;
+    Ok(groups
+        .into_iter()
+        .filter(|(_, a)| a.events.unwrap_or(0) > 0 || a.visits.unwrap_or(0) > 0)
+        .map(|(k, a)| {
+            let n = |v: Option<i64>| v.unwrap_or(0);
+            let counts = ImportedCounts {
+                visitors: n(a.visitors),
+                visits: n(a.visits),
+                pageviews: n(a.pageviews),
+                bounces: n(a.bounces),
+                visit_duration: n(a.duration),
+                events: n(a.events),
+            };
+            (k, counts)
+        })
+        .collect())
+}
+
+/// Each group's aggregates from footfall's own read models, as the planned reader returns them,
+/// and whether SQL ordered and paged them.
+async fn aggregate(pool: &PgPool, q: &Query) -> Result<(Groups, bool), EngineError> {
+    let plan = plan(q);
+    let breakdown = q.dimensions.iter().any(|d| !d.is_time());
+    let event_breakdown = q.dimensions.iter().any(Dimension::is_event);
+    let per_visit = q
+        .metrics
+        .iter()
+        .any(|m| m.is_per_visit() || *m == Metric::Visits);
+    // Visit metrics by visit attributes come from the sessions table and are merged in memory, so
+    // such breakdowns are ordered and paged by the caller; other breakdowns in SQL.
+    let visit_breakdown = is_visit_breakdown(q);
+    let sql_paged = breakdown && !visit_breakdown && (event_breakdown || !per_visit);
+    let groups = match plan {
+        Plan::HourlyRollup => hourly_rollup(pool, q).await?,
+        Plan::DailyRollup => daily_rollup(pool, q).await?,
+        Plan::VisitRollup => visit_rollup(pool, q).await?,
+        Plan::Enriched if visit_breakdown => enriched_sessions(pool, q, true).await?,
+        Plan::Enriched => {
+            let mut rows = enriched_hits(pool, q, event_breakdown, sql_paged).await?;
+            if per_visit && !event_breakdown {
+                // Visits are counted by their start, so a group may have visits but no hits.
+                let mut by_key: BTreeMap<Vec<String>, Agg> = rows.into_iter().collect();
+                for (k, a) in enriched_sessions(pool, q, false).await? {
+                    by_key.entry(k).or_default().merge(a);
+                }
+                rows = by_key.into_iter().collect();
+            }
+            rows
+        }
+    };
+    Ok((groups, sql_paged))
 }

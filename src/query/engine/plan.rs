@@ -70,6 +70,7 @@ mod tests {
             limit: 100,
             offset: 0,
             goals: vec![],
+            imports: false,
         }
     }
 
