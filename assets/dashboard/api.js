@@ -155,6 +155,7 @@ export function parseState(search) {
     interval,
     intervalSet: p.has('interval') && INTERVALS.includes(p.get('interval')),
     compare: p.get('compare') === 'previous_period',
+    imports: p.get('imports') === '1',
     auth: p.get('auth'),
   };
 }
@@ -175,6 +176,7 @@ export function stateSearch(s) {
   if (s.metric && s.metric !== 'visitors') add('metric', s.metric);
   if (s.intervalSet) add('interval', s.interval);
   if (s.compare) add('compare', 'previous_period');
+  if (s.imports) add('imports', '1');
   if (s.auth) add('auth', s.auth);
   return parts.length ? '?' + parts.join('&') : '';
 }
@@ -235,6 +237,7 @@ export function queryBody(site, s, opts) {
   const include = {};
   if (opts.timeLabels) include.time_labels = true;
   if (opts.compare) include.comparisons = { mode: 'previous_period' };
+  if (s.imports) include.imports = true;
   if (Object.keys(include).length) body.include = include;
   return body;
 }

@@ -378,6 +378,9 @@ function Header({ site, token, s, onExport }) {
         </select></label>
       <label class="check"><input type="checkbox" data-control="compare" checked=${s.compare}
         onChange=${(e) => updateState({ compare: e.target.checked })} /> Compare to previous period</label>
+      <label class="check" title="Add the property's imported history (Plausible CSV) where a report can include it">
+        <input type="checkbox" data-control="imports" checked=${s.imports}
+        onChange=${(e) => updateState({ imports: e.target.checked })} /> Include imported data</label>
       <button type="button" class="btn" data-export="dashboard" onClick=${onExport}>Export CSV</button>
     </div>
   </header>`;

@@ -71,9 +71,10 @@ impl Projection for HitsProjection {
     /// 2: visit attributes and their rollup, bots, revenue, engaged sessions, per-property session
     /// timeouts. 3: control characters left out of decoded UTM values; devices that server-side
     /// payloads state. 4: the day rollups are appended and merged; partitions by visitor, each
-    /// with its own read-model versions.
+    /// with its own read-model versions. 5: per-day versions (`hit_days`) and the funnel answers
+    /// cached by day (`funnel_days`).
     fn schema_version(&self) -> i32 {
-        4
+        5
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

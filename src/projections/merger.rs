@@ -1,7 +1,9 @@
 //! Merges the appended rollups' rows (see [`crate::readmodel::schema::Writes::Appended`]): the
 //! `hits` projection's batches append rows, and this actor replaces each key's several rows by
 //! one, unit by unit, in the background. Merging never changes an answer, so it needs no
-//! checkpoint: every node runs a merger, and the units they take never overlap.
+//! checkpoint: every node runs a merger, and the units they take never overlap. Hourly, it also
+//! drops the funnel answers kept per day that were not computed for a month
+//! ([`crate::readmodel::schema::FUNNEL_DAYS`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,8 @@ use crate::readmodel::merge::{self, PendingUnit};
 
 /// How often the merger takes units.
 const INTERVAL: Duration = Duration::from_secs(1);
+/// How often it prunes the funnel answers kept per day.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// A unit is merged once batches have stopped adding to it for this long...
 const QUIET: Duration = Duration::from_secs(10);
 /// ...or once it has been pending this long (the current day of a busy property, which a merge
@@ -65,6 +69,17 @@ impl Actor for RollupMerger {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.run_interval(INTERVAL, |act, ctx| act.tick(ctx));
+        ctx.run_interval(PRUNE_INTERVAL, |act, ctx| {
+            let pool = act.pool.clone();
+            ctx.spawn(
+                async move {
+                    if let Err(e) = prune(&pool).await {
+                        tracing::warn!(error = %e, "pruning kept funnel answers failed");
+                    }
+                }
+                .into_actor(act),
+            );
+        });
     }
 }
 
@@ -84,6 +99,24 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
     for g in generations {
         let units = merge::take_pending(pool, g, TAKE, QUIET, AGE).await?;
         merge_all(pool, g, &units).await?;
+    }
+    Ok(())
+}
+
+/// Drops the funnel answers kept per day that no query computed for a month, in every generation
+/// of `hits`.
+async fn prune(pool: &PgPool) -> Result<(), ProjectionError> {
+    use crate::readmodel::schema::{FUNNEL_DAYS, FUNNEL_DAYS_KEPT};
+    let current = crate::projections::Projection::schema_version(&hits::HitsProjection);
+    for g in generations::list(pool).await? {
+        if g.projection == hits::NAME && g.schema_version == current {
+            sqlx::query(&format!(
+                "DELETE FROM {} WHERE computed_at < now() - interval '{FUNNEL_DAYS_KEPT}'",
+                crate::projections::table(FUNNEL_DAYS, g.generation)
+            ))
+            .execute(pool)
+            .await?;
+        }
     }
     Ok(())
 }

@@ -72,10 +72,24 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 /// were last merged, with the dimensions added to (see [`Writes::Appended`]), per partition.
 pub const ROLLUP_PENDING: &str = "rollup_pending";
 
+/// Per property, local day and partition, the position of the last event that changed a visit
+/// that started on that day (its hits, wherever they fall). Summed over the partitions, it versions
+/// the answers kept per day of the visits' start (funnels).
+pub const HIT_DAYS: &str = "hit_days";
+
+/// Funnel answers kept per property, funnel (`key`: its steps and filters) and local day the
+/// visits started on: a visitor sketch per step, and the day's version ([`HIT_DAYS`]) they were
+/// computed at. A day whose version changed is computed again; one not computed for
+/// [`FUNNEL_DAYS_KEPT`] is dropped (the merger prunes), so ad-hoc funnels and filters do not pile up.
+pub const FUNNEL_DAYS: &str = "funnel_days";
+pub const FUNNEL_DAYS_KEPT: &str = "30 days";
+
 /// Every table of a generation, by base name (views of that name serve the live generation).
 pub const TABLES: &[&str] = &[
     HIT_PROPERTIES,
     HIT_VERSIONS,
+    HIT_DAYS,
+    FUNNEL_DAYS,
     HITS,
     SESSIONS,
     ROLLUP_HOURLY.table,
@@ -249,6 +263,17 @@ pub fn ddl(g: Generation) -> Vec<String> {
         // visit sorts their few visits.
         format!("CREATE INDEX ON {sessions} (property_id, visitor_key)"),
         format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
+        format!(
+            "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \
+             position bigint NOT NULL, PRIMARY KEY (property_id, day, partition))",
+            table(HIT_DAYS, g)
+        ),
+        format!(
+            "CREATE TABLE {} (property_id uuid NOT NULL, key bytea NOT NULL, day date NOT NULL, \
+             version bigint NOT NULL, steps hll[] NOT NULL, computed_at timestamptz NOT NULL DEFAULT now(), \
+             PRIMARY KEY (property_id, key, day))",
+            table(FUNNEL_DAYS, g)
+        ),
         format!(
             "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \
              dimensions text[] NOT NULL, first_at timestamptz NOT NULL, last_at timestamptz NOT NULL, \

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::hll;
 use super::rows::{DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta};
 use super::schema::{
-    Rollup, Writes, HITS, HIT_PROPERTIES, HIT_VERSIONS, ROLLUP_DAILY, ROLLUP_HOURLY,
+    Rollup, Writes, HITS, HIT_DAYS, HIT_PROPERTIES, HIT_VERSIONS, ROLLUP_DAILY, ROLLUP_HOURLY,
     ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
@@ -151,8 +151,44 @@ impl Store {
         write_rollup(tx, self.g, self.partition, &ROLLUP_VISITS, &d.visit_days).await?;
         write_rollup(tx, self.g, self.partition, &ROLLUP_HOURLY, &d.hours).await?;
         self.mark_applied(tx, &d.changed).await?;
+        self.mark_days(tx, d).await?;
         self.mark_pending(tx, d).await?;
         self.upsert_sites(tx, &d.sites).await
+    }
+
+    /// Records, for each `(property, local day)` that visits the batch touched started on, the
+    /// position of the batch's last event for the property: the day's version (see [`HIT_DAYS`]).
+    async fn mark_days(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
+        let days: std::collections::BTreeSet<(PropertyId, NaiveDate)> = d
+            .sessions
+            .iter()
+            .map(|(p, _, start_local)| (*p, start_local.date()))
+            .collect();
+        let (mut properties, mut dates, mut positions) = (vec![], vec![], vec![]);
+        for (p, day) in days {
+            if let Some(position) = d.changed.get(&p) {
+                properties.push(p.as_uuid());
+                dates.push(day);
+                positions.push(*position);
+            }
+        }
+        if properties.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} (property_id, day, partition, position) \
+             SELECT property_id, day, $4, position \
+             FROM UNNEST($1::uuid[], $2::date[], $3::bigint[]) AS u(property_id, day, position) \
+             ON CONFLICT (property_id, day, partition) DO UPDATE SET position = EXCLUDED.position",
+            self.t(HIT_DAYS)
+        ))
+        .bind(properties)
+        .bind(dates)
+        .bind(positions)
+        .bind(self.partition)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 
     /// Records the `(property, day)` units the batch appended rollup rows to, and under which

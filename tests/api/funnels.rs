@@ -186,6 +186,51 @@ async fn funnels_count_visitors_through_steps_in_order_within_a_visit() {
         steps(&res.body).iter().map(|s| s.0).collect::<Vec<_>>(),
         vec![1, 0, 0]
     );
+    // Not whole days: computed whole, over the visits that started in the hour (1, 4, 5, 6, 8).
+    let res = ask(json!({"site_id": "shop.example", "funnel": "Checkout",
+                         "date_range": ["2026-11-02T09:30:00Z", "2026-11-02T10:29:59Z"]}))
+    .await;
+    assert_eq!(
+        steps(&res.body).iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![4, 2, 2],
+        "{}",
+        res.text
+    );
+    // Whole days are kept per day: a new hit changes its day's answer, and only that day is
+    // computed again.
+    let cached = || async {
+        sqlx::query_as::<_, (chrono::NaiveDate, i64)>(
+            "SELECT day, version FROM funnel_days ORDER BY day, version",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    let before = cached().await;
+    assert!(before.len() >= 2, "{before:?}");
+    app.seed(vec![hit_event(
+        &property,
+        &Seed {
+            visitor: 2,
+            at: "2026-11-02T11:03:00Z",
+            name: "Purchase",
+            url: "https://shop.example/checkout",
+            props: &[],
+        },
+    )])
+    .await;
+    app.wait_projected().await;
+    let res =
+        ask(json!({"site_id": "shop.example", "funnel": "Checkout", "date_range": week})).await;
+    assert_eq!(
+        steps(&res.body).iter().map(|s| s.0).collect::<Vec<_>>(),
+        vec![7, 3, 3]
+    );
+    let after = cached().await;
+    let changed: Vec<_> = after.iter().filter(|d| !before.contains(d)).collect();
+    // Only 2 November, the day the visit started on.
+    let days: Vec<String> = changed.iter().map(|(day, _)| day.to_string()).collect();
+    assert_eq!(days, ["2026-11-02"], "{before:?} → {after:?}");
 
     for (bad, code) in [
         (
@@ -232,9 +277,10 @@ async fn funnels_count_visitors_through_steps_in_order_within_a_visit() {
                .map(r => [r.dataset.value, r.querySelector('[data-visitors]').dataset.visitors]);",
         )
         .await;
+    // (Visitor 2's purchase, added above, makes three.)
     assert_eq!(
         shown,
-        json!([["Visit /", "7"], ["Visit /cart", "3"], ["Purchase", "2"]])
+        json!([["Visit /", "7"], ["Visit /cart", "3"], ["Purchase", "3"]])
     );
     browser.quit().await;
 

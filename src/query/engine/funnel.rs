@@ -1,61 +1,196 @@
 //! Funnels: how many visitors went through steps 1..k in order within one visit, for each k.
 //!
-//! Each step is matched greedily, at its earliest hit after the previous step's (by the hit's time,
-//! then its position in the log): the earliest completion of a step leaves the most room for the
-//! next, so this finds every visit that has the steps as a subsequence, anything in between. A
-//! visitor counts once per step, whichever of their visits completed it. Filters pick the visits
-//! (those with a hit in the range that matches), not the steps' hits.
+//! The visits are those that started in the range (as breakdowns by visit attributes count them),
+//! with all their hits; with filters, those with a hit that matches. Each step is matched
+//! greedily, at its earliest hit after the previous step's (by the hit's time, then its position
+//! in the log): the earliest completion of a step leaves the most room for the next, so this finds
+//! every visit that has the steps as a subsequence, anything in between. A visitor counts once per
+//! step, whichever of their visits completed it.
+//!
+//! Answers are kept per local day the visits started on (`funnel_days`): a visitor sketch per step,
+//! with the version of that day's visits it was computed at (`hit_days`). A query over whole days
+//! computes only the days whose visits changed since (under live traffic, today), in one scan, and
+//! unions the days' sketches: a month's funnel reads a month of sketches, not a month of hits.
+//! Other ranges are computed whole.
 
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use chrono::{Duration, NaiveDate, NaiveDateTime};
+use sha2::{Digest, Sha256};
+use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use super::sql::{escape_like, push_filter, push_hits_source, push_range};
+use super::sql::{escape_like, push_filter, push_hits_source};
 use super::EngineError;
 use crate::domain::Goal;
 use crate::query::Query;
+use crate::readmodel::schema::{FUNNEL_DAYS, HITS, HIT_DAYS, HLL_PARAMS, SESSIONS};
 
 /// The visitors who completed each step, in step order. `q` gives the property, the range, the
 /// filters and the goals (its metrics and dimensions are not used).
 pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>, EngineError> {
     q.validate()?;
     super::check_patterns(pool, q).await?;
-    // One scan of the range: the hits that complete any step, each with the steps it completes
+    if !q.range.is_day_aligned() {
+        let mut qb = QueryBuilder::new("");
+        push_step_visits(&mut qb, q, steps, q.range.from, q.range.to, None)?;
+        qb.push(" SELECT step, count(DISTINCT visitor_key) FROM reached GROUP BY step");
+        return counts(qb.build().fetch_all(pool).await?, steps.len());
+    }
+    let key = cache_key(q, steps);
+    let stale = stale_days(pool, q, &key).await?;
+    if let (Some((first, _)), Some((last, _))) = (stale.first(), stale.last()) {
+        let days: Vec<NaiveDate> = stale.iter().map(|(d, _)| *d).collect();
+        let versions: Vec<i64> = stale.iter().map(|(_, v)| *v).collect();
+        let from = first.and_time(chrono::NaiveTime::MIN);
+        let to = (*last + Duration::days(1)).and_time(chrono::NaiveTime::MIN);
+        let mut qb = QueryBuilder::new("");
+        push_step_visits(&mut qb, q, steps, from, to, Some(&days))?;
+        // Every stale day gets a row, with empty sketches where no visit reached a step.
+        let sketches: String = (0..steps.len())
+            .map(|i| {
+                format!(
+                    "COALESCE((SELECT a.s FROM agg a WHERE a.day = d.day AND a.step = {i}), \
+                     hll_empty({HLL_PARAMS}))"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        qb.push(format!(
+            ", agg AS (SELECT day, step, hll_add_agg(hll_hash_bigint(visitor_key), {HLL_PARAMS}) AS s \
+             FROM reached GROUP BY day, step) \
+             INSERT INTO {FUNNEL_DAYS} (property_id, key, day, version, steps) SELECT "
+        ))
+        .push_bind(q.property_id)
+        .push(", ")
+        .push_bind(key.clone())
+        .push(format!(", d.day, d.version, ARRAY[{sketches}] FROM unnest("))
+        .push_bind(days)
+        .push("::date[], ")
+        .push_bind(versions)
+        .push(
+            "::bigint[]) AS d(day, version) ON CONFLICT (property_id, key, day) \
+             DO UPDATE SET version = EXCLUDED.version, steps = EXCLUDED.steps, computed_at = now()",
+        );
+        qb.build().execute(pool).await?;
+    }
+    let unions: String = (1..=steps.len())
+        .map(|i| format!("round(COALESCE(hll_cardinality(hll_union_agg(steps[{i}])), 0))::bigint"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let row = sqlx::query(&format!(
+        "SELECT {unions} FROM {FUNNEL_DAYS} WHERE property_id = $1 AND key = $2 \
+         AND day >= $3 AND day < $4"
+    ))
+    .bind(q.property_id)
+    .bind(key)
+    .bind(q.range.from.date())
+    .bind(q.range.to.date())
+    .fetch_one(pool)
+    .await?;
+    (0..steps.len())
+        .map(|i| Ok(row.try_get::<i64, _>(i)?))
+        .collect()
+}
+
+/// The days of the range with hits whose cached answer is missing or older than their version,
+/// with that version, in order.
+async fn stale_days(
+    pool: &PgPool,
+    q: &Query,
+    key: &[u8],
+) -> Result<Vec<(NaiveDate, i64)>, EngineError> {
+    Ok(sqlx::query_as(&format!(
+        "WITH v AS (SELECT day, sum(position)::bigint AS version FROM {HIT_DAYS} \
+           WHERE property_id = $1 AND day >= $2 AND day < $3 GROUP BY day) \
+         SELECT v.day, v.version FROM v LEFT JOIN {FUNNEL_DAYS} f \
+           ON f.property_id = $1 AND f.key = $4 AND f.day = v.day \
+         WHERE f.version IS DISTINCT FROM v.version ORDER BY v.day"
+    ))
+    .bind(q.property_id)
+    .bind(q.range.from.date())
+    .bind(q.range.to.date())
+    .bind(key)
+    .fetch_all(pool)
+    .await?)
+}
+
+/// What identifies a funnel's cached answers: its steps and filters (with the goals they use).
+fn cache_key(q: &Query, steps: &[Goal]) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(format!("{steps:?}|{:?}|{:?}", q.filters, q.goals).as_bytes());
+    h.finalize().to_vec()
+}
+
+/// Per visit that started in `[from, to)` (on one of `days`, if given), each step it reached:
+/// `reached(day, step, visitor_key)`, the steps numbered from 0. A `WITH` clause, for a `SELECT` or
+/// `INSERT` to follow.
+fn push_step_visits(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    q: &Query,
+    steps: &[Goal],
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+    days: Option<&[NaiveDate]>,
+) -> Result<(), EngineError> {
+    // The visits, and the window their hits are in (a visit ends within a day of its start).
+    qb.push(format!(
+        "WITH visits AS MATERIALIZED (SELECT session_id, start_local::date AS day FROM {SESSIONS} \
+         WHERE property_id = "
+    ))
+    .push_bind(q.property_id)
+    .push(" AND start_local >= ")
+    .push_bind(from)
+    .push(" AND start_local < ")
+    .push_bind(to);
+    if let Some(days) = days {
+        qb.push(" AND start_local::date = ANY(")
+            .push_bind(days.to_vec())
+            .push(")");
+    }
+    let push_window = |qb: &mut QueryBuilder<'_, Postgres>| {
+        qb.push(" WHERE property_id = ")
+            .push_bind(q.property_id)
+            .push(" AND local_time >= ")
+            .push_bind(from)
+            .push(" AND local_time < ")
+            .push_bind(to + Duration::days(1));
+    };
+    if let Some(f) = &q.filters {
+        qb.push(" AND session_id IN (SELECT hits.session_id");
+        push_hits_source(qb, q);
+        push_window(qb);
+        qb.push(" AND ");
+        push_filter(qb, f, &q.goals)?;
+        qb.push(")");
+    }
+    // One scan of the window: the hits that complete any step, each with the steps it completes
     // as a bit mask.
-    let mut qb = QueryBuilder::new(
-        "WITH visit_hits AS MATERIALIZED (SELECT hits.session_id, hits.visitor_key, \
-         hits.occurred_at, hits.position, ",
-    );
+    qb.push(format!(
+        "), visit_hits AS MATERIALIZED (SELECT {HITS}.session_id, v.day, {HITS}.visitor_key, \
+         {HITS}.occurred_at, {HITS}.position, "
+    ));
     for (i, step) in steps.iter().enumerate() {
         if i > 0 {
             qb.push(" | ");
         }
         qb.push("(CASE WHEN ");
-        push_step(&mut qb, step);
+        push_step(qb, step);
         qb.push(format!(" THEN {} ELSE 0 END)", 1 << i));
     }
-    qb.push(" AS steps");
-    push_hits_source(&mut qb, q);
-    push_range(&mut qb, q, "local_time");
+    qb.push(format!(
+        " AS steps FROM {HITS} JOIN visits v ON v.session_id = {HITS}.session_id"
+    ));
+    push_window(qb);
     qb.push(" AND (");
     for (i, step) in steps.iter().enumerate() {
         if i > 0 {
             qb.push(" OR ");
         }
-        push_step(&mut qb, step);
+        push_step(qb, step);
     }
-    qb.push(")");
-    if let Some(f) = &q.filters {
-        qb.push(" AND hits.session_id IN (SELECT hits.session_id");
-        push_hits_source(&mut qb, q);
-        push_range(&mut qb, q, "local_time");
-        qb.push(" AND ");
-        push_filter(&mut qb, f, &q.goals)?;
-        qb.push(")");
-    }
-    qb.push(")");
+    qb.push("))");
     for i in 0..steps.len() {
         // s<i>: per visit, the earliest hit that completes step i after step i-1's.
         qb.push(format!(
-            ", s{i} AS (SELECT DISTINCT ON (h.session_id) h.session_id, h.visitor_key, \
+            ", s{i} AS (SELECT DISTINCT ON (h.session_id) h.session_id, h.day, h.visitor_key, \
              h.occurred_at, h.position FROM visit_hits h"
         ));
         if i > 0 {
@@ -70,19 +205,23 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
             1 << i
         ));
     }
-    qb.push(" SELECT ");
-    for i in 0..steps.len() {
-        if i > 0 {
-            qb.push(", ");
+    let reached: Vec<String> = (0..steps.len())
+        .map(|i| format!("SELECT day, {i} AS step, visitor_key FROM s{i}"))
+        .collect();
+    qb.push(format!(", reached AS ({})", reached.join(" UNION ALL ")));
+    Ok(())
+}
+
+/// Visitors per step from `(step, visitors)` rows (steps no one reached have no row).
+fn counts(rows: Vec<sqlx::postgres::PgRow>, steps: usize) -> Result<Vec<i64>, EngineError> {
+    let mut out = vec![0; steps];
+    for r in rows {
+        let step: i32 = r.try_get(0)?;
+        if let Some(slot) = out.get_mut(step as usize) {
+            *slot = r.try_get(1)?;
         }
-        qb.push(format!(
-            "(SELECT count(DISTINCT visitor_key) FROM s{i}) AS m_{i}"
-        ));
     }
-    let row = qb.build().fetch_one(pool).await?;
-    (0..steps.len())
-        .map(|i| Ok(sqlx::Row::try_get::<i64, _>(&row, i)?))
-        .collect()
+    Ok(out)
 }
 
 /// A step as a condition on a hit (of `hits`): its custom event, or a pageview on a matching path.

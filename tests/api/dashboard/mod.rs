@@ -269,6 +269,56 @@ async fn the_dashboard_shows_the_traffic_and_follows_filters_periods_clicks_and_
         "{all}"
     );
 
+    // Imported history (Plausible's CSV layout) joins the reports when the toggle asks for it.
+    let zip = footfall::import::zip::write(&[
+        (
+            "imported_visitors_20261101_20261101.csv".into(),
+            b"date,visitors,pageviews,bounces,visits,visit_duration\n2026-11-01,10,25,5,12,300\n"
+                .to_vec(),
+        ),
+        (
+            "imported_pages_20261101_20261101.csv".into(),
+            b"date,hostname,page,visits,visitors,pageviews\n2026-11-01,shop.example,/,12,10,25\n"
+                .to_vec(),
+        ),
+    ])
+    .unwrap();
+    let res = app
+        .request(
+            "POST",
+            &format!(
+                "/api/admin/properties/{}/imports?format=plausible-csv",
+                property["id"].as_str().unwrap()
+            ),
+            Some(crate::helpers::ADMIN_TOKEN),
+            &[],
+            Some(zip),
+        )
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text);
+    crate::helpers::eventually(std::time::Duration::from_secs(30), "the import", || {
+        let (app, url) = (&app, res.body["status_url"].as_str().unwrap().to_owned());
+        async move { (app.admin_get(&url).await.body["state"] == "done").then_some(()) }
+    })
+    .await;
+    app.wait_projected().await;
+    browser.goto(&week).await;
+    browser.ready().await;
+    assert_eq!(stats(&browser).await["visitors"], json!("6"));
+    browser.click("[data-control=imports]").await;
+    browser
+        .until(
+            "the imported visitors in the top stats",
+            "return location.search.includes('imports=1') && \
+             document.querySelector('main[data-state=ready]') && \
+             document.querySelector('[data-metric=visitors]').dataset.raw === '16'",
+        )
+        .await;
+    assert_eq!(
+        rows(&browser, "pages").await[0],
+        ("/".to_owned(), "14".to_owned())
+    );
+
     // A period change with the picker: the last 30 minutes, and realtime updating by itself.
     browser
         .click("select[data-control=period] option[value=realtime]")

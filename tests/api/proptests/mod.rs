@@ -32,6 +32,7 @@ mod browser;
 mod ga4;
 mod imports;
 mod live;
+mod plausible_csv;
 mod reads;
 mod runner;
 mod strategies;

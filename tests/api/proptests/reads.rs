@@ -124,6 +124,7 @@ fn report_query() -> BoxedStrategy<Value> {
     let include = prop_oneof![
         2 => Just(Value::Null),
         3 => Just(json!({"comparisons": {"mode": "previous_period"}, "time_labels": true})),
+        2 => Just(json!({"imports": true, "comparisons": {"mode": "previous_period"}})),
         1 => json_value().prop_map(|v| json!({ "comparisons": v })),
         1 => json_value(),
     ];
@@ -233,4 +234,39 @@ async fn proptest_report_queries_and_prop_keys() {
     }
     eprintln!("prop keys: {listed} listed, {refused} refused");
     assert!(listed > 0 && refused > 0, "{listed} / {refused}");
+
+    // Exports: any period and dates; an answer is a zip of the ten tables.
+    let params = (
+        prop_oneof![3 => Just("shop.example".to_owned()), 1 => nasty()],
+        prop_oneof![
+            2 => select(&["all", "30d", "day", "custom"][..]).prop_map(str::to_owned),
+            1 => nasty(),
+        ],
+        prop_oneof![
+            1 => Just("2026-11-01,2026-11-30".to_owned()),
+            1 => (nasty(), nasty()).prop_map(|(a, b)| format!("{a},{b}")),
+            1 => nasty(),
+        ],
+    );
+    let (mut exported, mut refused) = (0, 0);
+    for _ in 0..cases(40) {
+        let (site, period, date) = params.new_tree(&mut runner).unwrap().current();
+        let path = format!(
+            "/api/v1/export?site_id={}&period={}&date={}",
+            query_text(&site),
+            query_text(&period),
+            query_text(&date)
+        );
+        let res = app.get(&path, &key).await;
+        if res.status == 200 {
+            exported += 1;
+            let files = footfall::import::zip::read(&res.bytes, 1 << 24);
+            assert_eq!(files.map(|f| f.len()).ok(), Some(10), "{path}");
+        } else {
+            refused += 1;
+            check_refusal(res.status, &res.body, &path);
+        }
+    }
+    eprintln!("exports: {exported} exported, {refused} refused");
+    assert!(exported > 0 && refused > 0, "{exported} / {refused}");
 }
