@@ -72,13 +72,13 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 /// were last merged, with the dimensions added to (see [`Writes::Appended`]), per partition.
 pub const ROLLUP_PENDING: &str = "rollup_pending";
 
-/// Per property, local day and partition, the position of the last event that changed a visit
-/// that started on that day (its hits, wherever they fall). Summed over the partitions, it versions
-/// the answers kept per day of the visits' start (funnels).
+/// Per property, local day and partition, the position of the last event that added a hit on that
+/// day or changed a visit that started on it. Summed over the partitions, it versions the answers
+/// kept per day (funnels).
 pub const HIT_DAYS: &str = "hit_days";
 
-/// Funnel answers kept per property, funnel (`key`: its steps and filters) and local day the
-/// visits started on: a visitor sketch per step, and the day's version ([`HIT_DAYS`]) they were
+/// Funnel answers kept per property, funnel (`key`: its steps and filters) and local day of the
+/// visits' first step: a visitor sketch per step, and the day's version ([`HIT_DAYS`]) they were
 /// computed at. A day whose version changed is computed again; one not computed for
 /// [`FUNNEL_DAYS_KEPT`] is dropped (the merger prunes), so ad-hoc funnels and filters do not pile up.
 pub const FUNNEL_DAYS: &str = "funnel_days";

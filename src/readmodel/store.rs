@@ -156,13 +156,15 @@ impl Store {
         self.upsert_sites(tx, &d.sites).await
     }
 
-    /// Records, for each `(property, local day)` that visits the batch touched started on, the
-    /// position of the batch's last event for the property: the day's version (see [`HIT_DAYS`]).
+    /// Records, for each `(property, local day)` the batch added hits to or whose visits it
+    /// touched started on, the position of the batch's last event for the property: the day's
+    /// version (see [`HIT_DAYS`]).
     async fn mark_days(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
         let days: std::collections::BTreeSet<(PropertyId, NaiveDate)> = d
             .sessions
             .iter()
             .map(|(p, _, start_local)| (*p, start_local.date()))
+            .chain(d.days.keys().map(|(p, _, day, _)| (*p, *day)))
             .collect();
         let (mut properties, mut dates, mut positions) = (vec![], vec![], vec![]);
         for (p, day) in days {

@@ -1,17 +1,17 @@
 //! Funnels: how many visitors went through steps 1..k in order within one visit, for each k.
 //!
-//! The visits are those that started in the range (as breakdowns by visit attributes count them),
-//! with all their hits; with filters, those with a hit that matches. Each step is matched
+//! The visits are those whose first hit of step 1 is in the range (their day is that hit's), with
+//! all their hits; with filters, those with a hit that matches. Each step is matched
 //! greedily, at its earliest hit after the previous step's (by the hit's time, then its position
 //! in the log): the earliest completion of a step leaves the most room for the next, so this finds
 //! every visit that has the steps as a subsequence, anything in between. A visitor counts once per
 //! step, whichever of their visits completed it.
 //!
-//! Answers are kept per local day the visits started on (`funnel_days`): a visitor sketch per step,
-//! with the version of that day's visits it was computed at (`hit_days`). A query over whole days
-//! computes only the days whose visits changed since (under live traffic, today), in one scan, and
-//! unions the days' sketches: a month's funnel reads a month of sketches, not a month of hits.
-//! Other ranges are computed whole.
+//! Answers are kept per local day (`funnel_days`): a visitor sketch per step, with the version of
+//! the day it was computed at (`hit_days`: a hit changes its own day and its visit's first). A query
+//! over whole days computes only the days that changed since (under live traffic, today), in one
+//! scan, and unions the days' sketches: a month's funnel reads a month of sketches, not a month of
+//! hits. Other ranges are computed whole.
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use sha2::{Digest, Sha256};
@@ -21,7 +21,7 @@ use super::sql::{escape_like, push_filter, push_hits_source};
 use super::EngineError;
 use crate::domain::Goal;
 use crate::query::Query;
-use crate::readmodel::schema::{FUNNEL_DAYS, HITS, HIT_DAYS, HLL_PARAMS, SESSIONS};
+use crate::readmodel::schema::{FUNNEL_DAYS, HITS, HIT_DAYS, HLL_PARAMS};
 
 /// The visitors who completed each step, in step order. `q` gives the property, the range, the
 /// filters and the goals (its metrics and dimensions are not used).
@@ -32,7 +32,10 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
         let mut qb = QueryBuilder::new("");
         push_step_visits(&mut qb, q, steps, q.range.from, q.range.to, None)?;
         qb.push(" SELECT step, count(DISTINCT visitor_key) FROM reached GROUP BY step");
-        return counts(qb.build().fetch_all(pool).await?, steps.len());
+        let mut tx = scan(pool).await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        return counts(rows, steps.len());
     }
     let key = cache_key(q, steps);
     let stale = stale_days(pool, q, &key).await?;
@@ -69,7 +72,9 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
             "::bigint[]) AS d(day, version) ON CONFLICT (property_id, key, day) \
              DO UPDATE SET version = EXCLUDED.version, steps = EXCLUDED.steps, computed_at = now()",
         );
-        qb.build().execute(pool).await?;
+        let mut tx = scan(pool).await?;
+        qb.build().execute(&mut *tx).await?;
+        tx.commit().await?;
     }
     let unions: String = (1..=steps.len())
         .map(|i| format!("round(COALESCE(hll_cardinality(hll_union_agg(steps[{i}])), 0))::bigint"))
@@ -88,6 +93,22 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
     (0..steps.len())
         .map(|i| Ok(row.try_get::<i64, _>(i)?))
         .collect()
+}
+
+/// A transaction for a funnel's scan, whose sorts and hash tables (per visit, hundreds of
+/// thousands of rows on a big property's month) fit in memory instead of spilling to disk, and
+/// which reads its window of hits in the table's order (a bitmap scan), never row by row through
+/// the index: PostgreSQL estimates the steps' conditions at a handful of rows where a busy day has
+/// a million.
+async fn scan(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, EngineError> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL work_mem = '64MB'")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SET LOCAL enable_indexscan = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }
 
 /// The days of the range with hits whose cached answer is missing or older than their version,
@@ -119,9 +140,9 @@ fn cache_key(q: &Query, steps: &[Goal]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-/// Per visit that started in `[from, to)` (on one of `days`, if given), each step it reached:
-/// `reached(day, step, visitor_key)`, the steps numbered from 0. A `WITH` clause, for a `SELECT` or
-/// `INSERT` to follow.
+/// Per visit whose first hit of step 1 is in `[from, to)` (on one of `days`, if given), each step
+/// it reached: `reached(day, step, visitor_key)`, the steps numbered from 0 and `day` the local day
+/// of that first hit. A `WITH` clause, for a `SELECT` or `INSERT` to follow.
 fn push_step_visits(
     qb: &mut QueryBuilder<'_, Postgres>,
     q: &Query,
@@ -130,42 +151,21 @@ fn push_step_visits(
     to: NaiveDateTime,
     days: Option<&[NaiveDate]>,
 ) -> Result<(), EngineError> {
-    // The visits, and the window their hits are in (a visit ends within a day of its start).
-    qb.push(format!(
-        "WITH visits AS MATERIALIZED (SELECT session_id, start_local::date AS day FROM {SESSIONS} \
-         WHERE property_id = "
-    ))
-    .push_bind(q.property_id)
-    .push(" AND start_local >= ")
-    .push_bind(from)
-    .push(" AND start_local < ")
-    .push_bind(to);
-    if let Some(days) = days {
-        qb.push(" AND start_local::date = ANY(")
-            .push_bind(days.to_vec())
-            .push(")");
-    }
+    // The window the visits' hits are in: from a day before the range (a visit with step 1 there
+    // has its first step 1 there, not in the range) to a day after it (where its visits end).
     let push_window = |qb: &mut QueryBuilder<'_, Postgres>| {
         qb.push(" WHERE property_id = ")
             .push_bind(q.property_id)
             .push(" AND local_time >= ")
-            .push_bind(from)
+            .push_bind(from - Duration::days(1))
             .push(" AND local_time < ")
             .push_bind(to + Duration::days(1));
     };
-    if let Some(f) = &q.filters {
-        qb.push(" AND session_id IN (SELECT hits.session_id");
-        push_hits_source(qb, q);
-        push_window(qb);
-        qb.push(" AND ");
-        push_filter(qb, f, &q.goals)?;
-        qb.push(")");
-    }
     // One scan of the window: the hits that complete any step, each with the steps it completes
     // as a bit mask.
     qb.push(format!(
-        "), visit_hits AS MATERIALIZED (SELECT {HITS}.session_id, v.day, {HITS}.visitor_key, \
-         {HITS}.occurred_at, {HITS}.position, "
+        "WITH visit_hits AS MATERIALIZED (SELECT {HITS}.session_id, {HITS}.local_time, \
+         {HITS}.visitor_key, {HITS}.occurred_at, {HITS}.position, "
     ));
     for (i, step) in steps.iter().enumerate() {
         if i > 0 {
@@ -175,9 +175,7 @@ fn push_step_visits(
         push_step(qb, step);
         qb.push(format!(" THEN {} ELSE 0 END)", 1 << i));
     }
-    qb.push(format!(
-        " AS steps FROM {HITS} JOIN visits v ON v.session_id = {HITS}.session_id"
-    ));
+    qb.push(format!(" AS steps FROM {HITS}"));
     push_window(qb);
     qb.push(" AND (");
     for (i, step) in steps.iter().enumerate() {
@@ -186,23 +184,45 @@ fn push_step_visits(
         }
         push_step(qb, step);
     }
-    qb.push("))");
+    qb.push(")");
+    if let Some(f) = &q.filters {
+        qb.push(" AND session_id IN (SELECT hits.session_id");
+        push_hits_source(qb, q);
+        push_window(qb);
+        qb.push(" AND ");
+        push_filter(qb, f, &q.goals)?;
+        qb.push(")");
+    }
+    qb.push(")");
     for i in 0..steps.len() {
-        // s<i>: per visit, the earliest hit that completes step i after step i-1's.
-        qb.push(format!(
-            ", s{i} AS (SELECT DISTINCT ON (h.session_id) h.session_id, h.day, h.visitor_key, \
-             h.occurred_at, h.position FROM visit_hits h"
-        ));
-        if i > 0 {
-            qb.push(format!(
-                " JOIN s{prev} ON s{prev}.session_id = h.session_id \
-                 AND (h.occurred_at, h.position) > (s{prev}.occurred_at, s{prev}.position)",
-                prev = i - 1
-            ));
+        // s<i>: per visit, the earliest hit that completes step i after step i-1's. A visit's
+        // day is that of its first hit of step 1, which must be in the range.
+        if i == 0 {
+            qb.push(
+                ", s0 AS (SELECT * FROM (SELECT DISTINCT ON (h.session_id) h.session_id, \
+                 h.visitor_key, h.occurred_at, h.position, h.local_time::date AS day, h.local_time \
+                 FROM visit_hits h WHERE h.steps & 1 <> 0 \
+                 ORDER BY h.session_id, h.occurred_at, h.position) f WHERE local_time >= ",
+            )
+            .push_bind(from)
+            .push(" AND local_time < ")
+            .push_bind(to);
+            if let Some(days) = days {
+                qb.push(" AND day = ANY(")
+                    .push_bind(days.to_vec())
+                    .push(")");
+            }
+            qb.push(")");
+            continue;
         }
         qb.push(format!(
-            " WHERE h.steps & {} <> 0 ORDER BY h.session_id, h.occurred_at, h.position)",
-            1 << i
+            ", s{i} AS (SELECT DISTINCT ON (h.session_id) h.session_id, h.visitor_key, \
+             h.occurred_at, h.position, s{prev}.day FROM visit_hits h \
+             JOIN s{prev} ON s{prev}.session_id = h.session_id \
+             AND (h.occurred_at, h.position) > (s{prev}.occurred_at, s{prev}.position) \
+             WHERE h.steps & {bit} <> 0 ORDER BY h.session_id, h.occurred_at, h.position)",
+            prev = i - 1,
+            bit = 1 << i
         ));
     }
     let reached: Vec<String> = (0..steps.len())
