@@ -1,7 +1,8 @@
 //! Funnels: how many visitors went through steps 1..k in order within one visit, for each k.
 //!
 //! The visits are those whose first hit of step 1 is in the range (their day is that hit's), with
-//! all their hits; with filters, those with a hit that matches. Each step is matched
+//! their hits up to [`VISIT_MARGIN_HOURS`] either side of it; with filters, those with a hit that
+//! matches. Each step is matched
 //! greedily, at its earliest hit after the previous step's (by the hit's time, then its position
 //! in the log): the earliest completion of a step leaves the most room for the next, so this finds
 //! every visit that has the steps as a subsequence, anything in between. A visitor counts once per
@@ -22,6 +23,12 @@ use super::EngineError;
 use crate::domain::Goal;
 use crate::query::Query;
 use crate::readmodel::schema::{FUNNEL_DAYS, HITS, HIT_DAYS, HLL_PARAMS};
+
+/// How far either side of the range a visit's hits are looked for: a visit's hits more than this
+/// before or after the range do not count (a visit that long is rare). A changed day is
+/// computed from its hits and this much either side, so it costs a day and a half of hits, not
+/// three days.
+const VISIT_MARGIN_HOURS: i64 = 6;
 
 /// The visitors who completed each step, in step order. `q` gives the property, the range, the
 /// filters and the goals (its metrics and dimensions are not used).
@@ -96,18 +103,20 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
 }
 
 /// A transaction for a funnel's scan, whose sorts and hash tables (per visit, hundreds of
-/// thousands of rows on a big property's month) fit in memory instead of spilling to disk, and
-/// which reads its window of hits in the table's order (a bitmap scan), never row by row through
-/// the index: PostgreSQL estimates the steps' conditions at a handful of rows where a busy day has
-/// a million.
+/// thousands of rows on a big property's month) fit in memory instead of spilling to disk. The
+/// plan must not trust PostgreSQL's estimates: it puts the steps' conditions at a handful of rows
+/// where a busy day has a million (and a freshly loaded partition at none), and then reads the
+/// window row by row through the index and joins step to step in nested loops (a minute for one
+/// day). So the window is read in the table's order (a bitmap scan) and steps are joined by hash.
 async fn scan(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, EngineError> {
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL work_mem = '64MB'")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL enable_indexscan = off")
-        .execute(&mut *tx)
-        .await?;
+    for setting in [
+        "SET LOCAL work_mem = '64MB'",
+        "SET LOCAL enable_indexscan = off",
+        "SET LOCAL enable_nestloop = off",
+    ] {
+        sqlx::query(setting).execute(&mut *tx).await?;
+    }
     Ok(tx)
 }
 
@@ -151,15 +160,17 @@ fn push_step_visits(
     to: NaiveDateTime,
     days: Option<&[NaiveDate]>,
 ) -> Result<(), EngineError> {
-    // The window the visits' hits are in: from a day before the range (a visit with step 1 there
-    // has its first step 1 there, not in the range) to a day after it (where its visits end).
+    // The window the visits' hits are in: from VISIT_MARGIN before the range (a visit with step 1
+    // there has its first step 1 there, not in the range) to VISIT_MARGIN after it (where its
+    // visits end).
+    let margin = Duration::hours(VISIT_MARGIN_HOURS);
     let push_window = |qb: &mut QueryBuilder<'_, Postgres>| {
         qb.push(" WHERE property_id = ")
             .push_bind(q.property_id)
             .push(" AND local_time >= ")
-            .push_bind(from - Duration::days(1))
+            .push_bind(from - margin)
             .push(" AND local_time < ")
-            .push_bind(to + Duration::days(1));
+            .push_bind(to + margin);
     };
     // One scan of the window: the hits that complete any step, each with the steps it completes
     // as a bit mask.
