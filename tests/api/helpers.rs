@@ -160,6 +160,30 @@ impl TestApp {
             .await
     }
 
+    /// Posts `body` as an import of `format` into property `id` and waits for the import to
+    /// finish; returns its status.
+    pub async fn import(&self, id: &str, format: &str, source: &str, body: Vec<u8>) -> Value {
+        let res = self
+            .request(
+                "POST",
+                &format!("/api/admin/properties/{id}/imports?format={format}&source={source}"),
+                Some(ADMIN_TOKEN),
+                &[],
+                Some(body),
+            )
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text);
+        let url = res.body["status_url"].as_str().unwrap().to_owned();
+        eventually(Duration::from_secs(60), "the import to finish", || {
+            let url = url.clone();
+            async move {
+                let s = self.admin_get(&url).await;
+                (s.body["state"] != "running").then_some(s.body)
+            }
+        })
+        .await
+    }
+
     pub async fn admin_post(&self, path: &str, body: &Value) -> Response {
         self.request(
             "POST",

@@ -3,11 +3,9 @@
 //! redirects and errors, and against the real example log that Debian's `logstalgia` ships.
 //! Re-importing changes nothing, and no client address reaches the log.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, spawn_app, TestApp, ADMIN_TOKEN};
+use crate::helpers::{spawn_app, TestApp, ADMIN_TOKEN};
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/access.log");
 /// Real lines: a 2009 Apache log of 3,260 requests, with host names for clients.
@@ -32,28 +30,6 @@ fn import_cli(app: &TestApp, args: &[&str]) -> Vec<Value> {
         .into_iter::<Value>()
         .map(Result::unwrap)
         .collect()
-}
-
-async fn import_http(app: &TestApp, id: &str, body: Vec<u8>, format: &str) -> Value {
-    let res = app
-        .request(
-            "POST",
-            &format!("/api/admin/properties/{id}/imports?format={format}&source=upload.log"),
-            Some(ADMIN_TOKEN),
-            &[],
-            Some(body),
-        )
-        .await;
-    assert_eq!(res.status, 202, "{}", res.text);
-    let url = res.body["status_url"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(60), "the import to finish", || {
-        let (app, url) = (app, url.clone());
-        async move {
-            let s = app.admin_get(&url).await;
-            (s.body["state"] != "running").then_some(s.body)
-        }
-    })
-    .await
 }
 
 fn counts(v: &Value) -> Vec<i64> {
@@ -103,9 +79,16 @@ async fn an_access_log_becomes_pageviews_by_their_own_time_once() {
         e.write_all(&std::fs::read(FIXTURE).unwrap()).unwrap();
         e.finish().unwrap()
     };
-    let again = import_http(&app, id, std::fs::read(FIXTURE).unwrap(), "combined").await;
+    let again = app
+        .import(
+            id,
+            "combined",
+            "upload.log",
+            std::fs::read(FIXTURE).unwrap(),
+        )
+        .await;
     assert_eq!(counts(&again), counts(report), "{again}");
-    let zipped = import_http(&app, id, gz, "combined").await;
+    let zipped = app.import(id, "combined", "upload.log", gz).await;
     assert_eq!(counts(&zipped), counts(report), "{zipped}");
     app.wait_projected().await;
     assert_eq!(

@@ -4,11 +4,9 @@
 //! `include.imports`. The round trip: a fresh property that imports another's export answers the
 //! daily totals and the main breakdowns exactly as the original does.
 
-use std::time::Duration;
-
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, hit_event, spawn_app, Seed, TestApp, ADMIN_TOKEN};
+use crate::helpers::{hit_event, spawn_app, Seed, TestApp, ADMIN_TOKEN};
 use footfall::domain::{Geo, HitRecorded};
 
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
@@ -91,29 +89,6 @@ fn traffic(property: &Value) -> Vec<HitRecorded> {
         }
     }
     hits
-}
-
-/// Imports a body over HTTP and waits for the import to finish; returns its status.
-async fn import_http(app: &TestApp, id: &str, body: Vec<u8>) -> Value {
-    let res = app
-        .request(
-            "POST",
-            &format!("/api/admin/properties/{id}/imports?format=plausible-csv&source=export.zip"),
-            Some(ADMIN_TOKEN),
-            &[],
-            Some(body),
-        )
-        .await;
-    assert_eq!(res.status, 202, "{}", res.text);
-    let url = res.body["status_url"].as_str().unwrap().to_owned();
-    eventually(Duration::from_secs(60), "the import to finish", || {
-        let (app, url) = (app, url.clone());
-        async move {
-            let s = app.admin_get(&url).await;
-            (s.body["state"] != "running").then_some(s.body)
-        }
-    })
-    .await
 }
 
 /// A query's results as a sorted list (ties may be ordered differently by SQL and in memory).
@@ -220,7 +195,9 @@ async fn an_export_imported_into_a_fresh_property_answers_the_same() {
     // Imported into a fresh property, over HTTP.
     let copy = app.register("copy.example", "UTC").await;
     let copy_id = copy["id"].as_str().unwrap();
-    let done = import_http(&app, copy_id, zip.clone()).await;
+    let done = app
+        .import(copy_id, "plausible-csv", "export.zip", zip.clone())
+        .await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(
         (done["files"].as_i64(), done["days"].as_i64()),
@@ -265,7 +242,9 @@ async fn an_export_imported_into_a_fresh_property_answers_the_same() {
 
     // The same export again is the same import, and appends nothing.
     let events = app.log_events().await;
-    let again = import_http(&app, copy_id, zip.clone()).await;
+    let again = app
+        .import(copy_id, "plausible-csv", "export.zip", zip.clone())
+        .await;
     assert_eq!(
         (again["id"].clone(), again["state"].clone()),
         (done["id"].clone(), json!("done"))
@@ -297,7 +276,9 @@ async fn an_export_imported_into_a_fresh_property_answers_the_same() {
     assert_eq!(app.admin_get(&path).await.body["state"], "deleted");
 
     // Imported again after its deletion, it is a new import, and counts again.
-    let back = import_http(&app, copy_id, zip).await;
+    let back = app
+        .import(copy_id, "plausible-csv", "export.zip", zip)
+        .await;
     assert_ne!(back["id"], done["id"]);
     app.wait_projected().await;
     let q = &round_trip_queries()[0];

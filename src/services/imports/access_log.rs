@@ -30,14 +30,7 @@ impl Imports {
         let outcome = self
             .run_access_log(id, property, format, source, reader, progress)
             .await;
-        // The final counts and the state in one statement: `done` is never seen without them.
-        let (state, error) = match &outcome {
-            Ok(_) => ("done", None),
-            Err(e) => ("failed", Some(e.to_string())),
-        };
-        let counts = outcome.as_ref().copied().unwrap_or_default();
-        self.finish(id, state, error, &counts).await?;
-        outcome
+        self.finish(id, outcome).await
     }
 
     async fn run_access_log(

@@ -180,14 +180,20 @@ impl Imports {
         self.update(id, None, None, c).await
     }
 
+    /// Records an import's outcome on its row (the final counts and the state in one statement:
+    /// `done` is never seen without them) and returns it.
     async fn finish(
         &self,
         id: Uuid,
-        state: &str,
-        error: Option<String>,
-        c: &Counts,
-    ) -> Result<(), ImportError> {
-        self.update(id, Some(state), error, c).await
+        outcome: Result<Counts, ImportError>,
+    ) -> Result<Counts, ImportError> {
+        let (state, error) = match &outcome {
+            Ok(_) => ("done", None),
+            Err(e) => ("failed", Some(e.to_string())),
+        };
+        let counts = outcome.as_ref().copied().unwrap_or_default();
+        self.update(id, Some(state), error, &counts).await?;
+        outcome
     }
 
     /// Writes the counts, and with a final `state` the outcome, in one statement. A failed

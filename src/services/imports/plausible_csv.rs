@@ -149,13 +149,7 @@ impl Imports {
         let outcome = self
             .run_plausible_csv(id, property, archive, progress)
             .await;
-        let (state, error) = match &outcome {
-            Ok(_) => ("done", None),
-            Err(e) => ("failed", Some(e.to_string())),
-        };
-        let counts = outcome.as_ref().copied().unwrap_or_default();
-        self.finish(id, state, error, &counts).await?;
-        outcome
+        self.finish(id, outcome).await
     }
 
     async fn run_plausible_csv(
