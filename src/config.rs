@@ -72,7 +72,15 @@ pub struct Config {
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub workers: usize,
-    pub db_pool_size: u32,
+    /// Connections of each workload's pool, so that none can take another's.
+    pub pools: PoolSizes,
+    /// `FOOTFALL_QUERY_TIMEOUT_MS` (default 10 s): the longest a report's statement may run; a
+    /// query that takes longer is answered `503 query_timeout`.
+    pub query_timeout: Duration,
+    /// `FOOTFALL_PROPERTY_CACHE_MB` (default 64): the bytes a node's property cache may hold.
+    pub property_cache_bytes: usize,
+    /// `FOOTFALL_REPORT_CACHE_MB` (default 256): the bytes of shared report answers a node keeps.
+    pub report_cache_bytes: usize,
     /// `FOOTFALL_PROJECTION_PARTITIONS` (1–64, default: the cores): how many runners build a
     /// partitioned projection's new generations. A running generation keeps the count it was
     /// created with; a rebuild takes the new one.
@@ -83,6 +91,19 @@ pub struct Config {
     pub log_json: bool,
     /// `FOOTFALL_GEOIP_DB`: a MaxMind-format city database; without one, geo stays empty.
     pub geoip_db: Option<std::path::PathBuf>,
+}
+
+/// `FOOTFALL_DB_POOL_{APPEND,PROJECT,QUERY,ADMIN}`: connections per workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// Appends to the log, and collection's lookups of properties and salts.
+    pub append: u32,
+    /// Projection batches and the rollup merger (each runner's lock connection comes on top).
+    pub project: u32,
+    /// Reports.
+    pub query: u32,
+    /// The admin API, health checks, imports and exports.
+    pub admin: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -175,10 +196,34 @@ impl Config {
             roles,
             trusted_proxies,
             workers: parse_or(get("FOOTFALL_WORKERS"), "FOOTFALL_WORKERS", Some(workers))?,
-            db_pool_size: parse_or(
-                get("FOOTFALL_DB_POOL_SIZE"),
-                "FOOTFALL_DB_POOL_SIZE",
-                Some(16),
+            pools: PoolSizes {
+                append: pool_size(
+                    get("FOOTFALL_DB_POOL_APPEND"),
+                    "FOOTFALL_DB_POOL_APPEND",
+                    16,
+                )?,
+                project: pool_size(
+                    get("FOOTFALL_DB_POOL_PROJECT"),
+                    "FOOTFALL_DB_POOL_PROJECT",
+                    8,
+                )?,
+                query: pool_size(get("FOOTFALL_DB_POOL_QUERY"), "FOOTFALL_DB_POOL_QUERY", 16)?,
+                admin: pool_size(get("FOOTFALL_DB_POOL_ADMIN"), "FOOTFALL_DB_POOL_ADMIN", 4)?,
+            },
+            query_timeout: millis(
+                get("FOOTFALL_QUERY_TIMEOUT_MS"),
+                "FOOTFALL_QUERY_TIMEOUT_MS",
+                10_000,
+            )?,
+            property_cache_bytes: megabytes(
+                get("FOOTFALL_PROPERTY_CACHE_MB"),
+                "FOOTFALL_PROPERTY_CACHE_MB",
+                64,
+            )?,
+            report_cache_bytes: megabytes(
+                get("FOOTFALL_REPORT_CACHE_MB"),
+                "FOOTFALL_REPORT_CACHE_MB",
+                256,
             )?,
             projection_partitions: match parse_or(
                 get("FOOTFALL_PROJECTION_PARTITIONS"),
@@ -256,6 +301,17 @@ where
             .map_err(|e: T::Err| invalid(key, v, e.to_string())),
         None => default.ok_or(ConfigError::Missing(key)),
     }
+}
+
+fn pool_size(v: Option<&str>, key: &'static str, default: u32) -> Result<u32, ConfigError> {
+    match parse_or(v, key, Some(default))? {
+        0 => Err(invalid(key, "0", "at least 1".into())),
+        n => Ok(n),
+    }
+}
+
+fn megabytes(v: Option<&str>, key: &'static str, default: usize) -> Result<usize, ConfigError> {
+    parse_or(v, key, Some(default)).map(|mb: usize| mb.saturating_mul(1 << 20))
 }
 
 fn millis(v: Option<&str>, key: &'static str, default: u64) -> Result<Duration, ConfigError> {

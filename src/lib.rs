@@ -1,6 +1,7 @@
 //! footfall: an event-sourced, CQRS web-analytics backend.
 
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;

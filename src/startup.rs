@@ -2,6 +2,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
@@ -52,8 +53,12 @@ pub fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupE
     Ok(Some(std::sync::Arc::new(db)))
 }
 
-/// The database pool, with the configured size and timeouts.
-pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
+/// A database pool of `size` connections, with the configured timeouts.
+fn pool_of(
+    config: &Config,
+    size: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, StartupError> {
     let options: PgConnectOptions = config
         .database_url
         .parse::<PgConnectOptions>()
@@ -61,11 +66,45 @@ pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
         // Every statement is planned for its parameters: a generic plan of the log's
         // `position > $1 … LIMIT $2` reads is a parallel scan of the whole log. And no JIT: its
         // compile time is longer than our queries.
-        .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")]);
+        .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")])
+        // Names the process in `pg_stat_activity` (which node leads which projection, say).
+        .application_name(&format!("footfall/{}", std::process::id()));
+    let options = match statement_timeout {
+        Some(t) => options.options([("statement_timeout", t.as_millis().to_string())]),
+        None => options,
+    };
     Ok(PgPoolOptions::new()
-        .max_connections(config.db_pool_size)
+        .max_connections(size)
         .acquire_timeout(config.db_timeout)
         .connect_lazy_with(options))
+}
+
+/// The admin pool: what commands and migrations use.
+pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
+    pool_of(config, config.pools.admin, None)
+}
+
+/// One pool per workload, so that none can take another's connections. Pools connect lazily: a
+/// node opens only those its roles use.
+#[derive(Clone)]
+pub struct Pools {
+    pub append: PgPool,
+    pub project: PgPool,
+    /// Statements on it are cancelled after `FOOTFALL_QUERY_TIMEOUT_MS`.
+    pub query: PgPool,
+    pub admin: PgPool,
+}
+
+impl Pools {
+    pub fn new(config: &Config) -> Result<Self, StartupError> {
+        let sizes = config.pools;
+        Ok(Self {
+            append: pool_of(config, sizes.append, None)?,
+            project: pool_of(config, sizes.project, None)?,
+            query: pool_of(config, sizes.query, Some(config.query_timeout))?,
+            admin: pool(config)?,
+        })
+    }
 }
 
 /// Applies the embedded migrations.
@@ -75,7 +114,7 @@ pub async fn migrate(pool: &PgPool) -> Result<(), StartupError> {
     Ok(())
 }
 
-/// The configured event-log adapter.
+/// The configured event-log adapter (on the append pool).
 fn event_log(config: &Config, pool: &PgPool) -> Result<Arc<dyn EventLog>, StartupError> {
     Ok(match &config.event_log {
         EventLogKind::Postgres => Arc::new(PgEventLog::with_timeouts(
@@ -103,7 +142,9 @@ fn event_log(config: &Config, pool: &PgPool) -> Result<Arc<dyn EventLog>, Startu
 
 /// The parts of footfall that commands and the server share.
 pub struct Core {
+    /// The admin pool.
     pub pool: PgPool,
+    pub pools: Pools,
     pub log: Arc<dyn EventLog>,
     pub properties: Properties,
 }
@@ -111,19 +152,24 @@ pub struct Core {
 impl Core {
     /// Connects, migrates, and starts the projection runners (they run on one node at a time).
     pub async fn start(config: &Config, project: bool) -> Result<Self, StartupError> {
-        let pool = pool(config)?;
-        migrate(&pool).await?;
-        let log = event_log(config, &pool)?;
+        let pools = Pools::new(config)?;
+        migrate(&pools.admin).await?;
+        let log = event_log(config, &pools.append)?;
         for p in projections::all() {
-            generations::ensure_live(&pool, &*p, config.projection_partitions).await?;
+            generations::ensure_live(&pools.admin, &*p, config.projection_partitions).await?;
         }
         if project {
-            ProjectionManager::new(projections::all(), log.clone(), pool.clone()).start();
-            RollupMerger::new(pool.clone(), log.clone()).start();
+            ProjectionManager::new(projections::all(), log.clone(), pools.project.clone()).start();
+            RollupMerger::new(pools.project.clone(), log.clone()).start();
         }
-        let properties = Properties::new(log.clone(), pool.clone());
+        let properties = Properties::new(
+            log.clone(),
+            pools.append.clone(),
+            config.property_cache_bytes,
+        );
         Ok(Self {
-            pool,
+            pool: pools.admin.clone(),
+            pools,
             log,
             properties,
         })
@@ -140,11 +186,12 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         crate::telemetry::metrics();
         let core = Core::start(&config, config.has_role(Role::Project)).await?;
+        core.properties.follow_changes().await?;
         let appender = Appender::new(core.log.clone(), config.appender).start();
         let geo = geo_db(&config)?;
         let collector = Collector::new(
             core.properties.clone(),
-            Salts::new(core.pool.clone()),
+            Salts::new(core.pools.append.clone()),
             appender.clone(),
             config.appender.ack_timeout,
             geo.clone(),
@@ -154,7 +201,11 @@ impl Application {
             imports: crate::services::Imports::new(core.log.clone(), core.pool.clone(), geo),
             properties: core.properties,
             log: core.log,
-            reports: crate::query::cache::Reports::new(core.pool.clone()),
+            reports: crate::query::cache::Reports::new(
+                core.pools.query.clone(),
+                config.report_cache_bytes,
+            ),
+            query_pool: core.pools.query,
             pool: core.pool,
             admin_token: config.admin_token.clone(),
             trusted_proxies: config.trusted_proxies.clone(),

@@ -121,9 +121,9 @@ impl From<CollectError> for ApiError {
     fn from(e: CollectError) -> Self {
         match &e {
             CollectError::Invalid(d) => Self::bad_request(d.code(), d.to_string()),
-            CollectError::UnknownDomain(_) | CollectError::HostnameNotAllowed(_) => {
-                Self::bad_request(e.code(), e.to_string())
-            }
+            CollectError::UnknownDomain(_)
+            | CollectError::TooManyDomains(_)
+            | CollectError::HostnameNotAllowed(_) => Self::bad_request(e.code(), e.to_string()),
             CollectError::NotAppended(AppendRejected::Overloaded) => {
                 Self::unavailable(e.code(), 1, &e)
             }
@@ -170,6 +170,17 @@ impl From<EventLogError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        Self::unavailable("unavailable", 5, &e)
+        // 57014, query_canceled: the statement outlived `FOOTFALL_QUERY_TIMEOUT_MS`.
+        let cancelled =
+            matches!(&e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57014"));
+        Self::unavailable(
+            if cancelled {
+                "query_timeout"
+            } else {
+                "unavailable"
+            },
+            5,
+            &e,
+        )
     }
 }

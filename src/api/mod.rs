@@ -28,7 +28,10 @@ pub struct AppState {
     pub imports: crate::services::Imports,
     pub properties: Properties,
     pub log: Arc<dyn EventLog>,
+    /// The admin pool: the admin API, health, imports and exports.
     pub pool: PgPool,
+    /// The query pool, with its statement timeout: reports.
+    pub query_pool: PgPool,
     /// Report queries, with shared answers.
     pub reports: crate::query::cache::Reports,
     pub admin_token: Option<String>,

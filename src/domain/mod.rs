@@ -23,7 +23,9 @@ pub use property::{
     GoalsSet, HostnamesAllowed, Property, PropertyRegistered, RegisterProperty, RevokeSharedLink,
     SetFunnels, SetGoals, SharedLink, SharedLinkCreated, SharedLinkRevoked,
 };
-pub use values::{Domain, PropertyCredentials, PropertyId, PropertyName, Timezone};
+pub use values::{
+    Domain, PropertyCredentials, PropertyId, PropertyName, Timezone, PROPERTY_STREAM_PREFIX,
+};
 
 /// Everything the domain can refuse. Each variant states the HTTP status it maps to and carries a
 /// stable snake_case code (see [`DomainError::code`]).

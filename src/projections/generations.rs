@@ -289,6 +289,11 @@ pub async fn drop_retired(
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
+    // A reader still on a retired table must not make the manager (and the generations lock)
+    // wait: the drop is tried again on the next tick.
+    sqlx::query("SET LOCAL lock_timeout = '2s'")
+        .execute(&mut *tx)
+        .await?;
     let retired: Vec<Generation> = sqlx::query_scalar(
         "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'retired' \
          AND NOT dropped AND retired_at < now() - make_interval(secs => $2)",
@@ -308,11 +313,15 @@ pub async fn drop_retired(
             .bind(g)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM projection_parked WHERE projection = $1 AND generation = $2")
+        for done in ["projection_parked", "projection_leases"] {
+            sqlx::query(&format!(
+                "DELETE FROM {done} WHERE projection = $1 AND generation = $2"
+            ))
             .bind(p.name())
             .bind(g)
             .execute(&mut *tx)
             .await?;
+        }
     }
     tx.commit().await
 }

@@ -2,6 +2,7 @@
 //! (see [`crate::readmodel`] for its tables). The fold is pure; the writer loads the state it
 //! starts from and writes its [`Delta`] through [`Store`].
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -192,7 +193,7 @@ pub fn fold(
                 if hit.name != ENGAGEMENT {
                     let d = delta
                         .days
-                        .entry((pid, DIM_BOT, local_time.date(), bot.clone()))
+                        .entry((pid, DIM_BOT.into(), local_time.date(), bot.clone()))
                         .or_default();
                     d.events += 1;
                     d.pageviews += i64::from(is_pageview);
@@ -244,14 +245,13 @@ pub fn fold(
         hour.visitors.push(visitor);
 
         let day = local_time.date();
-        let mut dims: Vec<(&'static str, String)> = vec![
-            (DIM_PAGE, page.pathname.clone()),
-            (DIM_NAME, hit.name.clone()),
-            (DIM_HOSTNAME, page.hostname.clone()),
+        let mut dims: Vec<(Cow<'static, str>, String)> = vec![
+            (DIM_PAGE.into(), page.pathname.clone()),
+            (DIM_NAME.into(), hit.name.clone()),
+            (DIM_HOSTNAME.into(), page.hostname.clone()),
         ];
-        // Props keys are open-ended: their dimension names are interned once per key.
         for (k, v) in &hit.props {
-            dims.push((prop_dimension(k), v.clone()));
+            dims.push((format!("{DIM_PROP_PREFIX}{k}").into(), v.clone()));
         }
         for (dim, value) in dims {
             let d = delta.days.entry((pid, dim, day, value)).or_default();
@@ -402,12 +402,12 @@ fn contribute_visit(
     };
     let new_day = local(new.started_at, tz).date();
     for dim in VISIT_ROLLUP_DIMENSIONS {
-        let new_key = (pid, dim, new_day, new.attribute(dim).to_owned());
+        let new_key = (pid, dim.into(), new_day, new.attribute(dim).to_owned());
         let moved = match old {
             Some(o) => {
                 let old_key = (
                     pid,
-                    dim,
+                    dim.into(),
                     local(o.started_at, tz).date(),
                     o.attribute(dim).to_owned(),
                 );
@@ -431,23 +431,6 @@ fn props_json(props: &[(String, String)]) -> String {
         .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
         .collect();
     serde_json::Value::Object(map).to_string()
-}
-
-/// `prop:<key>` as a `&'static str`, interned once per distinct key for the process's life.
-fn prop_dimension(key: &str) -> &'static str {
-    use std::sync::{Mutex, OnceLock};
-    static INTERNED: OnceLock<Mutex<HashSet<&'static str>>> = OnceLock::new();
-    let name = format!("{DIM_PROP_PREFIX}{key}");
-    let mut set = INTERNED
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    if let Some(existing) = set.get(name.as_str()) {
-        return existing;
-    }
-    let leaked: &'static str = Box::leak(name.into_boxed_str());
-    set.insert(leaked);
-    leaked
 }
 
 struct Writer {
@@ -597,10 +580,10 @@ mod tests {
             *bucket,
             "2026-03-02T00:00:00".parse::<NaiveDateTime>().unwrap()
         );
-        let days: Vec<_> = d
+        let days: Vec<(&str, String, String)> = d
             .days
             .keys()
-            .map(|(_, dim, day, v)| (*dim, day.to_string(), v.clone()))
+            .map(|(_, dim, day, v)| (dim.as_ref(), day.to_string(), v.clone()))
             .collect();
         assert!(days.contains(&("page", "2026-03-02".into(), "/a".into())));
         assert!(days.contains(&("prop:plan", "2026-03-02".into(), "pro".into())));

@@ -39,6 +39,10 @@ const LINGER: Duration = Duration::from_millis(200);
 const LINGER_EVENTS: usize = 2_000;
 /// How often a standby runner tries to take over, and how often the manager looks around.
 const RETRY_INTERVAL: Duration = Duration::from_millis(500);
+/// How often a leader renews its lease, and how old a lease may grow before a standby ends the
+/// leader's session and takes over.
+const LEASE_RENEWAL: Duration = Duration::from_secs(1);
+const LEASE_EXPIRY: Duration = Duration::from_secs(3);
 
 /// One runner's share of the work: a partition of a generation of a projection.
 #[derive(Clone)]
@@ -125,6 +129,7 @@ impl Actor for ProjectionRunner {
 async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, ProjectionError> {
     let (projection, generation, name) = (&*slot.projection, slot.generation, slot.name());
     let mut conn = lead(pool, slot).await?;
+    let _lease = Lease::renew(pool, slot, &mut conn).await?;
     let Some(start) = checkpoint(&mut conn, slot).await? else {
         return Ok(Ended::Retired);
     };
@@ -447,7 +452,7 @@ impl Rate {
 }
 
 /// Takes the slot's advisory lock on a connection of its own, waiting while another node holds
-/// it.
+/// it, and ending the holder's session if its lease has expired.
 async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
     let (key, g) = slot.lock_keys();
     loop {
@@ -457,13 +462,117 @@ async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
             .bind(g)
             .fetch_one(&mut *conn)
             .await?;
+        if !got {
+            // The holder is ended only if it still holds this very lock (a backend id can be
+            // reused) and its lease is stale; `OFFSET 0` keeps those checks before the ending.
+            let ended: Option<i32> = sqlx::query_scalar(
+                "SELECT pid FROM (SELECT l.leader_pid AS pid FROM projection_leases l \
+                   JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.pid = l.leader_pid \
+                    AND k.classid = hashtext($4)::oid AND k.objid = $2::oid AND k.objsubid = 2 \
+                   WHERE l.projection = $1 AND l.generation = $2 AND l.partition = $3 \
+                    AND l.renewed_at < now() - make_interval(secs => $5) OFFSET 0) stale \
+                 WHERE pg_terminate_backend(pid)",
+            )
+            .bind(slot.name())
+            .bind(g)
+            .bind(slot.partition)
+            .bind(&key)
+            .bind(LEASE_EXPIRY.as_secs_f64())
+            .fetch_optional(&mut *conn)
+            .await?;
+            if let Some(pid) = ended {
+                tracing::warn!(
+                    projection = slot.name(),
+                    generation = g,
+                    partition = slot.partition,
+                    leader_pid = pid,
+                    "the leader's lease expired: its session was ended, taking over"
+                );
+            }
+        }
         if got {
             // The lock lives as long as the session, so the connection leaves the pool: when the
             // runner stops, dropping it closes the session and frees the lock for another node.
+            // If this node dies or its network half-opens, PostgreSQL's keepalives end the
+            // session (and free the lock) within seconds; a leader stuck in a transaction or a
+            // statement is ended by the timeouts.
+            sqlx::query(
+                "SELECT set_config('tcp_keepalives_idle', '2', false), \
+                        set_config('tcp_keepalives_interval', '1', false), \
+                        set_config('tcp_keepalives_count', '3', false), \
+                        set_config('tcp_user_timeout', '5000', false), \
+                        set_config('idle_in_transaction_session_timeout', '30s', false), \
+                        set_config('statement_timeout', '10min', false)",
+            )
+            .execute(&mut *conn)
+            .await?;
             return Ok(conn.detach());
         }
         drop(conn);
         tokio::time::sleep(RETRY_INTERVAL).await;
+    }
+}
+
+/// A leader's lease on its slot, renewed every [`LEASE_RENEWAL`] from the pool (not from the lock
+/// connection, which may be busy with a long batch) until dropped.
+struct Lease(tokio::task::JoinHandle<()>);
+
+impl Lease {
+    async fn renew(
+        pool: &PgPool,
+        slot: &Slot,
+        conn: &mut PgConnection,
+    ) -> Result<Self, sqlx::Error> {
+        let pid: i32 = sqlx::query_scalar(
+            "INSERT INTO projection_leases (projection, generation, partition, leader_pid, renewed_at) \
+             VALUES ($1, $2, $3, pg_backend_pid(), now()) \
+             ON CONFLICT (projection, generation, partition) \
+             DO UPDATE SET leader_pid = excluded.leader_pid, renewed_at = excluded.renewed_at \
+             RETURNING leader_pid",
+        )
+        .bind(slot.name())
+        .bind(slot.generation)
+        .bind(slot.partition)
+        .fetch_one(&mut *conn)
+        .await?;
+        let (pool, slot) = (pool.clone(), slot.clone());
+        Ok(Self(actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(LEASE_RENEWAL);
+            loop {
+                tick.tick().await;
+                let renewed = sqlx::query(
+                    "UPDATE projection_leases SET renewed_at = now() \
+                     WHERE projection = $1 AND generation = $2 AND partition = $3 AND leader_pid = $4",
+                )
+                .bind(slot.name())
+                .bind(slot.generation)
+                .bind(slot.partition)
+                .bind(pid)
+                .execute(&pool)
+                .await;
+                match renewed {
+                    Ok(r) if r.rows_affected() == 0 => {
+                        tracing::warn!(
+                            projection = slot.name(),
+                            generation = slot.generation,
+                            partition = slot.partition,
+                            "lease lost to another node"
+                        );
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(projection = slot.name(), error = %e, "cannot renew the lease")
+                    }
+                }
+            }
+        })))
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -4,7 +4,6 @@
 //! event it applied; any change changes their sum), so it is never stale; identical queries that arrive while one is being computed wait for it
 //! instead of computing it again.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use sqlx::PgPool;
@@ -12,9 +11,7 @@ use tokio::sync::OnceCell;
 
 use super::engine::{self, EngineError};
 use super::{Query, ResultRow};
-
-/// Cached answers at most; the cache is emptied when it grows past this.
-const MAX_ENTRIES: usize = 20_000;
+use crate::cache::Bounded;
 
 type Answer = Arc<Vec<ResultRow>>;
 
@@ -22,6 +19,7 @@ type Answer = Arc<Vec<ResultRow>>;
 /// that includes imports) the position of the property's last imports event applied.
 type Version = (i32, i64, i64);
 
+#[derive(Clone)]
 struct Entry {
     /// The property's read-model version the answer was computed at.
     version: Version,
@@ -32,14 +30,15 @@ struct Entry {
 #[derive(Clone)]
 pub struct Reports {
     pool: PgPool,
-    entries: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Answers by query, bounded in bytes (`FOOTFALL_REPORT_CACHE_MB`).
+    entries: Arc<Mutex<Bounded<String, Entry>>>,
 }
 
 impl Reports {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(pool: PgPool, cache_bytes: usize) -> Self {
         Self {
             pool,
-            entries: Arc::default(),
+            entries: Arc::new(Mutex::new(Bounded::new(cache_bytes))),
         }
     }
 
@@ -48,20 +47,16 @@ impl Reports {
         let key = format!("{q:?}");
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-            if entries.len() > MAX_ENTRIES {
-                entries.clear();
-            }
             match entries.get(&key) {
-                Some(e) if e.version == version => e.answer.clone(),
+                Some(e) if e.version == version => e.answer,
                 _ => {
                     let answer = Arc::new(OnceCell::new());
-                    entries.insert(
-                        key,
-                        Entry {
-                            version,
-                            answer: answer.clone(),
-                        },
-                    );
+                    let entry = Entry {
+                        version,
+                        answer: answer.clone(),
+                    };
+                    let bytes = key.len();
+                    entries.insert(key.clone(), entry, bytes);
                     answer
                 }
             }
@@ -70,9 +65,19 @@ impl Reports {
         metrics::counter!(crate::telemetry::QUERY_CACHE, "outcome" => if hit { "hit" } else { "miss" })
             .increment(1);
         // A failed computation is not kept: the next caller computes again.
-        cell.get_or_try_init(|| async { engine::run(&self.pool, q).await.map(Arc::new) })
-            .await
-            .map(|answer| answer.as_ref().clone())
+        let answer = cell
+            .get_or_try_init(|| async { engine::run(&self.pool, q).await.map(Arc::new) })
+            .await?
+            .clone();
+        if !hit {
+            // Now that the answer is known, the entry is weighed by it.
+            let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(entry) = entries.get(&key).filter(|e| Arc::ptr_eq(&e.answer, &cell)) {
+                let bytes = key.len() + answer_bytes(&answer);
+                entries.insert(key, entry, bytes);
+            }
+        }
+        Ok(answer.as_ref().clone())
     }
 
     async fn version(&self, q: &Query) -> Result<Version, EngineError> {
@@ -94,4 +99,14 @@ impl Reports {
         .await?;
         Ok(row.unwrap_or_default())
     }
+}
+
+/// About what an answer holds in memory.
+fn answer_bytes(rows: &[ResultRow]) -> usize {
+    rows.iter()
+        .map(|r| {
+            let dimensions: usize = r.dimensions.iter().map(|d| d.len() + 24).sum();
+            dimensions + 48 * (r.metrics.len() + 1)
+        })
+        .sum()
 }

@@ -217,6 +217,15 @@ impl Filter {
         }
     }
 
+    /// How many values the filter compares with, in all.
+    pub fn value_count(&self) -> usize {
+        match self {
+            Self::Leaf { values, .. } => values.len(),
+            Self::And(fs) | Self::Or(fs) => fs.iter().map(Self::value_count).sum(),
+            Self::Not(f) => f.value_count(),
+        }
+    }
+
     /// Whether any leaf compares with a value that satisfies `pred`.
     pub fn any_value(&self, pred: &impl Fn(&str) -> bool) -> bool {
         match self {
@@ -371,6 +380,10 @@ impl Query {
     pub const MAX_LIMIT: usize = 10_000;
     /// Deep enough for any report's pages; far below what the database's `OFFSET` can take.
     pub const MAX_OFFSET: usize = 10_000_000;
+    /// The most values a query's filters may compare with, in all.
+    pub const MAX_FILTER_VALUES: usize = 1_000;
+    /// The longest filter value, in characters (a URL's limit at collection is 2,000).
+    pub const MAX_FILTER_VALUE_CHARS: usize = 2_000;
 
     /// Checks the combinations the read models cannot answer.
     pub fn validate(&self) -> Result<(), QueryError> {
@@ -444,6 +457,23 @@ impl Query {
                 "pagination.limit",
                 format!("must be 1 to {}", Self::MAX_LIMIT),
             ));
+        }
+        if let Some(f) = &self.filters {
+            if f.value_count() > Self::MAX_FILTER_VALUES {
+                return Err(QueryError::new(
+                    "filters",
+                    format!("at most {} values in all", Self::MAX_FILTER_VALUES),
+                ));
+            }
+            if f.any_value(&|v| v.chars().count() > Self::MAX_FILTER_VALUE_CHARS) {
+                return Err(QueryError::new(
+                    "filters",
+                    format!(
+                        "a value or pattern is longer than {} characters",
+                        Self::MAX_FILTER_VALUE_CHARS
+                    ),
+                ));
+            }
         }
         if self.offset > Self::MAX_OFFSET {
             return Err(QueryError::new(

@@ -1,6 +1,7 @@
 //! The rows the `hits` projection's fold produces and [`super::store`] writes: what one batch
 //! changes in the read model.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Duration, NaiveDate, NaiveDateTime, Utc};
@@ -86,7 +87,9 @@ pub type HourKey = (PropertyId, NaiveDateTime);
 
 /// A `rollup_daily` or `rollup_visits` row's key: the property, the dimension, the local day and
 /// the dimension's value.
-pub type DayKey = (PropertyId, &'static str, NaiveDate, String);
+/// Dimension names are mostly constants; a prop's (`prop:<key>`) is owned, so that open-ended keys
+/// cost memory only while a batch holds them.
+pub type DayKey = (PropertyId, Cow<'static, str>, NaiveDate, String);
 
 /// What a batch changes in the read models.
 #[derive(Debug, Default, PartialEq)]

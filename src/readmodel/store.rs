@@ -200,7 +200,7 @@ impl Store {
             .days
             .keys()
             .chain(d.visit_days.keys())
-            .map(|(p, dim, day, _)| (p.as_uuid(), *day, *dim))
+            .map(|(p, dim, day, _)| (p.as_uuid(), *day, dim.as_ref()))
             .collect();
         if units.is_empty() {
             return Ok(());
@@ -512,7 +512,11 @@ impl RollupKey for DayKey {
         _partition: i32,
     ) -> PgQuery<'q> {
         q.bind(keys.clone().map(|(p, ..)| p.as_uuid()).collect::<Vec<_>>())
-            .bind(keys.clone().map(|(_, dim, ..)| *dim).collect::<Vec<_>>())
+            .bind(
+                keys.clone()
+                    .map(|(_, dim, ..)| dim.as_ref())
+                    .collect::<Vec<_>>(),
+            )
             .bind(keys.clone().map(|(_, _, day, _)| *day).collect::<Vec<_>>())
             .bind(keys.map(|(.., value)| value.as_str()).collect::<Vec<_>>())
     }

@@ -34,6 +34,9 @@ pub enum CollectError {
     /// 400: no registered property has any of the given domains.
     #[error("no property is registered for domain `{0}`")]
     UnknownDomain(String),
+    /// 400: a hit may name at most [`MAX_DOMAINS`] domains (each costs a lookup).
+    #[error("a hit names {0} domains; at most {MAX_DOMAINS} are accepted")]
+    TooManyDomains(usize),
     /// 400: the page's host is not allowed to send hits to the property.
     #[error("hits from host `{0}` are not accepted for this property")]
     HostnameNotAllowed(String),
@@ -55,6 +58,7 @@ impl CollectError {
         match self {
             Self::Invalid(e) => e.code(),
             Self::UnknownDomain(_) => "unknown_domain",
+            Self::TooManyDomains(_) => "too_many_domains",
             Self::HostnameNotAllowed(_) => "hostname_not_allowed",
             Self::NotAppended(AppendRejected::Overloaded) => "overloaded",
             Self::NotAppended(AppendRejected::Unavailable) | Self::Database(_) => "unavailable",
@@ -63,6 +67,9 @@ impl CollectError {
         }
     }
 }
+
+/// The most domains one Plausible hit may name (it is recorded for each).
+pub const MAX_DOMAINS: usize = 10;
 
 #[derive(Clone)]
 pub struct Collector {
@@ -96,8 +103,16 @@ impl Collector {
         &self,
         domains: &str,
     ) -> Result<Vec<Arc<PropertyRecord>>, CollectError> {
+        let named: Vec<&str> = domains
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .collect();
+        if named.len() > MAX_DOMAINS {
+            return Err(CollectError::TooManyDomains(named.len()));
+        }
         let mut found: Vec<Arc<PropertyRecord>> = Vec::new();
-        for raw in domains.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        for raw in named {
             let Ok(domain) = Domain::parse(raw) else {
                 continue;
             };
@@ -108,7 +123,9 @@ impl Collector {
             }
         }
         if found.is_empty() {
-            return Err(CollectError::UnknownDomain(domains.trim().to_owned()));
+            return Err(CollectError::UnknownDomain(
+                domains.trim().chars().take(200).collect(),
+            ));
         }
         Ok(found)
     }

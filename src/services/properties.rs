@@ -1,8 +1,7 @@
 //! Registering properties (through the event log) and looking them up (through the `properties`
 //! read model, with an in-process cache on the collection hot path).
 
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -10,11 +9,16 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::cache::Bounded;
 use crate::domain::{
     AllowHostnames, Domain, DomainError, Event, Funnel, Goal, Property, PropertyCredentials,
     PropertyId, PropertyName, RegisterProperty, SetFunnels, SetGoals, Timezone,
+    PROPERTY_STREAM_PREFIX,
 };
-use crate::eventlog::{EventData, EventLog, EventLogError, ExpectedState, StreamAppend};
+use crate::eventlog::{
+    EventData, EventLog, EventLogError, ExpectedState, Position, RecordedEvent, StreamAppend,
+    StreamFilter,
+};
 use crate::projections::{self, properties::NAME as PROPERTIES};
 
 /// A property as the read model holds it.
@@ -56,35 +60,126 @@ pub enum RegisterError {
     Decode(#[from] crate::domain::DecodeError),
 }
 
-enum Cached {
-    Known(Arc<PropertyRecord>),
+/// What a lookup key names. Domains and measurement ids are claimed for good, so a key that named
+/// a property always will; only the property's record changes.
+#[derive(Clone)]
+enum Slot {
+    Property(Uuid),
+    /// No property had this key when it was looked up.
     Unknown(Instant),
 }
 
-/// How long "no such domain" is remembered. Registration clears it on the registering node; other
-/// nodes see a new property after at most this long.
-const NEGATIVE_TTL: Duration = Duration::from_secs(1);
-/// The cache is cleared when it grows past this many domains (junk domains cannot grow it forever).
-const MAX_CACHED: usize = 2_000_000;
+/// The node's cache of the `properties` read model, bounded in bytes. Every node follows the
+/// property streams through the log ([`Properties::follow_changes`]) and drops what changed.
+struct Cache {
+    keys: Bounded<String, Slot>,
+    records: Bounded<Uuid, Arc<PropertyRecord>>,
+    /// Counts the changes dropped, so that a lookup that read the read model before a change was
+    /// dropped does not put the old record back.
+    changes: u64,
+}
+
+impl Cache {
+    fn new(bytes: usize) -> Self {
+        Self {
+            keys: Bounded::new(bytes / 4),
+            records: Bounded::new(bytes - bytes / 4),
+            changes: 0,
+        }
+    }
+
+    fn forget_keys(&mut self, keys: &[String]) {
+        self.changes += 1;
+        for key in keys {
+            self.keys.remove(key);
+        }
+    }
+
+    fn forget_record(&mut self, id: Uuid) {
+        self.changes += 1;
+        self.records.remove(&id);
+    }
+}
+
+/// How long "no such domain" is remembered when no change says otherwise: a registration drops it
+/// on every node as soon as the read model has the property.
+const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// How long registration waits for the read model, so that the caller can use the property at once.
 const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+/// How long the change follower waits for the read model to apply a change before it drops the
+/// cached state anyway (and once more when the read model has it).
+const FOLLOW_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone)]
 pub struct Properties {
     pub(super) log: Arc<dyn EventLog>,
     pub(super) pool: PgPool,
-    cache: Arc<RwLock<HashMap<String, Cached>>>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 const COLUMNS: &str =
     "id, domain, timezone, name, measurement_id, api_secret, read_key, registered_at, hostnames, goals";
 
 impl Properties {
-    pub fn new(log: Arc<dyn EventLog>, pool: PgPool) -> Self {
+    /// The service, with a cache of at most `cache_bytes`.
+    pub fn new(log: Arc<dyn EventLog>, pool: PgPool, cache_bytes: usize) -> Self {
         Self {
             log,
             pool,
-            cache: Arc::default(),
+            cache: Arc::new(Mutex::new(Cache::new(cache_bytes))),
+        }
+    }
+
+    /// Follows the property streams from the log's head on, so that a change made on any node
+    /// reaches this node's cache: each change is dropped from it once the read model has applied
+    /// it (and at once, in case it already has).
+    pub async fn follow_changes(&self) -> Result<(), EventLogError> {
+        let mut after = self.log.head().await?.position;
+        let this = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                if let Err(e) = this.follow(&mut after).await {
+                    tracing::warn!(error = %e, "following property changes failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    async fn follow(&self, after: &mut Position) -> Result<(), EventLogError> {
+        let filter = StreamFilter::categories(&["property"]);
+        let mut changes = self.log.subscribe(*after, filter, 1_000).await?;
+        loop {
+            let events = changes.next(Duration::from_secs(1)).await?;
+            let Some(last) = events.last().map(|e| e.position) else {
+                continue;
+            };
+            self.forget_changed(&events);
+            if projections::wait_for(&self.pool, PROPERTIES, last, FOLLOW_WAIT).await {
+                self.forget_changed(&events);
+            } else {
+                tracing::warn!(position = last.0, "properties projection is behind");
+            }
+            *after = last;
+        }
+    }
+
+    fn forget_changed(&self, events: &[RecordedEvent]) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        for e in events {
+            if let Some(id) = e.stream.strip_prefix(PROPERTY_STREAM_PREFIX) {
+                if let Ok(id) = Uuid::parse_str(id) {
+                    cache.forget_record(id);
+                }
+            }
+            if let Ok(Event::PropertyRegistered(p)) = e.decode() {
+                cache.forget_keys(&[
+                    Lookup::Domain.key(p.domain.as_str()),
+                    Lookup::Id.key(&p.property_id.to_string()),
+                    Lookup::MeasurementId.key(&p.credentials.measurement_id),
+                ]);
+            }
         }
     }
 
@@ -309,35 +404,46 @@ impl Properties {
         value: &str,
     ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
         let key = by.key(value);
-        match self
-            .cache
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&key)
-        {
-            Some(Cached::Known(p)) => return Ok(Some(p.clone())),
-            Some(Cached::Unknown(at)) if at.elapsed() < NEGATIVE_TTL => return Ok(None),
-            _ => {}
-        }
-        let found = self.find(by, value).await?.map(Arc::new);
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        let entry = match &found {
-            Some(p) => Cached::Known(p.clone()),
-            None => Cached::Unknown(Instant::now()),
+        let changes = {
+            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            match cache.keys.get(&key) {
+                Some(Slot::Property(id)) => {
+                    if let Some(p) = cache.records.get(&id) {
+                        return Ok(Some(p));
+                    }
+                }
+                Some(Slot::Unknown(at)) if at.elapsed() < NEGATIVE_TTL => return Ok(None),
+                _ => {}
+            }
+            cache.changes
         };
-        cache.insert(key, entry);
+        let found = self.find(by, value).await?.map(Arc::new);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.changes == changes {
+            let key_bytes = key.len();
+            match &found {
+                Some(p) => {
+                    cache.keys.insert(key, Slot::Property(p.id), key_bytes);
+                    let bytes = serde_json::to_vec(&**p).map_or(1_024, |json| json.len());
+                    cache.records.insert(p.id, p.clone(), bytes);
+                }
+                None => cache
+                    .keys
+                    .insert(key, Slot::Unknown(Instant::now()), key_bytes),
+            }
+        }
         Ok(found)
     }
 
     /// Drops every cached entry of a property (after it changed).
     fn forget(&self, p: &PropertyRecord) {
-        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
-        cache.remove(&Lookup::Domain.key(&p.domain));
-        cache.remove(&Lookup::Id.key(&p.id.to_string()));
-        cache.remove(&Lookup::MeasurementId.key(&p.measurement_id));
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.forget_record(p.id);
+        cache.forget_keys(&[
+            Lookup::Domain.key(&p.domain),
+            Lookup::Id.key(&p.id.to_string()),
+            Lookup::MeasurementId.key(&p.measurement_id),
+        ]);
     }
 }
 

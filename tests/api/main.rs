@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod cluster;
 mod collect;
 mod dashboard;
 mod eventlog;

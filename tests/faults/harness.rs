@@ -356,6 +356,68 @@ impl Db {
         })
     }
 
+    /// Of the slots of every live generation, how many are led by the `footfall` process `pid`
+    /// (its connections name it), and how many there are.
+    pub fn slots_led_by(&self, pid: u32) -> (i64, i64) {
+        self.rt.block_on(async {
+            let Ok(mut conn) = PgConnection::connect(&self.url).await else {
+                return (0, 0);
+            };
+            sqlx::query_as(
+                "SELECT count(*) FILTER (WHERE a.application_name = $1), count(*) \
+                 FROM projection_generations g \
+                 JOIN projection_partitions p USING (projection, generation) \
+                 LEFT JOIN projection_leases l USING (projection, generation, partition) \
+                 LEFT JOIN pg_stat_activity a ON a.pid = l.leader_pid \
+                 WHERE g.state = 'live'",
+            )
+            .bind(format!("footfall/{pid}"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap_or((0, 0))
+        })
+    }
+
+    /// `domain`'s hits in the `hits` read model's live generation: (its `hits` rows, the
+    /// pageviews its hourly rollup counts, the distinct log positions among those rows).
+    pub fn hits_in_read_model(&self, domain: &str) -> (i64, i64, i64) {
+        self.rt.block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.unwrap();
+            let g: i32 = sqlx::query_scalar(
+                "SELECT generation FROM projection_generations WHERE projection = 'hits' AND state = 'live'",
+            )
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+            sqlx::query_as(&format!(
+                "WITH p AS (SELECT id FROM properties WHERE domain = $1) \
+                 SELECT (SELECT count(*) FROM hits_g{g} WHERE property_id = (SELECT id FROM p)), \
+                        (SELECT coalesce(sum(pageviews), 0)::bigint FROM rollup_hourly_g{g} \
+                          WHERE property_id = (SELECT id FROM p)), \
+                        (SELECT count(DISTINCT position) FROM hits_g{g} \
+                          WHERE property_id = (SELECT id FROM p))"
+            ))
+            .bind(domain)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+        })
+    }
+
+    /// `domain`'s property: (id, measurement id, API secret, read key).
+    pub fn credentials(&self, domain: &str) -> (String, String, String, String) {
+        self.rt.block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query_as(
+                "SELECT id::text, measurement_id, api_secret, read_key FROM properties WHERE domain = $1",
+            )
+            .bind(domain)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+        })
+    }
+
     /// Waits until every live projection has applied the whole log; returns the time it took.
     pub fn wait_projections_caught_up(&self, limit: Duration) -> Result<Duration, String> {
         let mut last = None;
@@ -451,6 +513,7 @@ pub fn free_port() -> u16 {
 /// `footfall serve` as a child process; killed when dropped.
 pub struct Server {
     child: Child,
+    pub port: u16,
     pub log: PathBuf,
 }
 
@@ -477,6 +540,7 @@ impl Server {
             .unwrap_or_else(|e| panic!("cannot start footfall serve: {e}"));
         let mut server = Self {
             child,
+            port,
             log: log.clone(),
         };
         let waited = wait_for(
@@ -503,6 +567,18 @@ impl Server {
         self.child.id()
     }
 
+    /// The hits this process appended, from its `/metrics`.
+    pub fn hits_appended(&self) -> u64 {
+        let Ok(answer) = http::get(self.port, "/metrics") else {
+            return 0;
+        };
+        String::from_utf8_lossy(&answer.body)
+            .lines()
+            .filter(|l| l.starts_with("footfall_hits_appended_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     /// Still running?
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -516,7 +592,12 @@ impl Server {
 
     /// `kill -TERM`.
     pub fn sigterm(&self) {
-        run(Command::new("kill").args(["-TERM", &self.pid().to_string()]));
+        self.signal("TERM");
+    }
+
+    /// `kill -<signal>` (`STOP` freezes the process, `CONT` thaws it).
+    pub fn signal(&self, signal: &str) {
+        run(Command::new("kill").args([&format!("-{signal}"), &self.pid().to_string()]));
     }
 
     /// Waits at most `limit` for the process to exit.

@@ -20,6 +20,7 @@ pub struct Answer {
     pub retry_after: bool,
     /// The server will close the connection after this answer.
     pub close: bool,
+    pub body: Vec<u8>,
 }
 
 pub fn addr(port: u16) -> SocketAddr {
@@ -88,6 +89,7 @@ impl Conn {
                 _ => {}
             }
         }
+        let mut body = Vec::new();
         if chunked {
             loop {
                 let size_line = self.line()?;
@@ -99,17 +101,19 @@ impl Conn {
                     while !self.line()?.is_empty() {}
                     break;
                 }
-                self.skip(size + 2)?;
+                self.take(size, &mut body)?;
+                self.take(2, &mut Vec::new())?;
             }
         } else if let Some(n) = length {
-            self.skip(n)?;
+            self.take(n, &mut body)?;
         } else if close {
-            io::copy(&mut self.reader, &mut io::sink())?;
+            self.reader.read_to_end(&mut body)?;
         }
         Ok(Answer {
             status,
             retry_after,
             close,
+            body,
         })
     }
 
@@ -124,9 +128,10 @@ impl Conn {
         Ok(line.trim_end_matches(['\r', '\n']).to_owned())
     }
 
-    fn skip(&mut self, n: usize) -> io::Result<()> {
-        let copied = io::copy(&mut (&mut self.reader).take(n as u64), &mut io::sink())?;
-        if copied < n as u64 {
+    /// Reads `n` bytes into `into`.
+    fn take(&mut self, n: usize, into: &mut Vec<u8>) -> io::Result<()> {
+        let copied = (&mut self.reader).take(n as u64).read_to_end(into)?;
+        if copied < n {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "connection closed mid-body",

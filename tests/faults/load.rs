@@ -50,6 +50,10 @@ struct Shared {
     next: AtomicU64,
     acked: AtomicU64,
     refused: AtomicU64,
+    /// Whether a hit that met a reused connection closed before any answer is sent again, as
+    /// browsers do.
+    retry_stale: bool,
+    stale_retries: AtomicU64,
 }
 
 pub struct Load {
@@ -64,10 +68,33 @@ impl Load {
         Self::start_with(port, domain, clients, None)
     }
 
+    /// Closed-loop clients behind a proxy: a hit whose reused keep-alive connection is closed
+    /// before any byte of answer (nginx closes idle client connections when it reloads) is sent
+    /// again on a new connection, as browsers do. Had the first attempt been recorded, the log
+    /// would hold its marker twice, which [`Tally`] counts as a failure.
+    pub fn start_through_proxy(port: u16, domain: &str, clients: usize) -> Self {
+        Self::start_inner(port, domain, clients, None, true)
+    }
+
+    /// How many hits were sent again after a stale connection.
+    pub fn stale_retries(&self) -> u64 {
+        self.shared.stale_retries.load(Ordering::SeqCst)
+    }
+
     /// Closed-loop clients, plus, with `open_rate`, an open-loop sender: that many hits a second,
     /// each on a new connection, whether or not earlier ones were answered (as independent
     /// browsers do), so that hits keep arriving while the closed-loop clients are all waiting.
     pub fn start_with(port: u16, domain: &str, clients: usize, open_rate: Option<u32>) -> Self {
+        Self::start_inner(port, domain, clients, open_rate, false)
+    }
+
+    fn start_inner(
+        port: u16,
+        domain: &str,
+        clients: usize,
+        open_rate: Option<u32>,
+        retry_stale: bool,
+    ) -> Self {
         let shared = Arc::new(Shared {
             port,
             domain: domain.to_owned(),
@@ -76,6 +103,8 @@ impl Load {
             next: AtomicU64::new(1),
             acked: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            retry_stale,
+            stale_retries: AtomicU64::new(0),
         });
         let mut threads: Vec<JoinHandle<Vec<Record>>> = (0..clients)
             .map(|i| {
@@ -207,6 +236,7 @@ fn next_marker(shared: &Shared) -> Option<u64> {
 fn client(shared: &Shared, index: usize) -> Vec<Record> {
     let mut records = Vec::new();
     let mut conn: Option<(Conn, Duration)> = None;
+    let (mut retry, mut served_on_conn) = (None, 0);
     // One visitor per client.
     let user_agent = user_agent(index);
     while running(shared) {
@@ -224,14 +254,27 @@ fn client(shared: &Shared, index: usize) -> Vec<Record> {
         let Some((c, opened)) = conn.as_mut() else {
             continue;
         };
-        let Some(marker) = next_marker(shared) else {
+        let Some(marker) = retry.take().or_else(|| next_marker(shared)) else {
             break;
         };
         let (record, reusable) = post_hit(shared, c, *opened, marker, &user_agent, false);
-        records.push(record);
+        let stale = matches!(&record.outcome, Outcome::NoAnswer(kind)
+            if kind == "UnexpectedEof" || kind == "ConnectionReset");
         if !reusable {
             conn = None;
         }
+        if shared.retry_stale && stale && served_on_conn > 0 {
+            shared.stale_retries.fetch_add(1, Ordering::SeqCst);
+            retry = Some(marker);
+            conn = None;
+        } else {
+            records.push(record);
+        }
+        served_on_conn = if conn.is_some() {
+            served_on_conn + 1
+        } else {
+            0
+        };
     }
     records
 }

@@ -1,5 +1,5 @@
 //! Fault injection against the real `footfall` binary: `kill -9` under load, a PostgreSQL restart
-//! under load, and SIGTERM under load. Each scenario gets a fresh database on a dedicated
+//! under load, and SIGTERM under load; [`cluster`] runs several nodes, with and without nginx. Each scenario gets a fresh database on a dedicated
 //! PostgreSQL cluster (`faults`, created on first use; the shared one on 5432 is never restarted),
 //! runs `footfall serve` as a child process, and drives it with concurrent clients whose every hit
 //! carries a unique marker. Afterwards it counts the markers in the event log:
@@ -13,9 +13,11 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod cluster;
 mod harness;
 mod http;
 mod load;
+mod nginx;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,27 +28,27 @@ use harness::{Cluster, Db, RestartOnDrop, Server};
 use load::{Load, Outcome, Record, Tally};
 
 /// Concurrent clients (closed loop) in the kill and SIGTERM scenarios.
-const CLIENTS: usize = 16;
+pub(crate) const CLIENTS: usize = 16;
 /// More while the database restarts: each client waits for its answer, so this bounds the
 /// requests in flight around the outage.
 const CLIENTS_DB_RESTART: usize = 32;
 /// Plus hits a second from an open-loop sender, which keeps sending while the clients all wait.
 const OPEN_RATE_DB_RESTART: u32 = 100;
 /// Acks to wait for between faults, so that each fault lands under load.
-const ACKS_BETWEEN_FAULTS: u64 = 300;
+pub(crate) const ACKS_BETWEEN_FAULTS: u64 = 300;
 
-fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn cluster() -> Cluster {
+pub(crate) fn cluster() -> Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(Cluster::ensure).clone()
 }
 
 /// The server log of a scenario, emptied at its start.
-fn server_log(scenario: &str) -> PathBuf {
+pub(crate) fn server_log(scenario: &str) -> PathBuf {
     let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("faults-{scenario}.log"));
     let _ = std::fs::remove_file(&path);
     eprintln!("[{scenario}] server log: {}", path.display());
@@ -54,14 +56,14 @@ fn server_log(scenario: &str) -> PathBuf {
 }
 
 /// A fresh database with a registered property: (database, domain).
-fn setup(cluster: &Cluster) -> (Db, String) {
+pub(crate) fn setup(cluster: &Cluster) -> (Db, String) {
     let db = Db::create(cluster);
     let domain = harness::migrate_and_register(&db);
     (db, domain)
 }
 
 /// Keeps a scenario's failures without stopping it, so that all numbers get printed.
-fn check(failures: &mut Vec<String>, ok: bool, failure: impl FnOnce() -> String) {
+pub(crate) fn check(failures: &mut Vec<String>, ok: bool, failure: impl FnOnce() -> String) {
     if !ok {
         failures.push(failure());
     }

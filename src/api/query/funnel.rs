@@ -98,7 +98,7 @@ pub async fn funnel(
         goals: site.property.goals.0.clone(),
         imports: false,
     };
-    let visitors = engine::funnel(&state.pool, &query, &funnel.steps).await?;
+    let visitors = engine::funnel(&state.query_pool, &query, &funnel.steps).await?;
     let first = visitors.first().copied().unwrap_or(0);
     let steps: Vec<Value> = funnel
         .steps

@@ -354,7 +354,7 @@ pub async fn bots(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (site, range) = params.site_and_range(&req, &state).await?;
-    let rows = engine::bots(&state.pool, site.property.id, &range).await?;
+    let rows = engine::bots(&state.query_pool, site.property.id, &range).await?;
     let total: i64 = rows.iter().map(|(_, hits)| hits).sum();
     let results: Vec<Value> = rows
         .into_iter()

@@ -50,7 +50,7 @@ pub async fn query(
     if query.imports {
         let skipped = match engine::imported::table_for(&query) {
             Err(reason) => Some(reason.code()),
-            Ok(_) if !engine::imported::any_in_range(&state.pool, &query).await? => {
+            Ok(_) if !engine::imported::any_in_range(&state.query_pool, &query).await? => {
                 Some("no_imported_data")
             }
             Ok(_) => None,
@@ -140,7 +140,7 @@ pub async fn prop_keys(
     .bind(range.from.date())
     .bind(DIM_PROP_PREFIX.len() as i32 + 1)
     .bind(last_day)
-    .fetch_all(&state.pool)
+    .fetch_all(&state.query_pool)
     .await?;
     Ok(HttpResponse::Ok().json(json!({"prop_keys": keys})))
 }
