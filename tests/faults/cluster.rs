@@ -1,7 +1,7 @@
 //! Several real `footfall` nodes on one database, as `docker-compose.yml` runs them: the leading
 //! project node killed, then frozen, under load; and Debian's nginx, with the repository's
-//! `deploy/nginx.conf`, in front of two collect nodes, a query node and two project nodes, through
-//! kills and a rolling restart.
+//! `deploy/nginx.conf`, in front of the nodes of `docker-compose.yml` (two collect nodes, a query
+//! node, an admin node and two project nodes), through kills and a rolling restart.
 
 use std::time::Duration;
 
@@ -313,7 +313,8 @@ fn nginx_in_front_of_the_cluster_routes_every_protocol_and_loses_nothing_through
 
     let mut collect_1 = node("collect");
     let mut collect_2 = node("collect");
-    let mut query = node("query,admin");
+    let mut query = node("query");
+    let mut admin = node("admin");
     let mut project_1 = node("project");
     harness::wait_for("a project node to lead", Duration::from_secs(30), || {
         leads(&db, &project_1)
@@ -324,7 +325,7 @@ fn nginx_in_front_of_the_cluster_routes_every_protocol_and_loses_nothing_through
             collect_1: collect_1.port,
             collect_2: collect_2.port,
             query: query.port,
-            admin: query.port,
+            admin: admin.port,
         },
         &log,
     );
@@ -372,8 +373,10 @@ fn nginx_in_front_of_the_cluster_routes_every_protocol_and_loses_nothing_through
     acks("restarting collect-1");
     collect_2 = restart(&db, &nginx, collect_2, "collect", &log);
     acks("restarting collect-2");
-    query = restart(&db, &nginx, query, "query,admin", &log);
+    query = restart(&db, &nginx, query, "query", &log);
     acks("restarting the query node");
+    admin = restart(&db, &nginx, admin, "admin", &log);
+    acks("restarting the admin node");
     project_2 = restart(&db, &nginx, project_2, "project", &log);
     acks("restarting the leading project node");
     project_1 = restart(&db, &nginx, project_1, "project", &log);
@@ -414,6 +417,6 @@ fn nginx_in_front_of_the_cluster_routes_every_protocol_and_loses_nothing_through
     });
     check_read_model(&db, &domain, markers.values().sum(), NAME, &mut failures);
     drop(nginx);
-    drop((collect_1, collect_2, query, project_1, project_2));
+    drop((collect_1, collect_2, query, admin, project_1, project_2));
     tally.assert_core(NAME, failures);
 }
