@@ -63,6 +63,9 @@ pub enum EventLogKind {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// `FOOTFALL_QUERY_DATABASE_URL`: streaming read replicas (comma-separated) that answer
+    /// reports; appends, projections and everything else stay on `DATABASE_URL`.
+    pub query_database_urls: Vec<String>,
     /// `FOOTFALL_EVENT_LOG`: `postgres` (default) or `kurrentdb` with `FOOTFALL_KURRENTDB_URL`.
     pub event_log: EventLogKind,
     pub listen: SocketAddr,
@@ -189,6 +192,15 @@ impl Config {
         };
         Ok(Self {
             database_url,
+            query_database_urls: get("FOOTFALL_QUERY_DATABASE_URL")
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
             event_log,
             listen,
             admin_token: get("FOOTFALL_ADMIN_TOKEN").map(str::to_owned),

@@ -53,14 +53,14 @@ pub fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupE
     Ok(Some(std::sync::Arc::new(db)))
 }
 
-/// A database pool of `size` connections, with the configured timeouts.
-fn pool_of(
+/// A database pool of `size` connections to `url`, with the configured timeouts.
+fn pool_on(
     config: &Config,
+    url: &str,
     size: u32,
     statement_timeout: Option<Duration>,
 ) -> Result<PgPool, StartupError> {
-    let options: PgConnectOptions = config
-        .database_url
+    let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()
         .map_err(StartupError::DatabaseUrl)?
         // Every statement is planned for its parameters: a generic plan of the log's
@@ -79,6 +79,15 @@ fn pool_of(
         .connect_lazy_with(options))
 }
 
+/// A pool of `size` connections to `DATABASE_URL`.
+fn pool_of(
+    config: &Config,
+    size: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<PgPool, StartupError> {
+    pool_on(config, &config.database_url, size, statement_timeout)
+}
+
 /// The admin pool: what commands and migrations use.
 pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
     pool_of(config, config.pools.admin, None)
@@ -92,6 +101,8 @@ pub struct Pools {
     pub project: PgPool,
     /// Statements on it are cancelled after `FOOTFALL_QUERY_TIMEOUT_MS`.
     pub query: PgPool,
+    /// One query pool per read replica (`FOOTFALL_QUERY_DATABASE_URL`).
+    pub replicas: Vec<PgPool>,
     pub admin: PgPool,
 }
 
@@ -102,6 +113,11 @@ impl Pools {
             append: pool_of(config, sizes.append, None)?,
             project: pool_of(config, sizes.project, None)?,
             query: pool_of(config, sizes.query, Some(config.query_timeout))?,
+            replicas: config
+                .query_database_urls
+                .iter()
+                .map(|url| pool_on(config, url, sizes.query, Some(config.query_timeout)))
+                .collect::<Result<_, _>>()?,
             admin: pool(config)?,
         })
     }
@@ -202,7 +218,7 @@ impl Application {
             properties: core.properties,
             log: core.log,
             reports: crate::query::cache::Reports::new(
-                core.pools.query.clone(),
+                crate::query::reads::Reads::new(core.pools.query.clone(), core.pools.replicas),
                 config.report_cache_bytes,
             ),
             query_pool: core.pools.query,

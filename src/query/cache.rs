@@ -10,6 +10,7 @@ use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use super::engine::{self, EngineError};
+use super::reads::Reads;
 use super::{Query, ResultRow};
 use crate::cache::Bounded;
 
@@ -29,21 +30,34 @@ struct Entry {
 /// Runs queries through the engine, sharing answers.
 #[derive(Clone)]
 pub struct Reports {
-    pool: PgPool,
+    reads: Reads,
     /// Answers by query, bounded in bytes (`FOOTFALL_REPORT_CACHE_MB`).
     entries: Arc<Mutex<Bounded<String, Entry>>>,
 }
 
 impl Reports {
-    pub fn new(pool: PgPool, cache_bytes: usize) -> Self {
+    pub fn new(reads: Reads, cache_bytes: usize) -> Self {
         Self {
-            pool,
+            reads,
             entries: Arc::new(Mutex::new(Bounded::new(cache_bytes))),
         }
     }
 
+    /// Answers on a replica if there is one; on the primary if it cannot.
     pub async fn run(&self, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
-        let version = self.version(q).await?;
+        let (pool, source) = self.reads.pick();
+        match self.run_on(pool, q).await {
+            Err(EngineError::Database(e)) if self.reads.falls_back(source, &e) => {
+                self.run_on(self.reads.primary(), q).await
+            }
+            answer => answer,
+        }
+    }
+
+    /// Answers from one database: the version read there keys the answer computed there, which
+    /// is at least as new (a replica only moves forward), so a shared answer is never stale.
+    async fn run_on(&self, pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
+        let version = Self::version(pool, q).await?;
         let key = format!("{q:?}");
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -66,7 +80,7 @@ impl Reports {
             .increment(1);
         // A failed computation is not kept: the next caller computes again.
         let answer = cell
-            .get_or_try_init(|| async { engine::run(&self.pool, q).await.map(Arc::new) })
+            .get_or_try_init(|| async { engine::run(pool, q).await.map(Arc::new) })
             .await?
             .clone();
         if !hit {
@@ -80,7 +94,7 @@ impl Reports {
         Ok(answer.as_ref().clone())
     }
 
-    async fn version(&self, q: &Query) -> Result<Version, EngineError> {
+    async fn version(pool: &PgPool, q: &Query) -> Result<Version, EngineError> {
         let imported = if q.imports {
             format!(
                 "(SELECT position FROM {} WHERE property_id = $1)",
@@ -95,7 +109,7 @@ impl Reports {
              FROM projection_generations g WHERE g.projection = 'hits' AND g.state = 'live'",
         ))
         .bind(q.property_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await?;
         Ok(row.unwrap_or_default())
     }

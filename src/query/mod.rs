@@ -3,6 +3,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod reads;
 
 use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime};
 use serde::Serialize;

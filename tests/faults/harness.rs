@@ -40,7 +40,7 @@ pub fn wait_for(what: &str, limit: Duration, done: impl FnMut() -> bool) -> Dura
     try_wait_for(what, limit, done).unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn run(cmd: &mut Command) -> Output {
+pub(crate) fn run(cmd: &mut Command) -> Output {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
@@ -55,7 +55,7 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 /// A command run as root (directly when we are root, as in CI; through `sudo -n` otherwise).
-fn as_root(program: &str) -> Command {
+pub(crate) fn as_root(program: &str) -> Command {
     static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let root = *ROOT.get_or_init(|| {
         Command::new("id")
@@ -73,14 +73,14 @@ fn as_root(program: &str) -> Command {
     }
 }
 
-struct ClusterRow {
-    version: String,
-    name: String,
-    port: u16,
-    online: bool,
+pub(crate) struct ClusterRow {
+    pub version: String,
+    pub name: String,
+    pub port: u16,
+    pub online: bool,
 }
 
-fn clusters() -> Vec<ClusterRow> {
+pub(crate) fn clusters() -> Vec<ClusterRow> {
     let out = run(Command::new("pg_lsclusters").arg("--no-header"));
     String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -101,6 +101,7 @@ fn clusters() -> Vec<ClusterRow> {
 /// of that version).
 #[derive(Clone)]
 pub struct Cluster {
+    pub name: &'static str,
     pub version: String,
     pub port: u16,
 }
@@ -136,6 +137,7 @@ impl Cluster {
             .find(|c| c.name == CLUSTER)
             .expect("the faults cluster was just created");
         let cluster = Self {
+            name: CLUSTER,
             version,
             port: row.port,
         };
@@ -184,7 +186,7 @@ impl Cluster {
         format!("postgres://postgres@127.0.0.1:{}", self.port)
     }
 
-    fn can_login(&self) -> bool {
+    pub(crate) fn can_login(&self) -> bool {
         Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "postgres", "-d", "postgres", "-Atqc", "SELECT 1"])
@@ -194,7 +196,7 @@ impl Cluster {
             .unwrap_or(false)
     }
 
-    fn psql(&self, sql: &str) -> String {
+    pub(crate) fn psql(&self, sql: &str) -> String {
         let out = run(Command::new("psql")
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "postgres", "-d", "postgres", "-Atqc", sql])
@@ -204,7 +206,12 @@ impl Cluster {
 
     fn ctl(&self, action: &str, extra: &[&str]) {
         run(as_root("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &self.version, CLUSTER, action])
+            .args([
+                "--skip-systemctl-redirect",
+                &self.version,
+                self.name,
+                action,
+            ])
             .args(extra)
             .stdin(Stdio::null()));
     }
@@ -228,7 +235,12 @@ impl Cluster {
     /// itself returns a while later).
     pub fn start_timed(&self) -> Instant {
         let mut ctl = as_root("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &self.version, CLUSTER, "start"])
+            .args([
+                "--skip-systemctl-redirect",
+                &self.version,
+                self.name,
+                "start",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("pg_ctlcluster start");
@@ -249,7 +261,7 @@ impl Cluster {
     }
 
     pub fn is_online(&self) -> bool {
-        clusters().iter().any(|c| c.name == CLUSTER && c.online)
+        clusters().iter().any(|c| c.name == self.name && c.online)
     }
 }
 

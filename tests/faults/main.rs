@@ -18,6 +18,7 @@ mod harness;
 mod http;
 mod load;
 mod nginx;
+mod replica;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
