@@ -87,6 +87,9 @@ pub struct LoadgenArgs {
     /// Props under random keys added to every custom event.
     #[arg(long, default_value_t = 0)]
     pub random_prop_keys: usize,
+    /// Give every page URL a random query string of about 1,000 characters.
+    #[arg(long)]
+    pub long_urls: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -139,6 +142,7 @@ pub async fn loadgen(args: LoadgenArgs) -> Result<(), CliError> {
         seed: args.seed,
         traffic: args.traffic,
         random_prop_keys: args.random_prop_keys,
+        long_urls: args.long_urls,
     })
     .await?;
     if args.json {

@@ -42,6 +42,8 @@ pub struct Options {
     pub traffic: Mix,
     /// Props under random keys added to every custom event.
     pub random_prop_keys: usize,
+    /// A random query string of about 1,000 characters on every page URL.
+    pub long_urls: bool,
 }
 
 /// What the traffic looks like.
@@ -235,6 +237,7 @@ struct Traffic {
     agent_weights: u64,
     mix: Mix,
     random_prop_keys: usize,
+    long_urls: bool,
 }
 
 impl Traffic {
@@ -252,6 +255,7 @@ impl Traffic {
             agent_weights: AGENTS.iter().map(|(_, w)| w).sum(),
             mix: o.traffic,
             random_prop_keys: o.random_prop_keys,
+            long_urls: o.long_urls,
         }
     }
 
@@ -341,11 +345,18 @@ impl Traffic {
             Mix::HighCardinality => 0.33,
         };
         let custom = !visit.landing && rng.unit() < custom_share;
-        let query = if visit.landing && rng.unit() < 0.1 {
+        let mut query = if visit.landing && rng.unit() < 0.1 {
             format!("?{}", rng.pick(UTM))
         } else {
             String::new()
         };
+        if self.long_urls {
+            query.push(if query.is_empty() { '?' } else { '&' });
+            query.push_str("q=");
+            while query.len() < 1_000 {
+                query.push_str(&format!("{:016x}", rng.next()));
+            }
+        }
         let url = format!("https://{}{page}{query}", site.domain);
         let referrer = if visit.landing {
             (*rng.pick(REFERRERS)).to_owned()

@@ -83,6 +83,7 @@ impl Projection for HitsProjection {
             store: Store::new(g, partition),
             sites: HashMap::new(),
             sessions: HashMap::new(),
+            sessions_bytes: 0,
             complete: None,
         })
     }
@@ -440,14 +441,31 @@ struct Writer {
     /// holds only committed state or state of the open batch: after any error the runner drops
     /// the writer.
     sessions: HashMap<(PropertyId, i64), Session>,
+    /// About the bytes `sessions` holds.
+    sessions_bytes: usize,
     /// Whether `sessions` holds every visitor this partition has stored, so that a visitor it
     /// lacks has no visit yet (a rebuild's writer, from the start, until the cache overflows).
     /// Unknown until the first batch.
     complete: Option<bool>,
 }
 
-/// Visitors whose latest visit the writer remembers, at most.
-const MAX_CACHED_VISITORS: usize = 1_000_000;
+/// The bytes of visits a writer (one per partition) remembers at most; past them it forgets all
+/// and looks visitors up again.
+const MAX_CACHED_SESSION_BYTES: usize = 256 << 20;
+
+/// About what a remembered visit holds in memory.
+fn session_bytes(s: &Session) -> usize {
+    let attributes: usize = VISIT_ROLLUP_DIMENSIONS
+        .iter()
+        .map(|d| s.attribute(d).len())
+        .sum();
+    std::mem::size_of::<Session>()
+        + std::mem::size_of::<Visit>()
+        + s.entry_page.len()
+        + s.exit_page.len()
+        + attributes
+        + 64
+}
 
 #[async_trait]
 impl ProjectionWriter for Writer {
@@ -488,11 +506,17 @@ impl ProjectionWriter for Writer {
         .await?;
         self.sites = sites;
         self.store.write(tx, &delta).await?;
-        if self.sessions.len() + delta.latest.len() > MAX_CACHED_VISITORS {
+        for (key, session) in std::mem::take(&mut delta.latest) {
+            self.sessions_bytes += session_bytes(&session);
+            if let Some(old) = self.sessions.insert(key, session) {
+                self.sessions_bytes -= session_bytes(&old);
+            }
+        }
+        if self.sessions_bytes > MAX_CACHED_SESSION_BYTES {
             self.sessions.clear();
+            self.sessions_bytes = 0;
             self.complete = Some(false);
         }
-        self.sessions.extend(std::mem::take(&mut delta.latest));
         Ok(())
     }
 }
