@@ -87,7 +87,8 @@ pub struct LoadgenArgs {
     /// Props under random keys added to every custom event.
     #[arg(long, default_value_t = 0)]
     pub random_prop_keys: usize,
-    /// Give every page URL a random query string of about 1,000 characters.
+    /// Give every page URL a random query string of about 800 characters (GA4 takes page URLs of up
+    /// to 1,000).
     #[arg(long)]
     pub long_urls: bool,
     /// Print the report as JSON.

@@ -42,7 +42,7 @@ pub struct Options {
     pub traffic: Mix,
     /// Props under random keys added to every custom event.
     pub random_prop_keys: usize,
-    /// A random query string of about 1,000 characters on every page URL.
+    /// A random query string of about 800 characters on every page URL.
     pub long_urls: bool,
 }
 
@@ -353,7 +353,7 @@ impl Traffic {
         if self.long_urls {
             query.push(if query.is_empty() { '?' } else { '&' });
             query.push_str("q=");
-            while query.len() < 1_000 {
+            while query.len() < 800 {
                 query.push_str(&format!("{:016x}", rng.next()));
             }
         }

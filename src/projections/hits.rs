@@ -451,7 +451,7 @@ struct Writer {
 
 /// The bytes of visits a writer (one per partition) remembers at most; past them it forgets all
 /// and looks visitors up again.
-const MAX_CACHED_SESSION_BYTES: usize = 256 << 20;
+const MAX_CACHED_SESSION_BYTES: usize = 64 << 20;
 
 /// About what a remembered visit holds in memory.
 fn session_bytes(s: &Session) -> usize {

@@ -462,34 +462,6 @@ async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
             .bind(g)
             .fetch_one(&mut *conn)
             .await?;
-        if !got {
-            // The holder is ended only if it still holds this very lock (a backend id can be
-            // reused) and its lease is stale; `OFFSET 0` keeps those checks before the ending.
-            let ended: Option<i32> = sqlx::query_scalar(
-                "SELECT pid FROM (SELECT l.leader_pid AS pid FROM projection_leases l \
-                   JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.pid = l.leader_pid \
-                    AND k.classid = hashtext($4)::oid AND k.objid = $2::oid AND k.objsubid = 2 \
-                   WHERE l.projection = $1 AND l.generation = $2 AND l.partition = $3 \
-                    AND l.renewed_at < now() - make_interval(secs => $5) OFFSET 0) stale \
-                 WHERE pg_terminate_backend(pid)",
-            )
-            .bind(slot.name())
-            .bind(g)
-            .bind(slot.partition)
-            .bind(&key)
-            .bind(LEASE_EXPIRY.as_secs_f64())
-            .fetch_optional(&mut *conn)
-            .await?;
-            if let Some(pid) = ended {
-                tracing::warn!(
-                    projection = slot.name(),
-                    generation = g,
-                    partition = slot.partition,
-                    leader_pid = pid,
-                    "the leader's lease expired: its session was ended, taking over"
-                );
-            }
-        }
         if got {
             // The lock lives as long as the session, so the connection leaves the pool: when the
             // runner stops, dropping it closes the session and frees the lock for another node.
@@ -508,6 +480,33 @@ async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
             .await?;
             return Ok(conn.detach());
         }
+        // The holder is ended only if it still holds this very lock (a backend id can be
+        // reused) and its lease is stale; `OFFSET 0` keeps those checks before the ending.
+        let ended: Option<i32> = sqlx::query_scalar(
+            "SELECT pid FROM (SELECT l.leader_pid AS pid FROM projection_leases l \
+               JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.pid = l.leader_pid \
+                AND k.classid = hashtext($4)::oid AND k.objid = $2::oid AND k.objsubid = 2 \
+               WHERE l.projection = $1 AND l.generation = $2 AND l.partition = $3 \
+                AND l.renewed_at < now() - make_interval(secs => $5) OFFSET 0) stale \
+             WHERE pg_terminate_backend(pid)",
+        )
+        .bind(slot.name())
+        .bind(g)
+        .bind(slot.partition)
+        .bind(&key)
+        .bind(LEASE_EXPIRY.as_secs_f64())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(pid) = ended {
+            tracing::warn!(
+                projection = slot.name(),
+                generation = g,
+                partition = slot.partition,
+                leader_pid = pid,
+                "the leader's lease expired: its session was ended, taking over"
+            );
+        }
+
         drop(conn);
         tokio::time::sleep(RETRY_INTERVAL).await;
     }
