@@ -106,6 +106,8 @@ impl Cache {
 const NEGATIVE_TTL: Duration = Duration::from_secs(30);
 /// How long registration waits for the read model, so that the caller can use the property at once.
 const READ_YOUR_WRITES: Duration = Duration::from_secs(5);
+/// How often the change follower looks for property changes.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 /// How long the change follower waits for the read model to apply a change before it drops the
 /// cached state anyway (and once more when the read model has it).
 const FOLLOW_WAIT: Duration = Duration::from_secs(60);
@@ -151,7 +153,10 @@ impl Properties {
         let filter = StreamFilter::categories(&["property"]);
         let mut changes = self.log.subscribe(*after, filter, 1_000).await?;
         loop {
-            let events = changes.next(Duration::from_secs(1)).await?;
+            // A subscription reads on every append to the log; looking every 250 ms instead keeps
+            // the follower's cost flat under ingest, well within the 2 s a change may take.
+            tokio::time::sleep(FOLLOW_INTERVAL).await;
+            let events = changes.next(Duration::from_millis(1)).await?;
             let Some(last) = events.last().map(|e| e.position) else {
                 continue;
             };
