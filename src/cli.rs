@@ -276,9 +276,12 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
             let projection =
                 projections::by_name(&name).ok_or(CliError::UnknownProjection(name))?;
             let core = Core::start(&config, true).await?;
-            let generation =
-                generations::start_rebuild(&core.pool, &*projection, config.projection_partitions)
-                    .await?;
+            let generation = generations::start_rebuild(
+                &core.pools.admin,
+                &*projection,
+                config.projection_partitions,
+            )
+            .await?;
             tracing::info!(
                 projection = projection.name(),
                 generation,
@@ -301,7 +304,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 .ok_or_else(|| CliError::Usage(format!("no property `{domain}`")))?;
             let imports = Imports::new(
                 core.log.clone(),
-                core.pool.clone(),
+                core.pools.admin.clone(),
                 startup::geo_db(&config)?,
             );
             for file in files {
@@ -339,7 +342,7 @@ pub async fn run(command: Command, config: Config) -> Result<(), CliError> {
                 .by_domain(&Domain::parse(&domain).map_err(RegisterError::from)?)
                 .await?
                 .ok_or_else(|| CliError::Usage(format!("no property `{domain}`")))?;
-            let imports = Imports::new(core.log.clone(), core.pool.clone(), None);
+            let imports = Imports::new(core.log.clone(), core.pools.admin.clone(), None);
             let id = imports.begin_aggregates(&property, &archive).await?;
             let mut err = std::io::stderr();
             let counts = imports
@@ -363,7 +366,7 @@ async fn rebuild_progress(core: &Core, name: &str, generation: i32) -> Result<()
     let mut err = std::io::stderr().lock();
     loop {
         let head = core.log.head().await?.position;
-        let status = generations::status(&core.pool, head).await?;
+        let status = generations::status(&core.pools.admin, head).await?;
         let Some(p) = status.iter().find(|p| p.name == name) else {
             return Err(CliError::UnknownProjection(name.to_owned()));
         };

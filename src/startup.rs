@@ -2,7 +2,6 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::{Actor, Addr};
 use actix_web::dev::Server;
@@ -58,7 +57,7 @@ fn pool_on(
     config: &Config,
     url: &str,
     size: u32,
-    statement_timeout: Option<Duration>,
+    settings: &[(&str, String)],
 ) -> Result<PgPool, StartupError> {
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()
@@ -69,28 +68,16 @@ fn pool_on(
         .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")])
         // Names the process in `pg_stat_activity` (which node leads which projection, say).
         .application_name(&format!("footfall/{}", std::process::id()));
-    let options = match statement_timeout {
-        Some(t) => options.options([("statement_timeout", t.as_millis().to_string())]),
-        None => options,
-    };
+    let options = options.options(settings.iter().map(|(k, v)| (*k, v.as_str())));
     Ok(PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(config.db_timeout)
         .connect_lazy_with(options))
 }
 
-/// A pool of `size` connections to `DATABASE_URL`.
-fn pool_of(
-    config: &Config,
-    size: u32,
-    statement_timeout: Option<Duration>,
-) -> Result<PgPool, StartupError> {
-    pool_on(config, &config.database_url, size, statement_timeout)
-}
-
 /// The admin pool: what commands and migrations use.
 pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
-    pool_of(config, config.pools.admin, None)
+    pool_on(config, &config.database_url, config.pools.admin, &[])
 }
 
 /// One pool per workload, so that none can take another's connections. Pools connect lazily: a
@@ -108,15 +95,19 @@ pub struct Pools {
 
 impl Pools {
     pub fn new(config: &Config) -> Result<Self, StartupError> {
-        let sizes = config.pools;
+        let (sizes, primary) = (config.pools, config.database_url.as_str());
+        let query = [(
+            "statement_timeout",
+            config.query_timeout.as_millis().to_string(),
+        )];
         Ok(Self {
-            append: pool_of(config, sizes.append, None)?,
-            project: pool_of(config, sizes.project, None)?,
-            query: pool_of(config, sizes.query, Some(config.query_timeout))?,
+            append: pool_on(config, primary, sizes.append, &[])?,
+            project: pool_on(config, primary, sizes.project, &[])?,
+            query: pool_on(config, primary, sizes.query, &query)?,
             replicas: config
                 .query_database_urls
                 .iter()
-                .map(|url| pool_on(config, url, sizes.query, Some(config.query_timeout)))
+                .map(|url| pool_on(config, url, sizes.query, &query))
                 .collect::<Result<_, _>>()?,
             admin: pool(config)?,
         })
@@ -158,8 +149,6 @@ fn event_log(config: &Config, pool: &PgPool) -> Result<Arc<dyn EventLog>, Startu
 
 /// The parts of footfall that commands and the server share.
 pub struct Core {
-    /// The admin pool.
-    pub pool: PgPool,
     pub pools: Pools,
     pub log: Arc<dyn EventLog>,
     pub properties: Properties,
@@ -184,7 +173,6 @@ impl Core {
             config.property_cache_bytes,
         );
         Ok(Self {
-            pool: pools.admin.clone(),
             pools,
             log,
             properties,
@@ -214,7 +202,7 @@ impl Application {
         );
         let state = web::Data::new(AppState {
             collector,
-            imports: crate::services::Imports::new(core.log.clone(), core.pool.clone(), geo),
+            imports: crate::services::Imports::new(core.log.clone(), core.pools.admin.clone(), geo),
             properties: core.properties,
             log: core.log,
             reports: crate::query::cache::Reports::new(
@@ -222,7 +210,7 @@ impl Application {
                 config.report_cache_bytes,
             ),
             query_pool: core.pools.query,
-            pool: core.pool,
+            pool: core.pools.admin,
             admin_token: config.admin_token.clone(),
             trusted_proxies: config.trusted_proxies.clone(),
             projection_partitions: config.projection_partitions,

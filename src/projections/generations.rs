@@ -216,6 +216,12 @@ pub async fn switch_if_caught_up(
     p: &dyn Projection,
 ) -> Result<Option<Generation>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    // A runner's open batch holds these rows; one that hangs (a frozen node) must hold up neither
+    // the generations lock nor this node's manager, which starts the runners that take over: the
+    // switch is tried again on the next tick.
+    sqlx::query("SET LOCAL lock_timeout = '500ms'")
+        .execute(&mut *tx)
+        .await?;
     lock(&mut tx).await?;
     let rows = sqlx::query(
         "SELECT generation, state, position FROM projection_generations \
@@ -288,12 +294,12 @@ pub async fn drop_retired(
     grace: Duration,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    lock(&mut tx).await?;
-    // A reader still on a retired table must not make the manager (and the generations lock)
-    // wait: the drop is tried again on the next tick.
+    // A reader still on a retired table (or a frozen node holding the generations lock) must not
+    // make the manager wait: the drop is tried again on the next tick.
     sqlx::query("SET LOCAL lock_timeout = '2s'")
         .execute(&mut *tx)
         .await?;
+    lock(&mut tx).await?;
     let retired: Vec<Generation> = sqlx::query_scalar(
         "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'retired' \
          AND NOT dropped AND retired_at < now() - make_interval(secs => $2)",

@@ -127,9 +127,22 @@ impl Actor for ProjectionRunner {
 }
 
 async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, ProjectionError> {
-    let (projection, generation, name) = (&*slot.projection, slot.generation, slot.name());
     let mut conn = lead(pool, slot).await?;
-    let _lease = Lease::renew(pool, slot, &mut conn).await?;
+    let leader = take_lease(slot, &mut conn).await?;
+    // The lease is renewed beside the work, in the runner's own future: both end together.
+    tokio::select! {
+        ended = project(slot, log, conn) => ended,
+        ended = renew_lease(pool, slot, leader) => ended,
+    }
+}
+
+/// Leads the slot on `conn`, which holds its lock.
+async fn project(
+    slot: &Slot,
+    log: &dyn EventLog,
+    mut conn: PgConnection,
+) -> Result<Ended, ProjectionError> {
+    let (projection, generation, name) = (&*slot.projection, slot.generation, slot.name());
     let Some(start) = checkpoint(&mut conn, slot).await? else {
         return Ok(Ended::Retired);
     };
@@ -512,66 +525,54 @@ async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
     }
 }
 
-/// A leader's lease on its slot, renewed every [`LEASE_RENEWAL`] from the pool (not from the lock
-/// connection, which may be busy with a long batch) until dropped.
-struct Lease(tokio::task::JoinHandle<()>);
+/// Records this session as the slot's leader; returns its backend id.
+async fn take_lease(slot: &Slot, conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO projection_leases (projection, generation, partition, leader_pid, renewed_at) \
+         VALUES ($1, $2, $3, pg_backend_pid(), now()) \
+         ON CONFLICT (projection, generation, partition) \
+         DO UPDATE SET leader_pid = excluded.leader_pid, renewed_at = excluded.renewed_at \
+         RETURNING leader_pid",
+    )
+    .bind(slot.name())
+    .bind(slot.generation)
+    .bind(slot.partition)
+    .fetch_one(&mut *conn)
+    .await
+}
 
-impl Lease {
-    async fn renew(
-        pool: &PgPool,
-        slot: &Slot,
-        conn: &mut PgConnection,
-    ) -> Result<Self, sqlx::Error> {
-        let pid: i32 = sqlx::query_scalar(
-            "INSERT INTO projection_leases (projection, generation, partition, leader_pid, renewed_at) \
-             VALUES ($1, $2, $3, pg_backend_pid(), now()) \
-             ON CONFLICT (projection, generation, partition) \
-             DO UPDATE SET leader_pid = excluded.leader_pid, renewed_at = excluded.renewed_at \
-             RETURNING leader_pid",
+/// Renews the lease every [`LEASE_RENEWAL`], from the pool (the lock connection may be busy with
+/// a long batch). Never ends by itself: once the lease is lost to another node, the leader's
+/// session has been ended and its work fails.
+async fn renew_lease(pool: &PgPool, slot: &Slot, leader: i32) -> Result<Ended, ProjectionError> {
+    let mut tick = tokio::time::interval(LEASE_RENEWAL);
+    loop {
+        tick.tick().await;
+        let renewed = sqlx::query(
+            "UPDATE projection_leases SET renewed_at = now() \
+             WHERE projection = $1 AND generation = $2 AND partition = $3 AND leader_pid = $4",
         )
         .bind(slot.name())
         .bind(slot.generation)
         .bind(slot.partition)
-        .fetch_one(&mut *conn)
-        .await?;
-        let (pool, slot) = (pool.clone(), slot.clone());
-        Ok(Self(actix_web::rt::spawn(async move {
-            let mut tick = tokio::time::interval(LEASE_RENEWAL);
-            loop {
-                tick.tick().await;
-                let renewed = sqlx::query(
-                    "UPDATE projection_leases SET renewed_at = now() \
-                     WHERE projection = $1 AND generation = $2 AND partition = $3 AND leader_pid = $4",
-                )
-                .bind(slot.name())
-                .bind(slot.generation)
-                .bind(slot.partition)
-                .bind(pid)
-                .execute(&pool)
-                .await;
-                match renewed {
-                    Ok(r) if r.rows_affected() == 0 => {
-                        tracing::warn!(
-                            projection = slot.name(),
-                            generation = slot.generation,
-                            partition = slot.partition,
-                            "lease lost to another node"
-                        );
-                        return;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(projection = slot.name(), error = %e, "cannot renew the lease")
-                    }
-                }
+        .bind(leader)
+        .execute(pool)
+        .await;
+        match renewed {
+            Ok(r) if r.rows_affected() == 0 => {
+                tracing::warn!(
+                    projection = slot.name(),
+                    generation = slot.generation,
+                    partition = slot.partition,
+                    "lease lost to another node"
+                );
+                return std::future::pending().await;
             }
-        })))
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.0.abort();
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(projection = slot.name(), error = %e, "cannot renew the lease")
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use actix::prelude::*;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -136,16 +137,12 @@ impl Properties {
     /// reaches this node's cache: each change is dropped from it once the read model has applied
     /// it (and at once, in case it already has).
     pub async fn follow_changes(&self) -> Result<(), EventLogError> {
-        let mut after = self.log.head().await?.position;
-        let this = self.clone();
-        actix_web::rt::spawn(async move {
-            loop {
-                if let Err(e) = this.follow(&mut after).await {
-                    tracing::warn!(error = %e, "following property changes failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        });
+        let after = self.log.head().await?.position;
+        Follower {
+            properties: self.clone(),
+            after,
+        }
+        .start();
         Ok(())
     }
 
@@ -449,6 +446,29 @@ impl Properties {
             Lookup::Id.key(&p.id.to_string()),
             Lookup::MeasurementId.key(&p.measurement_id),
         ]);
+    }
+}
+
+/// The actor that follows property changes for a node's cache ([`Properties::follow_changes`]).
+struct Follower {
+    properties: Properties,
+    after: Position,
+}
+
+impl Actor for Follower {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let (properties, mut after) = (self.properties.clone(), self.after);
+        let work = async move {
+            loop {
+                if let Err(e) = properties.follow(&mut after).await {
+                    tracing::warn!(error = %e, "following property changes failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        };
+        ctx.spawn(work.into_actor(self));
     }
 }
 
