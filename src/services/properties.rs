@@ -176,11 +176,11 @@ impl Properties {
                 }
             }
             if let Ok(Event::PropertyRegistered(p)) = e.decode() {
-                cache.forget_keys(&[
-                    Lookup::Domain.key(p.domain.as_str()),
-                    Lookup::Id.key(&p.property_id.to_string()),
-                    Lookup::MeasurementId.key(&p.credentials.measurement_id),
-                ]);
+                cache.forget_keys(&Lookup::keys(
+                    p.domain.as_str(),
+                    p.property_id.as_uuid(),
+                    &p.credentials.measurement_id,
+                ));
             }
         }
     }
@@ -441,11 +441,7 @@ impl Properties {
     fn forget(&self, p: &PropertyRecord) {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.forget_record(p.id);
-        cache.forget_keys(&[
-            Lookup::Domain.key(&p.domain),
-            Lookup::Id.key(&p.id.to_string()),
-            Lookup::MeasurementId.key(&p.measurement_id),
-        ]);
+        cache.forget_keys(&Lookup::keys(&p.domain, p.id, &p.measurement_id));
     }
 }
 
@@ -493,6 +489,15 @@ impl Lookup {
 
     fn key(self, value: &str) -> String {
         format!("{}:{value}", self.condition())
+    }
+
+    /// Every key of one property.
+    fn keys(domain: &str, id: Uuid, measurement_id: &str) -> [String; 3] {
+        [
+            Self::Domain.key(domain),
+            Self::Id.key(&id.to_string()),
+            Self::MeasurementId.key(measurement_id),
+        ]
     }
 }
 

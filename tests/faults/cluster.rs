@@ -21,9 +21,16 @@ fn leads(db: &Db, node: &Server) -> bool {
     slots > 0 && led == slots
 }
 
-/// Waits for `node` to lead; returns how long that took, or the failure.
-fn takeover(db: &Db, node: &Server) -> Result<Duration, String> {
-    harness::try_wait_for("the standby to lead", TAKEOVER * 3, || leads(db, node))
+/// Waits for `node` to lead after `fault`, prints how long that took, and checks it against
+/// [`TAKEOVER`].
+fn check_takeover(db: &Db, node: &Server, fault: &str, name: &str, failures: &mut Vec<String>) {
+    let took = harness::try_wait_for("the standby to lead", TAKEOVER * 3, || leads(db, node));
+    eprintln!("[{name}] {fault}: the standby led every slot after {took:.2?}");
+    check(
+        failures,
+        took.as_ref().is_ok_and(|t| *t <= TAKEOVER),
+        || format!("takeover after {fault}: {took:?} (limit {TAKEOVER:?})"),
+    );
 }
 
 /// Exactly once across takeovers: every hit of `domain` in the log is in the read model once.
@@ -70,28 +77,15 @@ fn the_leading_project_node_killed_then_frozen_hands_over_within_5_s_exactly_onc
 
     // The leader dies: its sessions close, and the standby's next try takes the locks.
     let status = first.kill9();
-    let took = takeover(&db, &second);
-    eprintln!(
-        "[{NAME}] kill -9 of the leader ({status}): the standby led every slot after {took:.2?}"
-    );
-    check(
-        &mut failures,
-        took.as_ref().is_ok_and(|t| *t <= TAKEOVER),
-        || format!("takeover after kill -9: {took:?} (limit {TAKEOVER:?})"),
-    );
+    let fault = format!("kill -9 of the leader ({status})");
+    check_takeover(&db, &second, &fault, NAME, &mut failures);
     load.wait_acks(ACKS_BETWEEN_FAULTS, Duration::from_secs(30))
         .unwrap();
 
     // The new leader freezes: its sessions stay open, so only its lapsed lease tells.
     first = Server::start(&db, harness::free_port(), PROJECT, &log);
     second.signal("STOP");
-    let took = takeover(&db, &first);
-    eprintln!("[{NAME}] SIGSTOP of the leader: the standby led every slot after {took:.2?}");
-    check(
-        &mut failures,
-        took.as_ref().is_ok_and(|t| *t <= TAKEOVER),
-        || format!("takeover after SIGSTOP: {took:?} (limit {TAKEOVER:?})"),
-    );
+    check_takeover(&db, &first, "SIGSTOP of the leader", NAME, &mut failures);
     load.wait_acks(ACKS_BETWEEN_FAULTS, Duration::from_secs(30))
         .unwrap();
     // Thawed, the old leader finds its sessions ended and stands by.
@@ -350,13 +344,8 @@ fn nginx_in_front_of_the_cluster_routes_every_protocol_and_loses_nothing_through
     acks("a collect node's death");
     kills.push(load.now());
     project_1.kill9();
-    let took = takeover(&db, &project_2);
-    eprintln!("[{NAME}] kill -9 of the leading project node: the standby led after {took:.2?}");
-    check(
-        &mut failures,
-        took.as_ref().is_ok_and(|t| *t <= TAKEOVER),
-        || format!("takeover: {took:?} (limit {TAKEOVER:?})"),
-    );
+    let fault = "kill -9 of the leading project node";
+    check_takeover(&db, &project_2, fault, NAME, &mut failures);
     acks("the leading project node's death");
 
     // Rolling restart: the dead nodes come back, then every node in turn is stopped with SIGTERM
