@@ -378,13 +378,27 @@ pub struct Query {
 }
 
 impl Query {
+    /// The Plausible APIs' largest page.
     pub const MAX_LIMIT: usize = 10_000;
+    /// The most rows the engine returns for one query.
+    pub const MAX_ROWS: usize = 300_000;
     /// Deep enough for any report's pages; far below what the database's `OFFSET` can take.
     pub const MAX_OFFSET: usize = 10_000_000;
     /// The most values a query's filters may compare with, in all.
     pub const MAX_FILTER_VALUES: usize = 1_000;
     /// The longest filter value, in characters (a URL's limit at collection is 2,000).
     pub const MAX_FILTER_VALUE_CHARS: usize = 2_000;
+
+    /// [`Self::validate`], with the Plausible APIs' page size.
+    pub fn validate_page(&self) -> Result<(), QueryError> {
+        if self.limit > Self::MAX_LIMIT {
+            return Err(QueryError::new(
+                "pagination.limit",
+                format!("must be 1 to {}", Self::MAX_LIMIT),
+            ));
+        }
+        self.validate()
+    }
 
     /// Checks the combinations the read models cannot answer.
     pub fn validate(&self) -> Result<(), QueryError> {
@@ -453,10 +467,10 @@ impl Query {
         if self.dimensions.iter().filter(|d| d.is_time()).count() > 1 {
             return Err(QueryError::new("dimensions", "at most one time dimension"));
         }
-        if self.limit == 0 || self.limit > Self::MAX_LIMIT {
+        if self.limit == 0 || self.limit > Self::MAX_ROWS {
             return Err(QueryError::new(
                 "pagination.limit",
-                format!("must be 1 to {}", Self::MAX_LIMIT),
+                format!("must be 1 to {}", Self::MAX_ROWS),
             ));
         }
         if let Some(f) = &self.filters {

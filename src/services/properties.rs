@@ -378,6 +378,15 @@ impl Properties {
         }
     }
 
+    /// Whether some property has this read key (to tell a key of another property, `403`, from no
+    /// key at all, `401`). The key is unique and indexed.
+    pub async fn is_read_key(&self, key: &str) -> Result<bool, sqlx::Error> {
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM properties WHERE read_key = $1)")
+            .bind(key)
+            .fetch_one(&self.pool)
+            .await
+    }
+
     /// The property with this GA4 measurement id, through the cache.
     pub async fn by_measurement_id(
         &self,

@@ -6,6 +6,7 @@ mod collect;
 mod dashboard;
 mod eventlog;
 mod funnels;
+mod ga4;
 mod helpers;
 mod imports;
 mod loadgen;

@@ -4,6 +4,7 @@
 mod compare;
 mod export;
 mod funnel;
+mod ga4;
 pub mod v1;
 pub mod v2;
 
@@ -33,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/stats/breakdown", web::get().to(v1::breakdown))
         .route("/api/v1/stats/bots", web::get().to(v1::bots))
         .route("/api/v1/export", web::get().to(export::export));
+    ga4::routes(cfg);
 }
 
 /// A property the caller may read: the bearer token is that property's read key, one of its live
@@ -79,7 +81,7 @@ impl Site {
         }
     }
 
-    fn new(property: Arc<PropertyRecord>) -> Self {
+    pub(super) fn new(property: Arc<PropertyRecord>) -> Self {
         let tz = property.timezone.parse::<Tz>().unwrap_or(chrono_tz::UTC);
         Self { property, tz }
     }

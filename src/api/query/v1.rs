@@ -115,7 +115,7 @@ impl Params {
             goals: site.property.goals.0.clone(),
             imports: self.with_imported.unwrap_or(false),
         };
-        q.validate()?;
+        q.validate_page()?;
         Ok(q)
     }
 }

@@ -259,7 +259,7 @@ pub fn parse(obj: &Map<String, Value>, site: &Site) -> Result<Query, QueryError>
             Some(_) => return Err(QueryError::new("include.imports", "must be true or false")),
         },
     };
-    query.validate()?;
+    query.validate_page()?;
     Ok(query)
 }
 

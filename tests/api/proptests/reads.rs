@@ -270,3 +270,221 @@ async fn proptest_report_queries_and_prop_keys() {
     eprintln!("exports: {exported} exported, {refused} refused");
     assert!(exported > 0 && refused > 0, "{exported} / {refused}");
 }
+
+/// A GA4 Data API request: names, ranges, filter trees with any match type (by name or number)
+/// and any value, metric filters, orders and paging as numbers or strings. `noisy` requests also
+/// get unknown names, wrong types and arbitrary shapes in each place; the others are well formed
+/// (their filter values still arbitrary), so that they reach the engine.
+fn ga4_request(noisy: bool) -> BoxedStrategy<Value> {
+    let noise = move |valid: BoxedStrategy<Value>| -> BoxedStrategy<Value> {
+        if noisy {
+            prop_oneof![10 => valid, 1 => nasty().prop_map(Value::String), 1 => json_value()]
+                .boxed()
+        } else {
+            valid
+        }
+    };
+    let named = move |names: &'static [&'static str]| {
+        noise(select(names).prop_map(|n| json!({ "name": n })).boxed())
+    };
+    let dimensions = vec(
+        named(&[
+            "date",
+            "dateHour",
+            "pagePath",
+            "eventName",
+            "country",
+            "deviceCategory",
+            "landingPage",
+            "sessionSource",
+        ]),
+        0..3,
+    );
+    // activeUsers first: the metric filter and the order use it.
+    let metrics = vec(
+        named(&[
+            "sessions",
+            "screenPageViews",
+            "eventCount",
+            "keyEvents",
+            "totalRevenue",
+        ]),
+        0..3,
+    )
+    .prop_map(|mut m| {
+        m.insert(0, json!({"name": "activeUsers"}));
+        m
+    });
+    let day =
+        move |valid: &'static [&'static str]| noise(select(valid).prop_map(|d| json!(d)).boxed());
+    let ranges = vec(
+        (
+            day(&["yesterday", "7daysAgo", "2026-11-01", "0daysAgo"]),
+            day(&["today", "today", "yesterday"]),
+        ),
+        1..3,
+    )
+    .prop_map(|r| {
+        json!(r
+            .into_iter()
+            .map(|(a, b)| json!({"startDate": a, "endDate": b}))
+            .collect::<Vec<_>>())
+    });
+    let match_type = noise(
+        prop_oneof![
+            select(
+                &[
+                    "EXACT",
+                    "BEGINS_WITH",
+                    "ENDS_WITH",
+                    "CONTAINS",
+                    "FULL_REGEXP",
+                    "PARTIAL_REGEXP"
+                ][..]
+            )
+            .prop_map(|m| json!(m)),
+            (0i64..7).prop_map(|m| json!(m)),
+        ]
+        .boxed(),
+    );
+    let leaf = (
+        select(
+            &[
+                "pagePath",
+                "eventName",
+                "deviceCategory",
+                "country",
+                "hostName",
+            ][..],
+        ),
+        match_type,
+        nasty(),
+        any::<bool>(),
+    )
+        .prop_map(|(field, m, value, cs)| {
+            json!({"filter": {"fieldName": field,
+                   "stringFilter": {"matchType": m, "value": value, "caseSensitive": cs}}})
+        });
+    let filter = leaf.prop_recursive(3, 12, 3, |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..3).prop_map(|e| json!({"andGroup": {"expressions": e}})),
+            vec(inner.clone(), 0..3).prop_map(|e| json!({"orGroup": {"expressions": e}})),
+            inner.prop_map(|e| json!({ "notExpression": e })),
+        ]
+    });
+    let dimension_filter = noise(prop_oneof![Just(Value::Null), filter].boxed());
+    let metric_filter = noise(
+        prop_oneof![
+            Just(Value::Null),
+            (1i64..6, any::<i32>())
+                .prop_map(|(op, v)| json!({"filter": {"fieldName": "activeUsers",
+                "numericFilter": {"operation": op, "value": {"int64Value": v.to_string()}}}})),
+        ]
+        .boxed(),
+    );
+    let paging = noise(
+        prop_oneof![
+            Just(Value::Null),
+            (0i64..5).prop_map(|n| json!(n)),
+            (0i64..5).prop_map(|n| json!(n.to_string())),
+        ]
+        .boxed(),
+    );
+    let order_bys = noise(
+        prop_oneof![
+            Just(json!([])),
+            Just(json!([{"metric": {"metricName": "activeUsers"}, "desc": true}])),
+        ]
+        .boxed(),
+    );
+    let aggregations = noise(prop_oneof![Just(json!([])), Just(json!([1, "MAXIMUM", 5]))].boxed());
+    (
+        (dimensions, metrics, ranges),
+        (dimension_filter, metric_filter),
+        (
+            paging.clone(),
+            paging,
+            order_bys,
+            aggregations,
+            any::<bool>(),
+        ),
+    )
+        .prop_map(|((d, m, r), (df, mf), (limit, offset, o, a, keep))| {
+            json!({"dimensions": d, "metrics": m, "dateRanges": r, "minuteRanges": [],
+                   "dimensionFilter": df, "metricFilter": mf, "limit": limit, "offset": offset,
+                   "orderBys": o, "metricAggregations": a, "keepEmptyRows": keep})
+        })
+        .boxed()
+}
+
+#[actix_web::test]
+async fn proptest_ga4_data_api_reports() {
+    let app = spawn_app().await;
+    let key = seeded_shop(&app).await;
+    let id: String = sqlx::query_scalar("SELECT id::text FROM properties")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    let mut runner = runner("ga4-reports");
+    let strategy = (
+        prop_oneof![
+            4 => Just("runReport"),
+            1 => Just("runRealtimeReport"),
+            1 => Just("batchRunReports"),
+        ],
+        prop_oneof![6 => ga4_request(false), 6 => ga4_request(true), 1 => json_value()],
+    );
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..cases(200) {
+        let (method, request) = strategy.new_tree(&mut runner).unwrap().current();
+        let body = if method == "batchRunReports" {
+            json!({ "requests": [request] })
+        } else {
+            request
+        };
+        let text = json_text(&body);
+        let res = app
+            .request(
+                "POST",
+                &format!("/v1beta/properties/{id}:{method}"),
+                Some(&key),
+                &[("Content-Type", "application/json")],
+                Some(text.clone().into_bytes()),
+            )
+            .await;
+        if res.status == 200 {
+            answered += 1;
+            let report = if method == "batchRunReports" {
+                &res.body["reports"][0]
+            } else {
+                &res.body
+            };
+            assert!(
+                report["rowCount"].as_str().is_some() && report["metricHeaders"].is_array(),
+                "{method} {text}: {}",
+                res.text
+            );
+        } else {
+            refused += 1;
+            // Google's envelope: the HTTP status as `code`, a status name, a message.
+            let e = &res.body["error"];
+            assert!(
+                (400..500).contains(&res.status),
+                "{} for {method} {text}: {}",
+                res.status,
+                res.text
+            );
+            assert_eq!(e["code"], res.status, "{method} {text}: {}", res.text);
+            assert!(
+                e["status"].as_str().is_some_and(|s| !s.is_empty()),
+                "{text}: {}",
+                res.text
+            );
+            if std::env::var_os("FOOTFALL_PROPTEST_VERBOSE").is_some() {
+                eprintln!("{method} {text}: {}", res.text);
+            }
+        }
+    }
+    eprintln!("GA4 reports: {answered} answered, {refused} refused");
+    assert!(answered > 0 && refused > 0, "{answered} / {refused}");
+}
