@@ -2,9 +2,11 @@
 //! `collect/` holds one adapter per collection protocol, `admin/` the operator's API.
 
 pub mod admin;
+mod assets;
 pub mod collect;
 pub mod dashboard;
 pub mod error;
+pub mod graphql;
 pub mod health;
 pub mod query;
 
@@ -75,6 +77,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &[Role]) {
     }
     if roles.contains(&Role::Query) {
         query::routes(cfg);
+        graphql::routes(cfg);
         dashboard::routes(cfg);
     }
     if roles.contains(&Role::Admin) {

@@ -7,6 +7,7 @@ mod dashboard;
 mod eventlog;
 mod funnels;
 mod ga4;
+mod graphql;
 mod helpers;
 mod imports;
 mod loadgen;

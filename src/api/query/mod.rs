@@ -51,7 +51,16 @@ impl Site {
         state: &AppState,
         site_id: &str,
     ) -> Result<Self, ApiError> {
-        let token = bearer(req).ok_or_else(ApiError::unauthorized)?;
+        Self::open(bearer(req), state, site_id).await
+    }
+
+    /// [`Self::authorize`] with the bearer token as given (GraphQL reads it once per request).
+    pub async fn open(
+        token: Option<&str>,
+        state: &AppState,
+        site_id: &str,
+    ) -> Result<Self, ApiError> {
+        let token = token.ok_or_else(ApiError::unauthorized)?;
         let is_admin = state
             .admin_token
             .as_deref()

@@ -188,6 +188,11 @@ pub async fn realtime_visitors(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let site = Site::authorize(&req, &state, &params.site_id).await?;
+    Ok(HttpResponse::Ok().json(visitors_now(&state, &site).await?))
+}
+
+/// Visitors in the last 5 minutes (GraphQL's `realtimeVisitors` too).
+pub async fn visitors_now(state: &AppState, site: &Site) -> Result<Value, ApiError> {
     let now = Utc::now().with_timezone(&site.tz).naive_local();
     let q = Query {
         property_id: site.property.id,
@@ -205,7 +210,7 @@ pub async fn realtime_visitors(
         imports: false,
     };
     let rows = state.reports.run(&q).await?;
-    Ok(HttpResponse::Ok().json(rows.first().map_or(json!(0), |r| r.metrics[0].clone())))
+    Ok(rows.first().map_or(json!(0), |r| r.metrics[0].clone()))
 }
 
 pub async fn aggregate(

@@ -488,3 +488,93 @@ async fn proptest_ga4_data_api_reports() {
     eprintln!("GA4 reports: {answered} answered, {refused} refused");
     assert!(answered > 0 && refused > 0, "{answered} / {refused}");
 }
+
+/// A GraphQL request: `report` with arbitrary arguments (strings escaped into the document, or
+/// passed as variables), `stats` with an arbitrary JSON value as its query, arbitrary documents,
+/// and arbitrary bodies.
+fn graphql_request() -> BoxedStrategy<Value> {
+    let metric = prop_oneof![
+        12 => select(&["VISITORS", "PAGEVIEWS", "VISITS", "EVENTS", "TOTAL_REVENUE"][..]),
+        1 => Just("nope"),
+    ];
+    let dimension = prop_oneof![
+        12 => select(&["TIME_DAY", "EVENT_PAGE", "VISIT_COUNTRY", "EVENT_GOAL", "TIME_MINUTE"][..]),
+        1 => Just("x"),
+    ];
+    let report = (
+        prop_oneof![8 => Just("shop.example".to_owned()), 1 => nasty()],
+        vec(metric, 1..3),
+        vec(dimension, 0..2),
+        nasty(),
+        prop_oneof![6 => Just("30d".to_owned()), 1 => nasty()],
+        prop_oneof![6 => 1i64..200, 1 => any::<i64>()],
+    )
+        .prop_map(|(site, metrics, dimensions, value, range, limit)| {
+            let query = format!(
+                "query($site: String!, $value: String!, $range: String!) {{ report(siteId: $site, \
+                 metrics: [{}], dimensions: [{}], dateRange: $range, limit: {limit}, \
+                 filters: [{{op: CONTAINS, dimension: EVENT_PAGE, values: [$value]}}]) \
+                 {{ results {{ dimensions metrics }} meta }} }}",
+                metrics.join(", "),
+                dimensions.join(", ")
+            );
+            json!({"query": query, "variables": {"site": site, "value": value, "range": range}})
+        });
+    let stats = json_value().prop_map(|q| {
+        json!({"query": "query($q: JSON!) { stats(query: $q) { results { metrics } } }",
+               "variables": {"q": q}})
+    });
+    let valid_stats = report_query().prop_map(|q| {
+        json!({"query": "query($q: JSON!) { stats(query: $q) { results { dimensions metrics } meta } }",
+               "variables": {"q": q}})
+    });
+    prop_oneof![
+        4 => report,
+        3 => valid_stats,
+        1 => stats,
+        1 => nasty().prop_map(|q| json!({ "query": q })),
+        1 => json_value(),
+    ]
+    .boxed()
+}
+
+#[actix_web::test]
+async fn proptest_graphql() {
+    let app = spawn_app().await;
+    let key = seeded_shop(&app).await;
+    let mut runner = runner("graphql");
+    let strategy = graphql_request();
+    let (mut answered, mut refused) = (0, 0);
+    for _ in 0..cases(200) {
+        let request = strategy.new_tree(&mut runner).unwrap().current();
+        let text = json_text(&request);
+        let res = app
+            .request(
+                "POST",
+                "/api/graphql",
+                Some(&key),
+                &[("Content-Type", "application/json")],
+                Some(text.clone().into_bytes()),
+            )
+            .await;
+        if res.status == 200 {
+            answered += 1;
+            assert!(res.body["data"].is_object(), "{text}: {}", res.text);
+        } else {
+            refused += 1;
+            assert!(
+                (400..500).contains(&res.status),
+                "{} for {text}: {}",
+                res.status,
+                res.text
+            );
+            // A GraphQL error, or (a body that is no GraphQL request) the REST error.
+            let code = res.body["errors"][0]["extensions"]["code"]
+                .as_str()
+                .or(res.body["error"]["code"].as_str());
+            assert!(code.is_some_and(|c| !c.is_empty()), "{text}: {}", res.text);
+        }
+    }
+    eprintln!("GraphQL: {answered} answered, {refused} refused");
+    assert!(answered > 0 && refused > 0, "{answered} / {refused}");
+}
