@@ -8,6 +8,7 @@ pub mod dashboard;
 pub mod error;
 pub mod graphql;
 pub mod health;
+mod openapi;
 pub mod query;
 
 use std::future::{ready, Ready};
@@ -72,6 +73,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, roles: &[Role]) {
             }),
     );
     health::routes(cfg);
+    openapi::routes(cfg);
     if roles.contains(&Role::Collect) {
         collect::routes(cfg);
     }

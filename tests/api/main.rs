@@ -11,6 +11,7 @@ mod graphql;
 mod helpers;
 mod imports;
 mod loadgen;
+mod openapi;
 mod plausible_csv;
 mod projections;
 mod proptests;
