@@ -5,8 +5,33 @@
 use std::io::Write;
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use sha2::{Digest, Sha256};
+
+use super::ApiError;
+
+/// A file of `assets/<dir>/`: its path there (and under the page's prefix), its bytes, its type.
+macro_rules! embedded {
+    ($dir:literal, $path:literal, $type:expr) => {
+        (
+            $path,
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/assets/",
+                $dir,
+                "/",
+                $path
+            ))
+            .as_slice(),
+            $type,
+        )
+    };
+}
+pub(crate) use embedded;
+
+pub const JS: &str = "text/javascript; charset=utf-8";
+pub const CSS: &str = "text/css; charset=utf-8";
+pub const MARKDOWN: &str = "text/markdown; charset=utf-8";
 
 /// A file ready to serve: plain and gzipped.
 pub struct Asset {
@@ -75,20 +100,27 @@ impl Bundle {
         .finish_with(req, &self.shell)
     }
 
-    /// A file, or `None` if the page has no such file.
-    pub fn file(&self, req: &HttpRequest, hash: &str, path: &str) -> Option<HttpResponse> {
-        let (_, asset) = self.files.iter().find(|(p, _)| *p == path)?;
+    /// `GET {prefix}/{hash}/{path}`: a file, or `404 not_found`.
+    pub fn file(
+        &self,
+        req: &HttpRequest,
+        path: web::Path<(String, String)>,
+    ) -> Result<HttpResponse, ApiError> {
+        let (hash, path) = path.into_inner();
+        let (_, asset) = self
+            .files
+            .iter()
+            .find(|(p, _)| *p == path)
+            .ok_or_else(|| ApiError::not_found("not_found", "no such file"))?;
         // A page from before an upgrade asks for an old hash: it gets today's file, not for keeps.
         let cache = if hash == self.hash {
             "public, max-age=31536000, immutable"
         } else {
             "no-cache"
         };
-        Some(
-            serve(req, asset, &format!("\"{}\"", self.hash), cache)
-                .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
-                .finish_with(req, asset),
-        )
+        Ok(serve(req, asset, &format!("\"{}\"", self.hash), cache)
+            .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .finish_with(req, asset))
     }
 }
 
@@ -145,10 +177,9 @@ fn serve(req: &HttpRequest, asset: &Asset, etag: &str, cache: &str) -> Reply {
     }
 }
 
-/// Every file under `assets/<dir>` but its shell, by path relative to it (a test per page checks
-/// that each is embedded).
+/// Checks that `files` are every file under `assets/<dir>` but the shell, `index.html`.
 #[cfg(test)]
-pub fn files_on_disk(dir: &str, shell: &str) -> Vec<String> {
+pub fn assert_all_embedded(dir: &str, files: &[(&str, &[u8], &str)]) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets")
         .join(dir);
@@ -165,12 +196,14 @@ pub fn files_on_disk(dir: &str, shell: &str) -> Vec<String> {
                     .unwrap()
                     .to_string_lossy()
                     .into_owned();
-                if rel != shell {
+                if rel != "index.html" {
                     on_disk.push(rel);
                 }
             }
         }
     }
     on_disk.sort();
-    on_disk
+    let mut embedded: Vec<String> = files.iter().map(|(p, _, _)| (*p).to_owned()).collect();
+    embedded.sort();
+    assert_eq!(on_disk, embedded);
 }

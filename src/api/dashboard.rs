@@ -8,37 +8,24 @@ use std::sync::OnceLock;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::assets::Bundle;
+use super::assets::{embedded, Bundle, CSS, JS, MARKDOWN};
 use super::ApiError;
-
-/// A file of `assets/dashboard/`: its path there (and under the assets prefix), its bytes, its type.
-macro_rules! asset_file {
-    ($path:literal, $type:expr) => {
-        (
-            $path,
-            include_bytes!(concat!("../../assets/dashboard/", $path)).as_slice(),
-            $type,
-        )
-    };
-}
 
 /// Every file of the page but the shell (a test checks that none is missing).
 const FILES: &[(&str, &[u8], &str)] = &[
-    asset_file!("app.js", JS),
-    asset_file!("api.js", JS),
-    asset_file!("report.js", JS),
-    asset_file!("graph.js", JS),
-    asset_file!("funnel.js", JS),
-    asset_file!("admin.js", JS),
-    asset_file!("style.css", CSS),
-    asset_file!("vendor/preact-htm.js", JS),
-    asset_file!("vendor/uPlot.iife.min.js", JS),
-    asset_file!("vendor/uPlot.min.css", CSS),
-    asset_file!("vendor/LICENSES.md", "text/markdown; charset=utf-8"),
+    embedded!("dashboard", "app.js", JS),
+    embedded!("dashboard", "api.js", JS),
+    embedded!("dashboard", "report.js", JS),
+    embedded!("dashboard", "graph.js", JS),
+    embedded!("dashboard", "funnel.js", JS),
+    embedded!("dashboard", "admin.js", JS),
+    embedded!("dashboard", "style.css", CSS),
+    embedded!("dashboard", "vendor/preact-htm.js", JS),
+    embedded!("dashboard", "vendor/uPlot.iife.min.js", JS),
+    embedded!("dashboard", "vendor/uPlot.min.css", CSS),
+    embedded!("dashboard", "vendor/LICENSES.md", MARKDOWN),
 ];
 const SHELL: &str = include_str!("../../assets/dashboard/index.html");
-const JS: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
 
 /// The page's security headers: nothing loads from elsewhere, and no URL (a shared link's token)
 /// leaks through `Referer`.
@@ -80,10 +67,7 @@ async fn file(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (hash, path) = path.into_inner();
-    bundle()
-        .file(&req, &hash, &path)
-        .ok_or_else(|| ApiError::not_found("not_found", "no such dashboard file"))
+    bundle().file(&req, path)
 }
 
 #[cfg(test)]
@@ -92,12 +76,7 @@ mod tests {
 
     #[test]
     fn every_file_of_the_dashboard_folder_is_embedded() {
-        let mut embedded: Vec<String> = FILES.iter().map(|(p, _, _)| (*p).to_owned()).collect();
-        embedded.sort();
-        assert_eq!(
-            super::super::assets::files_on_disk("dashboard", "index.html"),
-            embedded
-        );
+        crate::api::assets::assert_all_embedded("dashboard", FILES);
     }
 
     #[test]

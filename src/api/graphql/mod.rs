@@ -16,7 +16,7 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema};
 
-use super::assets::Bundle;
+use super::assets::{embedded, Bundle, CSS, JS, MARKDOWN};
 use super::{bearer, ApiError, AppState};
 use schema::QueryRoot;
 
@@ -118,25 +118,14 @@ async fn execute(
     Ok(reply.json(response))
 }
 
-/// GraphiQL's files.
-macro_rules! graphiql_file {
-    ($path:literal, $type:expr) => {
-        (
-            $path,
-            include_bytes!(concat!("../../../assets/graphiql/", $path)).as_slice(),
-            $type,
-        )
-    };
-}
-
-const JS: &str = "text/javascript; charset=utf-8";
+/// GraphiQL's files (a test checks that none is missing).
 const FILES: &[(&str, &[u8], &str)] = &[
-    graphiql_file!("start.js", JS),
-    graphiql_file!("vendor/graphiql.min.js", JS),
-    graphiql_file!("vendor/graphiql.min.css", "text/css; charset=utf-8"),
-    graphiql_file!("vendor/react.production.min.js", JS),
-    graphiql_file!("vendor/react-dom.production.min.js", JS),
-    graphiql_file!("vendor/LICENSES.md", "text/markdown; charset=utf-8"),
+    embedded!("graphiql", "start.js", JS),
+    embedded!("graphiql", "vendor/graphiql.min.js", JS),
+    embedded!("graphiql", "vendor/graphiql.min.css", CSS),
+    embedded!("graphiql", "vendor/react.production.min.js", JS),
+    embedded!("graphiql", "vendor/react-dom.production.min.js", JS),
+    embedded!("graphiql", "vendor/LICENSES.md", MARKDOWN),
 ];
 const SHELL: &str = include_str!("../../../assets/graphiql/index.html");
 /// Nothing loads from elsewhere; GraphiQL's editor styles itself inline and its fonts are data
@@ -158,10 +147,7 @@ async fn file(
     req: HttpRequest,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (hash, path) = path.into_inner();
-    bundle()
-        .file(&req, &hash, &path)
-        .ok_or_else(|| ApiError::not_found("not_found", "no such GraphiQL file"))
+    bundle().file(&req, path)
 }
 
 #[cfg(test)]
@@ -170,12 +156,7 @@ mod tests {
 
     #[test]
     fn every_file_of_the_graphiql_folder_is_embedded() {
-        let mut embedded: Vec<String> = FILES.iter().map(|(p, _, _)| (*p).to_owned()).collect();
-        embedded.sort();
-        assert_eq!(
-            super::super::assets::files_on_disk("graphiql", "index.html"),
-            embedded
-        );
+        crate::api::assets::assert_all_embedded("graphiql", FILES);
     }
 
     #[test]
