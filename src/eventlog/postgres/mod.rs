@@ -27,7 +27,9 @@ mod legacy;
 
 pub use legacy::convert_legacy_events;
 
-/// The NOTIFY channel that announces new heads; the payload is the new head position.
+/// The NOTIFY channel that announces new heads; the payload is the new head position, a space,
+/// and the categories the append wrote, comma-separated (a bare position, from an older node,
+/// concerns every category).
 const CHANNEL: &str = "footfall_events";
 const MAX_STREAM_NAME: usize = 200;
 /// Pause before the NOTIFY listener reconnects (retry interval).
@@ -60,8 +62,9 @@ pub struct PgEventLog {
     timeouts: AppendTimeouts,
     /// Stream names by `stream_no` (immutable once assigned).
     names: Arc<std::sync::Mutex<HashMap<i64, Arc<str>>>>,
-    /// The newest head this process knows of, fed by its own appends and by NOTIFY from others.
-    head: Arc<watch::Sender<u64>>,
+    /// The newest heads this process knows of, per subscription filter: fed by its own appends
+    /// and by NOTIFY from others.
+    wakers: Arc<Wakers>,
     listener_started: Arc<std::sync::Once>,
 }
 
@@ -75,7 +78,7 @@ impl PgEventLog {
             pool,
             timeouts,
             names: Arc::default(),
-            head: Arc::new(watch::Sender::new(0)),
+            wakers: Arc::default(),
             listener_started: Arc::new(std::sync::Once::new()),
         }
     }
@@ -84,10 +87,10 @@ impl PgEventLog {
     fn start_listener(&self) {
         self.listener_started.call_once(|| {
             let pool = self.pool.clone();
-            let head = self.head.clone();
+            let wakers = self.wakers.clone();
             tokio::spawn(async move {
                 loop {
-                    if let Err(e) = listen(&pool, &head).await {
+                    if let Err(e) = listen(&pool, &wakers).await {
                         tracing::warn!(error = %e, "event log listener lost its connection");
                     }
                     // Subscriptions also poll, so a lost listener only slows wake-ups down.
@@ -98,17 +101,53 @@ impl PgEventLog {
     }
 }
 
-async fn listen(pool: &PgPool, head: &watch::Sender<u64>) -> Result<(), sqlx::Error> {
+async fn listen(pool: &PgPool, wakers: &Wakers) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
     loop {
         let n = listener.recv().await?;
-        if let Ok(pos) = n.payload().parse::<u64>() {
-            head.send_if_modified(|h| {
-                let newer = pos > *h;
-                *h = (*h).max(pos);
-                newer
-            });
+        let (position, categories) = match n.payload().split_once(' ') {
+            Some((p, c)) => (p, Some(c.split(',').collect::<Vec<_>>())),
+            None => (n.payload(), None),
+        };
+        if let Ok(position) = position.parse::<u64>() {
+            wakers.appended(position, categories.as_deref());
+        }
+    }
+}
+
+/// Wakes subscriptions when the log grows in their categories: one watch of the head per distinct
+/// filter. A subscription to other categories than an append's sleeps through it (and its runner
+/// neither reads nor records a checkpoint); its poll interval still bounds how far it lags.
+#[derive(Default)]
+struct Wakers(std::sync::Mutex<Vec<(StreamFilter, watch::Sender<u64>)>>);
+
+impl Wakers {
+    fn subscribe(&self, filter: &StreamFilter) -> watch::Receiver<u64> {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, sender)) = all.iter().find(|(f, _)| f == filter) {
+            return sender.subscribe();
+        }
+        let sender = watch::Sender::new(0);
+        let receiver = sender.subscribe();
+        all.push((filter.clone(), sender));
+        receiver
+    }
+
+    /// The log's head reached `position` with an append to `categories` (`None`: unknown).
+    fn appended(&self, position: u64, categories: Option<&[&str]>) {
+        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for (filter, sender) in all.iter() {
+            let concerned = filter.categories.is_empty()
+                || categories
+                    .is_none_or(|cs| cs.iter().any(|c| filter.categories.iter().any(|f| f == c)));
+            if concerned {
+                sender.send_if_modified(|h| {
+                    let newer = position > *h;
+                    *h = (*h).max(position);
+                    newer
+                });
+            }
         }
     }
 }
@@ -430,9 +469,15 @@ impl EventLog for PgEventLog {
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
+        let mut categories: Vec<&str> = new
+            .iter()
+            .map(|(i, _, _)| category(&appends[*i].stream))
+            .collect();
+        categories.sort_unstable();
+        categories.dedup();
         sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
-            .bind(position.to_string())
+            .bind(format!("{position} {}", categories.join(",")))
             .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
@@ -443,11 +488,7 @@ impl EventLog for PgEventLog {
             e => EventLogError::OutcomeUnknown(Box::new(e)),
         })?;
 
-        self.head.send_if_modified(|h| {
-            let newer = position > *h;
-            *h = (*h).max(position);
-            newer
-        });
+        self.wakers.appended(position, Some(&categories));
         Ok(results)
     }
 
@@ -573,7 +614,7 @@ impl EventLog for PgEventLog {
         self.start_listener();
         Ok(Box::new(PgSubscription {
             log: self.clone(),
-            head: self.head.subscribe(),
+            head: self.wakers.subscribe(&filter),
             after,
             filter,
             batch_size: batch_size.max(1),
@@ -641,4 +682,31 @@ pub async fn analyze_if_stale(pool: &PgPool) -> Result<bool, sqlx::Error> {
     }
     sqlx::query("ANALYZE event_batches").execute(pool).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subscription_wakes_only_for_its_categories() {
+        let wakers = Wakers::default();
+        let imports = wakers.subscribe(&StreamFilter::categories(&["imports"]));
+        let hits = wakers.subscribe(&StreamFilter::categories(&["property", "hits"]));
+        let all = wakers.subscribe(&StreamFilter::all());
+        wakers.appended(5, Some(&["hits"]));
+        assert!(!imports.has_changed().unwrap());
+        assert!(hits.has_changed().unwrap() && all.has_changed().unwrap());
+        wakers.appended(6, Some(&["imports", "property"]));
+        assert!(imports.has_changed().unwrap());
+        assert_eq!(*imports.borrow(), 6);
+        // A NOTIFY without categories (an older node) wakes every subscription.
+        let mut imports = imports;
+        imports.borrow_and_update();
+        wakers.appended(7, None);
+        assert!(imports.has_changed().unwrap());
+        // Filters are shared: a second subscription to the same categories sees the same head.
+        let again = wakers.subscribe(&StreamFilter::categories(&["imports"]));
+        assert_eq!(*again.borrow(), 7);
+    }
 }
