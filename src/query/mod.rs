@@ -118,6 +118,15 @@ pub enum Grain {
     Day,
     Week,
     Month,
+    /// The hour of the day, `00` to `23`, over every day of the range (GA4's `hour`).
+    HourOfDay,
+}
+
+impl Grain {
+    /// Finer than a day: the daily rollups cannot answer it.
+    pub fn is_sub_day(&self) -> bool {
+        matches!(self, Self::Minute | Self::Hour | Self::HourOfDay)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

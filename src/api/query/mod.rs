@@ -185,6 +185,16 @@ impl Site {
 /// Every time label of a range at a grain, as the engine formats them.
 pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
     use chrono::{Datelike, Months, Timelike};
+    if grain == Grain::HourOfDay {
+        // Every hour of the day once the range spans a day; else the hours it covers.
+        let mut hours: Vec<String> = time_labels(range, Grain::Hour)
+            .iter()
+            .filter_map(|t| t.get(11..13).map(str::to_owned))
+            .collect();
+        hours.sort();
+        hours.dedup();
+        return hours;
+    }
     let start = match grain {
         Grain::Minute => range
             .from
@@ -208,6 +218,7 @@ pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
             .with_day(1)
             .unwrap_or(range.from.date())
             .and_time(chrono::NaiveTime::MIN),
+        Grain::HourOfDay => unreachable!("answered above"),
     };
     let mut labels = Vec::new();
     let mut t = start;
@@ -221,7 +232,9 @@ pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
             Grain::Hour => t + Duration::hours(1),
             Grain::Day => t + Duration::days(1),
             Grain::Week => t + Duration::days(7),
-            Grain::Month => t.checked_add_months(Months::new(1)).unwrap_or(range.to),
+            Grain::Month | Grain::HourOfDay => {
+                t.checked_add_months(Months::new(1)).unwrap_or(range.to)
+            }
         };
     }
     labels

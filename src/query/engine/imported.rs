@@ -12,7 +12,7 @@ use super::sql::{push_filter, push_group_by, time_label};
 use super::EngineError;
 use crate::domain::ImportedTable;
 use crate::projections::imported::{stored_name, COUNTS, TABLE};
-use crate::query::{Dimension, Filter, Grain, Metric, Query};
+use crate::query::{Dimension, Filter, Metric, Query};
 
 /// Why a query leaves imported data out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ fn filter_dimensions<'a>(f: &'a Filter, out: &mut Vec<&'a Dimension>) {
 
 /// The imported table that answers `q`, or why none does.
 pub fn table_for(q: &Query) -> Result<ImportedTable, SkipReason> {
-    let fine = |d: &Dimension| matches!(d, Dimension::Time(Grain::Minute | Grain::Hour));
+    let fine = |d: &Dimension| matches!(d, Dimension::Time(g) if g.is_sub_day());
     if q.dimensions.iter().any(fine) || !q.range.is_day_aligned() {
         return Err(SkipReason::UnsupportedInterval);
     }
@@ -177,7 +177,7 @@ pub async fn any_in_range(pool: &PgPool, q: &Query) -> Result<bool, EngineError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::{DateRange, Op};
+    use crate::query::{DateRange, Grain, Op};
 
     fn query(dimensions: Vec<Dimension>, metrics: Vec<Metric>, filters: Option<Filter>) -> Query {
         Query {

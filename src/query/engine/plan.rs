@@ -23,7 +23,10 @@ pub(super) fn is_visit_breakdown(q: &Query) -> bool {
 
 pub fn plan(q: &Query) -> Plan {
     let breakdowns: Vec<&Dimension> = q.dimensions.iter().filter(|d| !d.is_time()).collect();
-    let hourly = q.dimensions.contains(&Dimension::Time(Grain::Hour));
+    let hourly = q
+        .dimensions
+        .iter()
+        .any(|d| matches!(d, Dimension::Time(g) if g.is_sub_day()));
     // Minutes are finer than any rollup.
     if q.dimensions.contains(&Dimension::Time(Grain::Minute)) {
         return Plan::Enriched;

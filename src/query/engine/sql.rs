@@ -11,6 +11,7 @@ use crate::readmodel::schema::{visit_dimensions, HITS, SESSIONS};
 
 pub(super) fn time_label(grain: Grain, column: &str) -> String {
     let (unit, format) = match grain {
+        Grain::HourOfDay => return format!("to_char({column}, 'HH24')"),
         Grain::Minute => ("minute", "YYYY-MM-DD HH24:MI:SS"),
         Grain::Hour => ("hour", "YYYY-MM-DD HH24:MI:SS"),
         Grain::Day => ("day", "YYYY-MM-DD"),

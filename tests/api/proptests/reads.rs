@@ -291,6 +291,7 @@ fn ga4_request(noisy: bool) -> BoxedStrategy<Value> {
         named(&[
             "date",
             "dateHour",
+            "hour",
             "pagePath",
             "eventName",
             "country",

@@ -32,11 +32,12 @@ impl DimKind {
         )
     }
 
-    /// The grain of a time dimension.
+    /// The grain of a time dimension (`hour` alone: the hour of the day over the range).
     pub fn grain(self) -> Option<Grain> {
         match self {
             Self::Date => Some(Grain::Day),
-            Self::DateHour | Self::Hour => Some(Grain::Hour),
+            Self::DateHour => Some(Grain::Hour),
+            Self::Hour => Some(Grain::HourOfDay),
             Self::MinutesAgo => Some(Grain::Minute),
             _ => None,
         }
@@ -157,7 +158,7 @@ pub const DIMENSIONS: &[GaDimension] = &[
     dim("dateHour", "Date + hour (YYYYMMDDHH)", "Time", DimKind::DateHour, Realtime::Never,
         "The combined values of date and hour formatted as YYYYMMDDHH."),
     dim("hour", "Hour", "Time", DimKind::Hour, Realtime::Never,
-        "The two-digit hour of the day that the event was logged (00 to 23). Alone, it needs a one-day date range; with date or dateHour, any range."),
+        "The two-digit hour of the day that the event was logged (00 to 23), over every day of the range."),
     dim("minutesAgo", "Realtime minutes ago", "Time", DimKind::MinutesAgo, Realtime::Only,
         "The number of minutes ago that an event was collected. 00 is the current minute."),
     dim("pagePath", "Page path", "Page / screen", DimKind::Plain("event:page"), Realtime::Both,

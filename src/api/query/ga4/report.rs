@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{Duration, NaiveDateTime};
+use chrono::NaiveDateTime;
 use serde_json::{json, Value};
 
 use super::catalog::{DimKind, GaMetric, MetricSource, Scale};
@@ -41,6 +41,8 @@ struct Plan {
 
 impl Plan {
     fn of(report: &Report) -> Result<Self, GaError> {
+        // The finest grain asked answers them all: `date` and `hour` together are read from
+        // each hour's label; `hour` alone groups the hours of every day.
         let grain = report
             .dimensions
             .iter()
@@ -48,8 +50,14 @@ impl Plan {
             .min_by_key(|g| match g {
                 Grain::Minute => 0,
                 Grain::Hour => 1,
-                _ => 2,
+                Grain::HourOfDay => 2,
+                _ => 3,
             });
+        let with_date = report.dimensions.iter().any(|d| d.kind == DimKind::Date);
+        let grain = match grain {
+            Some(Grain::HourOfDay) if with_date => Some(Grain::Hour),
+            g => g,
+        };
         let mut dimensions: Vec<Dimension> = grain.map(Dimension::Time).into_iter().collect();
         let mut sources = Vec::new();
         for d in &report.dimensions {
@@ -66,23 +74,6 @@ impl Plan {
                     Source::Group(i, d.kind)
                 }
             });
-        }
-        // `hour` alone answers hours of one day: across days, each hour's visitors would have
-        // to be counted again over the days.
-        let hour_only = report.dimensions.iter().any(|d| d.kind == DimKind::Hour)
-            && !report
-                .dimensions
-                .iter()
-                .any(|d| matches!(d.kind, DimKind::Date | DimKind::DateHour));
-        if hour_only
-            && report
-                .ranges
-                .iter()
-                .any(|(_, r)| r.to - r.from > Duration::days(1))
-        {
-            return Err(GaError::invalid(
-                "The dimension hour needs date ranges of one day each; add date or use dateHour",
-            ));
         }
         let mut metrics = Vec::new();
         for m in &report.metrics {
@@ -359,6 +350,8 @@ fn label(source: Source, key: &[String], now: NaiveDateTime) -> String {
             match kind {
                 DimKind::Date => digits.get(..8).unwrap_or_default().to_owned(),
                 DimKind::DateHour => digits.get(..10).unwrap_or_default().to_owned(),
+                // `HH` alone, or from a `YYYY-MM-DD HH:…` label.
+                DimKind::Hour if digits.len() == 2 => digits,
                 DimKind::Hour => digits.get(8..10).unwrap_or_default().to_owned(),
                 _ => {
                     use chrono::Timelike;
@@ -385,7 +378,7 @@ fn fill_empty_times(
     index: usize,
     now: NaiveDateTime,
 ) {
-    let Some(grain @ (Grain::Day | Grain::Hour)) = plan.grain else {
+    let Some(grain @ (Grain::Day | Grain::Hour | Grain::HourOfDay)) = plan.grain else {
         return;
     };
     if plan.sources.iter().any(|s| matches!(s, Source::Group(..))) {
