@@ -43,6 +43,18 @@ pub struct AppState {
     pub projection_partitions: i32,
 }
 
+impl AppState {
+    /// Whether `token` is the admin token (compared in constant time).
+    pub fn is_admin(&self, token: Option<&str>) -> bool {
+        match (self.admin_token.as_deref(), token) {
+            (Some(expected), Some(given)) => {
+                constant_time_eq(expected.as_bytes(), given.as_bytes())
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Registers the routes of the node's roles. Health and metrics are always served.
 pub fn routes(cfg: &mut web::ServiceConfig, roles: &[Role]) {
     cfg.app_data(
@@ -100,17 +112,13 @@ impl FromRequest for AdminAuth {
     type Future = Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let expected = req
+        let admin = req
             .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.admin_token.clone());
-        let given = bearer(req);
-        ready(match (expected, given) {
-            (Some(expected), Some(given))
-                if constant_time_eq(expected.as_bytes(), given.as_bytes()) =>
-            {
-                Ok(AdminAuth)
-            }
-            _ => Err(ApiError::unauthorized()),
+            .is_some_and(|s| s.is_admin(bearer(req)));
+        ready(if admin {
+            Ok(AdminAuth)
+        } else {
+            Err(ApiError::unauthorized())
         })
     }
 }

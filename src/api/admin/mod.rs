@@ -11,7 +11,7 @@ use actix_web::web;
 use super::ApiError;
 
 /// Admin listings return 1 to 1,000 items a page.
-fn check_page_limit(limit: usize) -> Result<(), ApiError> {
+pub(crate) fn check_page_limit(limit: usize) -> Result<(), ApiError> {
     if (1..=1000).contains(&limit) {
         Ok(())
     } else {

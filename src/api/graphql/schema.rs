@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::{state_and_token, to_graphql, GqlResult};
 use crate::api::query::{v1, v2, Site};
-use crate::api::{constant_time_eq, ApiError};
+use crate::api::ApiError;
 
 pub struct QueryRoot;
 
@@ -306,19 +306,10 @@ impl QueryRoot {
         after: Option<String>,
     ) -> GqlResult<Vec<PropertyInfo>> {
         let (state, token) = state_and_token(ctx);
-        let admin = match (state.admin_token.as_deref(), token) {
-            (Some(a), Some(t)) => constant_time_eq(a.as_bytes(), t.as_bytes()),
-            _ => false,
-        };
-        if !admin {
+        if !state.is_admin(token) {
             return Err(to_graphql(ApiError::unauthorized()));
         }
-        if !(1..=1000).contains(&limit) {
-            return Err(to_graphql(ApiError::bad_request(
-                "invalid_limit",
-                "limit must be between 1 and 1000",
-            )));
-        }
+        crate::api::admin::check_page_limit(limit as usize).map_err(to_graphql)?;
         let found = state
             .properties
             .list(after.as_deref(), limit)

@@ -61,33 +61,34 @@ impl Site {
         site_id: &str,
     ) -> Result<Self, ApiError> {
         let token = token.ok_or_else(ApiError::unauthorized)?;
-        let is_admin = state
-            .admin_token
-            .as_deref()
-            .is_some_and(|t| super::constant_time_eq(t.as_bytes(), token.as_bytes()));
         let property = match Domain::parse(site_id) {
             Ok(domain) => state.properties.by_domain(&domain).await?,
             Err(_) => None,
         };
-        let opens = |p: &PropertyRecord| {
-            is_admin || super::constant_time_eq(p.read_key.as_bytes(), token.as_bytes())
-        };
-        let property = match property {
-            // A shared link's token opens its one property.
-            Some(p) if !opens(&p) => match state.properties.shared_by_token(token).await? {
-                Some(id) if id == p.id => return Ok(Self::new(p)),
-                _ => return Err(ApiError::unauthorized()),
-            },
-            other => other,
-        };
         match property {
-            Some(p) => Ok(Self::new(p)),
-            None if is_admin => Err(ApiError::not_found(
+            Some(p) if Self::opens(state, token, &p).await? => Ok(Self::new(p)),
+            Some(_) => Err(ApiError::unauthorized()),
+            None if state.is_admin(Some(token)) => Err(ApiError::not_found(
                 "site_not_found",
                 format!("no property `{site_id}`"),
             )),
             None => Err(ApiError::unauthorized()),
         }
+    }
+
+    /// Whether `token` opens `property`: the admin token, its read key, or one of its live shared
+    /// links (a shared link's token opens its one property).
+    pub(super) async fn opens(
+        state: &AppState,
+        token: &str,
+        property: &PropertyRecord,
+    ) -> Result<bool, sqlx::Error> {
+        if state.is_admin(Some(token))
+            || super::constant_time_eq(property.read_key.as_bytes(), token.as_bytes())
+        {
+            return Ok(true);
+        }
+        Ok(state.properties.shared_by_token(token).await? == Some(property.id))
     }
 
     pub(super) fn new(property: Arc<PropertyRecord>) -> Self {

@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
 use super::Site;
-use crate::api::{bearer, constant_time_eq, AppState};
+use crate::api::{bearer, AppState};
 use crate::query::engine::EngineError;
 use crate::query::QueryError;
 
@@ -124,20 +124,12 @@ impl From<EngineError> for GaError {
 /// `401 UNAUTHENTICATED`.
 async fn authorize(req: &HttpRequest, state: &AppState, id: &str) -> Result<Site, GaError> {
     let token = bearer(req).ok_or_else(GaError::unauthenticated)?;
-    let is_admin = state
-        .admin_token
-        .as_deref()
-        .is_some_and(|t| constant_time_eq(t.as_bytes(), token.as_bytes()));
-    let property = state.properties.by_id(id).await?;
-    if let Some(p) = &property {
-        if is_admin || constant_time_eq(p.read_key.as_bytes(), token.as_bytes()) {
-            return Ok(Site::new(p.clone()));
-        }
-        if state.properties.shared_by_token(token).await? == Some(p.id) {
-            return Ok(Site::new(p.clone()));
+    if let Some(p) = state.properties.by_id(id).await? {
+        if Site::opens(state, token, &p).await? {
+            return Ok(Site::new(p));
         }
     }
-    if is_admin {
+    if state.is_admin(Some(token)) {
         return Err(GaError::not_found(format!("Property {id} does not exist.")));
     }
     if state.properties.is_read_key(token).await? {
