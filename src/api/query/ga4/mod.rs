@@ -11,6 +11,7 @@
 //! GA4 reports use are mapped onto the one query model in [`catalog`].
 
 mod catalog;
+mod filters;
 mod report;
 mod request;
 
