@@ -12,10 +12,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgListener, PgRow};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
+use wakers::Wakers;
 
 use super::{
     AppendResult, EventData, EventLog, EventLogError, ExpectedState, LogHead, Position,
@@ -24,6 +25,7 @@ use super::{
 
 mod batch;
 mod legacy;
+mod wakers;
 
 pub use legacy::convert_legacy_events;
 
@@ -90,7 +92,7 @@ impl PgEventLog {
             let wakers = self.wakers.clone();
             tokio::spawn(async move {
                 loop {
-                    if let Err(e) = listen(&pool, &wakers).await {
+                    if let Err(e) = wakers::listen(&pool, &wakers).await {
                         tracing::warn!(error = %e, "event log listener lost its connection");
                     }
                     // Subscriptions also poll, so a lost listener only slows wake-ups down.
@@ -98,57 +100,6 @@ impl PgEventLog {
                 }
             });
         });
-    }
-}
-
-async fn listen(pool: &PgPool, wakers: &Wakers) -> Result<(), sqlx::Error> {
-    let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(CHANNEL).await?;
-    loop {
-        let n = listener.recv().await?;
-        let (position, categories) = match n.payload().split_once(' ') {
-            Some((p, c)) => (p, Some(c.split(',').collect::<Vec<_>>())),
-            None => (n.payload(), None),
-        };
-        if let Ok(position) = position.parse::<u64>() {
-            wakers.appended(position, categories.as_deref());
-        }
-    }
-}
-
-/// Wakes subscriptions when the log grows in their categories: one watch of the head per distinct
-/// filter. A subscription to other categories than an append's sleeps through it (and its runner
-/// neither reads nor records a checkpoint); its poll interval still bounds how far it lags.
-#[derive(Default)]
-struct Wakers(std::sync::Mutex<Vec<(StreamFilter, watch::Sender<u64>)>>);
-
-impl Wakers {
-    fn subscribe(&self, filter: &StreamFilter) -> watch::Receiver<u64> {
-        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, sender)) = all.iter().find(|(f, _)| f == filter) {
-            return sender.subscribe();
-        }
-        let sender = watch::Sender::new(0);
-        let receiver = sender.subscribe();
-        all.push((filter.clone(), sender));
-        receiver
-    }
-
-    /// The log's head reached `position` with an append to `categories` (`None`: unknown).
-    fn appended(&self, position: u64, categories: Option<&[&str]>) {
-        let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (filter, sender) in all.iter() {
-            let concerned = filter.categories.is_empty()
-                || categories
-                    .is_none_or(|cs| cs.iter().any(|c| filter.categories.iter().any(|f| f == c)));
-            if concerned {
-                sender.send_if_modified(|h| {
-                    let newer = position > *h;
-                    *h = (*h).max(position);
-                    newer
-                });
-            }
-        }
     }
 }
 
@@ -682,31 +633,4 @@ pub async fn analyze_if_stale(pool: &PgPool) -> Result<bool, sqlx::Error> {
     }
     sqlx::query("ANALYZE event_batches").execute(pool).await?;
     Ok(true)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_subscription_wakes_only_for_its_categories() {
-        let wakers = Wakers::default();
-        let imports = wakers.subscribe(&StreamFilter::categories(&["imports"]));
-        let hits = wakers.subscribe(&StreamFilter::categories(&["property", "hits"]));
-        let all = wakers.subscribe(&StreamFilter::all());
-        wakers.appended(5, Some(&["hits"]));
-        assert!(!imports.has_changed().unwrap());
-        assert!(hits.has_changed().unwrap() && all.has_changed().unwrap());
-        wakers.appended(6, Some(&["imports", "property"]));
-        assert!(imports.has_changed().unwrap());
-        assert_eq!(*imports.borrow(), 6);
-        // A NOTIFY without categories (an older node) wakes every subscription.
-        let mut imports = imports;
-        imports.borrow_and_update();
-        wakers.appended(7, None);
-        assert!(imports.has_changed().unwrap());
-        // Filters are shared: a second subscription to the same categories sees the same head.
-        let again = wakers.subscribe(&StreamFilter::categories(&["imports"]));
-        assert_eq!(*again.borrow(), 7);
-    }
 }
