@@ -233,9 +233,8 @@ pub fn time_labels(range: &DateRange, grain: Grain) -> Vec<String> {
             Grain::Hour => t + Duration::hours(1),
             Grain::Day => t + Duration::days(1),
             Grain::Week => t + Duration::days(7),
-            Grain::Month | Grain::HourOfDay => {
-                t.checked_add_months(Months::new(1)).unwrap_or(range.to)
-            }
+            Grain::Month => t.checked_add_months(Months::new(1)).unwrap_or(range.to),
+            Grain::HourOfDay => unreachable!("answered above"),
         };
     }
     labels
