@@ -55,6 +55,7 @@ pub fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupE
 /// A database pool of `size` connections to `url`, with the configured timeouts.
 fn pool_on(
     config: &Config,
+    workload: &str,
     url: &str,
     size: u32,
     settings: &[(&str, String)],
@@ -64,10 +65,17 @@ fn pool_on(
         .map_err(StartupError::DatabaseUrl)?
         // Every statement is planned for its parameters: a generic plan of the log's
         // `position > $1 … LIMIT $2` reads is a parallel scan of the whole log. And no JIT: its
-        // compile time is longer than our queries.
-        .options([("plan_cache_mode", "force_custom_plan"), ("jit", "off")])
-        // Names the process in `pg_stat_activity` (which node leads which projection, say).
-        .application_name(&format!("footfall/{}", std::process::id()));
+        // compile time is longer than our queries. A statement whose connection this process has
+        // closed (a read abandoned by its client: `query::reads::Held`) ends within half a second
+        // instead of running on for no one.
+        .options([
+            ("plan_cache_mode", "force_custom_plan"),
+            ("jit", "off"),
+            ("client_connection_check_interval", "500"),
+        ])
+        // Names the process and the workload in `pg_stat_activity` (which node leads which
+        // projection, say): `footfall/<pid>/<workload>`.
+        .application_name(&format!("footfall/{}/{workload}", std::process::id()));
     let options = options.options(settings.iter().map(|(k, v)| (*k, v.as_str())));
     Ok(PgPoolOptions::new()
         .max_connections(size)
@@ -77,7 +85,13 @@ fn pool_on(
 
 /// The admin pool: what commands and migrations use.
 pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
-    pool_on(config, &config.database_url, config.pools.admin, &[])
+    pool_on(
+        config,
+        "admin",
+        &config.database_url,
+        config.pools.admin,
+        &[],
+    )
 }
 
 /// One pool per workload, so that none can take another's connections. Pools connect lazily: a
@@ -101,13 +115,13 @@ impl Pools {
             config.query_timeout.as_millis().to_string(),
         )];
         Ok(Self {
-            append: pool_on(config, primary, sizes.append, &[])?,
-            project: pool_on(config, primary, sizes.project, &[])?,
-            query: pool_on(config, primary, sizes.query, &query)?,
+            append: pool_on(config, "append", primary, sizes.append, &[])?,
+            project: pool_on(config, "project", primary, sizes.project, &[])?,
+            query: pool_on(config, "query", primary, sizes.query, &query)?,
             replicas: config
                 .query_database_urls
                 .iter()
-                .map(|url| pool_on(config, url, sizes.query, &query))
+                .map(|url| pool_on(config, "query", url, sizes.query, &query))
                 .collect::<Result<_, _>>()?,
             admin: pool(config)?,
         })
@@ -237,6 +251,7 @@ impl Application {
                 .configure(move |cfg| api::routes(cfg, &roles))
                 .default_service(web::to(api::not_found))
         })
+        .on_connect(api::client::on_connect)
         .listen(listener)
         .map_err(|source| StartupError::Listen {
             addr: config.listen.to_string(),

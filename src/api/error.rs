@@ -56,6 +56,15 @@ impl ApiError {
         )
     }
 
+    /// 499 (nginx's code): the client closed the connection before the answer; only logged.
+    pub fn client_closed_request() -> Self {
+        Self::new(
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "client_closed_request",
+            "the client closed the connection before the answer",
+        )
+    }
+
     /// 500 `outcome_unknown`: the write may or may not have happened (neither a 2xx nor a 503
     /// would be true); the cause is logged, not sent.
     pub fn outcome_unknown(cause: &dyn std::fmt::Display) -> Self {

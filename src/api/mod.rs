@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod assets;
+pub mod client;
 pub mod collect;
 pub mod dashboard;
 pub mod error;

@@ -6,11 +6,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::OnceCell;
 
 use super::engine::{self, EngineError};
-use super::reads::Reads;
+use super::reads::{Held, Reads};
 use super::{Query, ResultRow};
 use crate::cache::Bounded;
 
@@ -57,7 +57,18 @@ impl Reports {
     /// Answers from one database: the version read there keys the answer computed there, which
     /// is at least as new (a replica only moves forward), so a shared answer is never stale.
     async fn run_on(&self, pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
-        let version = Self::version(pool, q).await?;
+        let mut db = Held::acquire(pool).await?;
+        let answer = self.answer(&mut db, q).await;
+        db.release();
+        answer
+    }
+
+    async fn answer(
+        &self,
+        db: &mut PgConnection,
+        q: &Query,
+    ) -> Result<Vec<ResultRow>, EngineError> {
+        let version = Self::version(db, q).await?;
         let key = format!("{q:?}");
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -80,7 +91,7 @@ impl Reports {
             .increment(1);
         // A failed computation is not kept: the next caller computes again.
         let answer = cell
-            .get_or_try_init(|| async { engine::run(pool, q).await.map(Arc::new) })
+            .get_or_try_init(move || async move { engine::run(db, q).await.map(Arc::new) })
             .await?
             .clone();
         if !hit {
@@ -94,7 +105,7 @@ impl Reports {
         Ok(answer.as_ref().clone())
     }
 
-    async fn version(pool: &PgPool, q: &Query) -> Result<Version, EngineError> {
+    async fn version(db: &mut PgConnection, q: &Query) -> Result<Version, EngineError> {
         let imported = if q.imports {
             format!(
                 "(SELECT position FROM {} WHERE property_id = $1)",
@@ -109,7 +120,7 @@ impl Reports {
              FROM projection_generations g WHERE g.projection = 'hits' AND g.state = 'live'",
         ))
         .bind(q.property_id)
-        .fetch_optional(pool)
+        .fetch_optional(db)
         .await?;
         Ok(row.unwrap_or_default())
     }

@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::PgPool;
+use std::ops::{Deref, DerefMut};
+
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 
 /// How long a replica that could not be reached is passed over.
 const PASS_OVER: Duration = Duration::from_secs(5);
@@ -96,5 +99,44 @@ impl Reads {
         }
         // 40001: a recovery conflict cancelled the statement on the replica.
         unreachable || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("40001"))
+    }
+}
+
+/// A query connection for one read. If the read is abandoned (its future dropped: the client went
+/// away), the connection is closed instead of returned to its pool, where returning it would wait
+/// for the statement to end; PostgreSQL then sees its client gone and ends the statement
+/// (`client_connection_check_interval`, set on the query pools).
+pub struct Held(Option<PoolConnection<Postgres>>);
+
+impl Held {
+    pub async fn acquire(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        Ok(Self(Some(pool.acquire().await?)))
+    }
+
+    /// Returns the connection to its pool, once its read has ended (with an answer or an error).
+    pub fn release(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.as_mut() {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Deref for Held {
+    type Target = PgConnection;
+
+    fn deref(&self) -> &PgConnection {
+        self.0.as_deref().expect("held until dropped")
+    }
+}
+
+impl DerefMut for Held {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        self.0.as_deref_mut().expect("held until dropped")
     }
 }

@@ -114,20 +114,8 @@ async fn a_change_made_on_one_node_holds_on_another_within_two_seconds() {
     eprintln!("a goal set on A held on B after {:?}", changed.elapsed());
 }
 
-#[actix_web::test]
-async fn a_report_held_up_by_a_lock_times_out_without_taking_collection_or_admin() {
-    let app = spawn_app_with(&[
-        ("FOOTFALL_QUERY_TIMEOUT_MS", "3000"),
-        ("FOOTFALL_DB_POOL_QUERY", "2"),
-    ])
-    .await;
-    let p = app.register("shop.example", "UTC").await;
-    let key = p["read_key"].as_str().unwrap();
-    let page = hit("shop.example", "https://shop.example/", "pageview");
-    assert_eq!(app.post_event(&page, &[]).await.status, 202);
-    app.wait_projected().await;
-
-    // Another session holds every read-model table of `hits` exclusively.
+/// Another session that holds every read-model table of `hits` exclusively, until rolled back.
+async fn lock_read_models(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Postgres> {
     let mut blocker = app.pool.begin().await.unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' \
@@ -144,6 +132,102 @@ async fn a_report_held_up_by_a_lock_times_out_without_taking_collection_or_admin
     .execute(&mut *blocker)
     .await
     .unwrap();
+    blocker
+}
+
+/// This process's reports waiting for a lock in the test's database.
+async fn waiting_for_locks(app: &TestApp) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND application_name = $1",
+    )
+    .bind(format!("footfall/{}/query", std::process::id()))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(&[
+        ("FOOTFALL_QUERY_TIMEOUT_MS", "60000"),
+        ("FOOTFALL_DB_POOL_QUERY", "2"),
+    ])
+    .await;
+    let p = app.register("shop.example", "UTC").await;
+    let key = p["read_key"].as_str().unwrap();
+    let page = hit("shop.example", "https://shop.example/", "pageview");
+    assert_eq!(app.post_event(&page, &[]).await.status, 202);
+    app.wait_projected().await;
+    let blocker = lock_read_models(&app).await;
+
+    // As many reports as the query pool has connections, each from a client that gives up.
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut clients = Vec::new();
+    for limit in [11, 12] {
+        let body = json!({"site_id": "shop.example", "metrics": ["visitors"], "date_range": "all",
+            "dimensions": ["event:page"], "pagination": {"limit": limit}})
+        .to_string();
+        let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let request = format!(
+            "POST /api/v2/query HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        clients.push(socket);
+    }
+    let sent = clients.len() as i64;
+    let waiting = eventually(Duration::from_secs(10), "both reports waiting", || async {
+        let n = waiting_for_locks(&app).await;
+        (n == sent).then_some(n)
+    })
+    .await;
+    drop(clients);
+    let gone = Instant::now();
+    // The lock is still held: only cancellation can end the statements.
+    eventually(
+        Duration::from_secs(3),
+        "the abandoned statements ended",
+        || async { (waiting_for_locks(&app).await == 0).then_some(()) },
+    )
+    .await;
+    let ended_after = gone.elapsed();
+    let metrics = app.admin_get("/metrics").await.text;
+    let abandoned: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("footfall_reads_abandoned_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    eprintln!(
+        "reports sent {sent}, waiting in the database {waiting}, clients gone: statements ended \
+         after {ended_after:?}; reads abandoned (metric) {abandoned}"
+    );
+    assert!(abandoned >= sent as f64, "{abandoned}");
+
+    // Their connections were given up, not kept for the statements: the pool serves again.
+    blocker.rollback().await.unwrap();
+    let report = json!({"site_id": "shop.example", "metrics": ["pageviews"], "date_range": "all"});
+    let res = app.query(key, &report).await;
+    assert_eq!(res.status, 200, "{}", res.text);
+    assert_eq!(res.body["results"][0]["metrics"], json!([1]));
+}
+
+#[actix_web::test]
+async fn a_report_held_up_by_a_lock_times_out_without_taking_collection_or_admin() {
+    let app = spawn_app_with(&[
+        ("FOOTFALL_QUERY_TIMEOUT_MS", "3000"),
+        ("FOOTFALL_DB_POOL_QUERY", "2"),
+    ])
+    .await;
+    let p = app.register("shop.example", "UTC").await;
+    let key = p["read_key"].as_str().unwrap();
+    let page = hit("shop.example", "https://shop.example/", "pageview");
+    assert_eq!(app.post_event(&page, &[]).await.status, 202);
+    app.wait_projected().await;
+
+    let blocker = lock_read_models(&app).await;
 
     // More reports than the query pool has connections, all stuck behind the lock.
     let report = json!({"site_id": "shop.example", "metrics": ["visitors", "pageviews"],

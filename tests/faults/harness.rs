@@ -383,7 +383,7 @@ impl Db {
                  LEFT JOIN pg_stat_activity a ON a.pid = l.leader_pid \
                  WHERE g.state = 'live'",
             )
-            .bind(format!("footfall/{pid}"))
+            .bind(format!("footfall/{pid}/project"))
             .fetch_one(&mut conn)
             .await
             .unwrap_or((0, 0))

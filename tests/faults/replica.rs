@@ -205,7 +205,7 @@ fn reports_from_a_streaming_replica_are_exact_fresh_and_fall_back_to_the_primary
 
     // The reports were read there: the node holds query connections to the replica.
     let on_replica = replica.psql(&format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'footfall/{}'",
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'footfall/{}/query'",
         node.pid()
     ));
     eprintln!(

@@ -17,6 +17,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use async_graphql::{EmptyMutation, EmptySubscription, ErrorExtensions, Schema};
 
 use super::assets::{embedded, Bundle, CSS, JS, MARKDOWN};
+use super::client::read;
 use super::{bearer, ApiError, AppState};
 use schema::QueryRoot;
 
@@ -34,7 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/graphql")
             .app_data(web::PayloadConfig::new(MAX_BODY))
-            .route(web::post().to(execute))
+            .route(read(web::post().to(execute)))
             .route(web::get().to(graphiql)),
     )
     .route("/api/graphql/assets/{hash}/{path:.*}", web::get().to(file));

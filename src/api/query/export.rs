@@ -6,6 +6,7 @@
 //! `period` is `all` by default: from the first hour with data to today. Any v1 period works, and
 //! `custom` with `date=YYYY-MM-DD,YYYY-MM-DD`. Exports hold footfall's own data, not imported data.
 
+use crate::query::reads::Held;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate};
@@ -109,7 +110,10 @@ async fn table_rows(
         imports: false,
     };
     let mut rows = Vec::new();
-    for (keys, mut counts) in engine::counts(&state.pool, &q).await? {
+    let mut db = Held::acquire(&state.pool).await?;
+    let counted = engine::counts(&mut db, &q).await;
+    db.release();
+    for (keys, mut counts) in counted? {
         let Some(day) = keys.first().and_then(|d| d.parse::<NaiveDate>().ok()) else {
             continue;
         };

@@ -9,6 +9,7 @@
 //! {"event": "Signup"}]}`. The answer gives each step's visitors, its conversion rate from the
 //! first step and from the previous one, and the drop-off from the previous one.
 
+use crate::query::reads::Held;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -98,7 +99,10 @@ pub async fn funnel(
         goals: site.property.goals.0.clone(),
         imports: false,
     };
-    let visitors = engine::funnel(&state.query_pool, &query, &funnel.steps).await?;
+    let mut db = Held::acquire(&state.query_pool).await?;
+    let visitors = engine::funnel(&mut db, &query, &funnel.steps).await;
+    db.release();
+    let visitors = visitors?;
     let first = visitors.first().copied().unwrap_or(0);
     let steps: Vec<Value> = funnel
         .steps

@@ -14,6 +14,7 @@ use actix_web::{web, HttpRequest};
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
+use super::client::read;
 use super::{bearer, ApiError, AppState};
 use crate::domain::Domain;
 use crate::query::engine::EngineError;
@@ -21,19 +22,28 @@ use crate::query::{DateRange, Grain, QueryError};
 use crate::services::PropertyRecord;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v2/query", web::post().to(v2::query))
-        .route("/api/v2/prop-keys", web::get().to(v2::prop_keys))
-        .route("/api/v2/funnel", web::post().to(funnel::funnel))
-        .route("/api/v2/funnels", web::get().to(funnel::list))
+    cfg.route("/api/v2/query", read(web::post().to(v2::query)))
+        .route("/api/v2/prop-keys", read(web::get().to(v2::prop_keys)))
+        .route("/api/v2/funnel", read(web::post().to(funnel::funnel)))
+        .route("/api/v2/funnels", read(web::get().to(funnel::list)))
         .route(
             "/api/v1/stats/realtime/visitors",
-            web::get().to(v1::realtime_visitors),
+            read(web::get().to(v1::realtime_visitors)),
         )
-        .route("/api/v1/stats/aggregate", web::get().to(v1::aggregate))
-        .route("/api/v1/stats/timeseries", web::get().to(v1::timeseries))
-        .route("/api/v1/stats/breakdown", web::get().to(v1::breakdown))
-        .route("/api/v1/stats/bots", web::get().to(v1::bots))
-        .route("/api/v1/export", web::get().to(export::export));
+        .route(
+            "/api/v1/stats/aggregate",
+            read(web::get().to(v1::aggregate)),
+        )
+        .route(
+            "/api/v1/stats/timeseries",
+            read(web::get().to(v1::timeseries)),
+        )
+        .route(
+            "/api/v1/stats/breakdown",
+            read(web::get().to(v1::breakdown)),
+        )
+        .route("/api/v1/stats/bots", read(web::get().to(v1::bots)))
+        .route("/api/v1/export", read(web::get().to(export::export)));
     ga4::routes(cfg);
 }
 

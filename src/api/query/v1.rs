@@ -8,6 +8,7 @@
 //! `compare=previous_period`, `with_imported=true` (add imported aggregates where the query
 //! allows them).
 
+use crate::query::reads::Held;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, Utc};
 use serde::Deserialize;
@@ -359,7 +360,10 @@ pub async fn bots(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (site, range) = params.site_and_range(&req, &state).await?;
-    let rows = engine::bots(&state.query_pool, site.property.id, &range).await?;
+    let mut db = Held::acquire(&state.query_pool).await?;
+    let rows = engine::bots(&mut db, site.property.id, &range).await;
+    db.release();
+    let rows = rows?;
     let total: i64 = rows.iter().map(|(_, hits)| hits).sum();
     let results: Vec<Value> = rows
         .into_iter()

@@ -14,6 +14,7 @@
 //! Beyond Plausible: `date_range` may also be `realtime` (the last 30 minutes) or `last_month`,
 //! `time:minute` is a dimension, and `GET /api/v2/prop-keys` lists the custom property keys.
 
+use crate::query::reads::Held;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
@@ -61,10 +62,12 @@ pub async fn answer(
     if query.imports {
         let skipped = match engine::imported::table_for(&query) {
             Err(reason) => Some(reason.code()),
-            Ok(_) if !engine::imported::any_in_range(&state.query_pool, &query).await? => {
-                Some("no_imported_data")
+            Ok(_) => {
+                let mut db = Held::acquire(&state.query_pool).await?;
+                let any = engine::imported::any_in_range(&mut db, &query).await;
+                db.release();
+                (!any?).then_some("no_imported_data")
             }
-            Ok(_) => None,
         };
         meta.insert("imports_included".into(), json!(skipped.is_none()));
         if let Some(reason) = skipped {

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgConnection, Postgres, QueryBuilder, Row};
 
 use super::EngineError;
 use crate::query::{Metric, QueryError};
@@ -166,10 +166,10 @@ fn percent(part: i64, whole: i64) -> f64 {
 /// Runs a reader's query: each row's labels `d0`, `d1`, … and its aggregates.
 pub(super) async fn fetch(
     qb: &mut QueryBuilder<'_, Postgres>,
-    pool: &PgPool,
+    db: &mut PgConnection,
     dims: usize,
 ) -> Result<Groups, EngineError> {
-    let rows = qb.build().fetch_all(pool).await.map_err(|e| match &e {
+    let rows = qb.build().fetch_all(&mut *db).await.map_err(|e| match &e {
         sqlx::Error::Database(db) if db.code().as_deref() == Some("2201B") => {
             EngineError::Invalid(QueryError::new("filters", "invalid regular expression"))
         }

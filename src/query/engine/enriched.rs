@@ -1,7 +1,7 @@
 //! Readers of the enriched per-hit and per-visit tables (`hits`, `sessions`), which answer what
 //! the rollups cannot: filters, breakdowns crossed with them, goals and revenue.
 
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 
 use super::agg::{fetch, Groups};
 use super::sql::{
@@ -47,7 +47,7 @@ fn push_matched_sessions(
 /// Hit metrics from the per-hit table. `visits` adds visits counted by their hits (for event
 /// breakdowns); `paged` orders and pages in SQL (for breakdowns, which can be large).
 pub(super) async fn enriched_hits(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     visits: bool,
     paged: bool,
@@ -91,7 +91,7 @@ pub(super) async fn enriched_hits(
     if paged {
         push_order_and_page(&mut qb, q);
     }
-    fetch(&mut qb, pool, q.dimensions.len()).await
+    fetch(&mut qb, db, q.dimensions.len()).await
 }
 
 /// Visit metrics from the sessions table: visits that started in the range (and, with filters,
@@ -99,7 +99,7 @@ pub(super) async fn enriched_hits(
 /// visitors, pageviews and events (for breakdowns by visit attributes, where the visits are the
 /// population).
 pub(super) async fn enriched_sessions(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     visit_totals: bool,
 ) -> Result<Groups, EngineError> {
@@ -121,5 +121,5 @@ pub(super) async fn enriched_sessions(
     push_matched_sessions(&mut qb, q)?;
     push_range(&mut qb, q, "start_local");
     push_group_by(&mut qb, q.dimensions.len());
-    fetch(&mut qb, pool, q.dimensions.len()).await
+    fetch(&mut qb, db, q.dimensions.len()).await
 }

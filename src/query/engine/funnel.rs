@@ -16,7 +16,7 @@
 
 use chrono::{Duration, NaiveDate, NaiveDateTime};
 use sha2::{Digest, Sha256};
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{Connection, PgConnection, Postgres, QueryBuilder, Row};
 
 use super::sql::{escape_like, push_filter, push_hits_source};
 use super::EngineError;
@@ -32,20 +32,24 @@ const VISIT_MARGIN_HOURS: i64 = 6;
 
 /// The visitors who completed each step, in step order. `q` gives the property, the range, the
 /// filters and the goals (its metrics and dimensions are not used).
-pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>, EngineError> {
+pub async fn funnel(
+    db: &mut PgConnection,
+    q: &Query,
+    steps: &[Goal],
+) -> Result<Vec<i64>, EngineError> {
     q.validate()?;
-    super::check_patterns(pool, q).await?;
+    super::check_patterns(db, q).await?;
     if !q.range.is_day_aligned() {
         let mut qb = QueryBuilder::new("");
         push_step_visits(&mut qb, q, steps, q.range.from, q.range.to, None)?;
         qb.push(" SELECT step, count(DISTINCT visitor_key) FROM reached GROUP BY step");
-        let mut tx = scan(pool).await?;
+        let mut tx = scan(db).await?;
         let rows = qb.build().fetch_all(&mut *tx).await?;
         tx.commit().await?;
         return counts(rows, steps.len());
     }
     let key = cache_key(q, steps);
-    let stale = stale_days(pool, q, &key).await?;
+    let stale = stale_days(db, q, &key).await?;
     if let (Some((first, _)), Some((last, _))) = (stale.first(), stale.last()) {
         let days: Vec<NaiveDate> = stale.iter().map(|(d, _)| *d).collect();
         let versions: Vec<i64> = stale.iter().map(|(_, v)| *v).collect();
@@ -79,7 +83,7 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
             "::bigint[]) AS d(day, version) ON CONFLICT (property_id, key, day) \
              DO UPDATE SET version = EXCLUDED.version, steps = EXCLUDED.steps, computed_at = now()",
         );
-        let mut tx = scan(pool).await?;
+        let mut tx = scan(db).await?;
         qb.build().execute(&mut *tx).await?;
         tx.commit().await?;
     }
@@ -95,7 +99,7 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
     .bind(key)
     .bind(q.range.from.date())
     .bind(q.range.to.date())
-    .fetch_one(pool)
+    .fetch_one(&mut *db)
     .await?;
     (0..steps.len())
         .map(|i| Ok(row.try_get::<i64, _>(i)?))
@@ -108,8 +112,8 @@ pub async fn funnel(pool: &PgPool, q: &Query, steps: &[Goal]) -> Result<Vec<i64>
 /// where a busy day has a million (and a freshly loaded partition at none), and then reads the
 /// window row by row through the index and joins step to step in nested loops (a minute for one
 /// day). So the window is read in the table's order (a bitmap scan) and steps are joined by hash.
-async fn scan(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, EngineError> {
-    let mut tx = pool.begin().await?;
+async fn scan(db: &mut PgConnection) -> Result<sqlx::Transaction<'_, Postgres>, EngineError> {
+    let mut tx = db.begin().await?;
     for setting in [
         "SET LOCAL work_mem = '64MB'",
         "SET LOCAL enable_indexscan = off",
@@ -123,7 +127,7 @@ async fn scan(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, Eng
 /// The days of the range with hits whose cached answer is missing or older than their version,
 /// with that version, in order.
 async fn stale_days(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     key: &[u8],
 ) -> Result<Vec<(NaiveDate, i64)>, EngineError> {
@@ -138,7 +142,7 @@ async fn stale_days(
     .bind(q.range.from.date())
     .bind(q.range.to.date())
     .bind(key)
-    .fetch_all(pool)
+    .fetch_all(&mut *db)
     .await?)
 }
 

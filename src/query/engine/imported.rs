@@ -5,7 +5,7 @@
 //! time grain is a day or coarser, and its metrics are counts or ratios of counts. Otherwise the
 //! query answers from footfall's own data alone and says why (`imports_skip_reason`).
 
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgConnection, QueryBuilder};
 
 use super::agg::{fetch, Groups};
 use super::sql::{push_filter, push_group_by, time_label};
@@ -96,7 +96,7 @@ pub fn table_for(q: &Query) -> Result<ImportedTable, SkipReason> {
 
 /// `q`'s groups from the imported aggregates of `table` (see [`table_for`]).
 pub(super) async fn imported(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     table: ImportedTable,
 ) -> Result<Groups, EngineError> {
@@ -140,7 +140,7 @@ pub(super) async fn imported(
         push_filter(&mut qb, f, &q.goals)?;
     }
     push_group_by(&mut qb, q.dimensions.len());
-    fetch(&mut qb, pool, q.dimensions.len()).await
+    fetch(&mut qb, db, q.dimensions.len()).await
 }
 
 /// The rows of one table in the range: `day`, its labels named as the columns they are, then the
@@ -162,7 +162,7 @@ fn push_rows(qb: &mut QueryBuilder<'_, sqlx::Postgres>, q: &Query, table: Import
 }
 
 /// Whether the property has imported data in the range.
-pub async fn any_in_range(pool: &PgPool, q: &Query) -> Result<bool, EngineError> {
+pub async fn any_in_range(db: &mut PgConnection, q: &Query) -> Result<bool, EngineError> {
     Ok(sqlx::query_scalar(&format!(
         "SELECT EXISTS (SELECT 1 FROM {TABLE} WHERE property_id = $1 AND tbl = 'visitors' \
          AND day >= $2 AND day < $3)"
@@ -170,7 +170,7 @@ pub async fn any_in_range(pool: &PgPool, q: &Query) -> Result<bool, EngineError>
     .bind(q.property_id)
     .bind(q.range.from.date())
     .bind(q.range.to.date())
-    .fetch_one(pool)
+    .fetch_one(&mut *db)
     .await?)
 }
 

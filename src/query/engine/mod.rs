@@ -28,7 +28,7 @@ mod sql;
 
 use std::collections::BTreeMap;
 
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgConnection, QueryBuilder};
 
 use super::{Dimension, Filter, Metric, Op, Query, QueryError, ResultRow};
 use crate::domain::ImportedCounts;
@@ -53,7 +53,7 @@ pub enum EngineError {
 
 /// Distinct visitors over the whole range with these filters.
 async fn total_visitors(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     filters: Option<Filter>,
 ) -> Result<i64, EngineError> {
@@ -65,12 +65,12 @@ async fn total_visitors(
         ..q.clone()
     };
     let rows = match plan(&total) {
-        Plan::Enriched => enriched_hits(pool, &total, false, false).await?,
-        _ => hourly_rollup(pool, &total).await?,
+        Plan::Enriched => enriched_hits(db, &total, false, false).await?,
+        _ => hourly_rollup(db, &total).await?,
     };
     let mut visitors = rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0);
     if let Some(table) = imports_table(&total) {
-        let rows = imported::imported(pool, &total, table).await?;
+        let rows = imported::imported(db, &total, table).await?;
         visitors += rows.first().and_then(|(_, a)| a.visitors).unwrap_or(0);
     }
     Ok(visitors)
@@ -92,7 +92,7 @@ fn patterns(f: &Filter, out: &mut Vec<String>) {
 
 /// Compiles the patterns with PostgreSQL's own regex engine, so a bad one is refused even when
 /// no row would have reached it.
-async fn check_patterns(pool: &PgPool, q: &Query) -> Result<(), EngineError> {
+async fn check_patterns(db: &mut PgConnection, q: &Query) -> Result<(), EngineError> {
     let mut found = Vec::new();
     if let Some(f) = &q.filters {
         patterns(f, &mut found);
@@ -102,7 +102,7 @@ async fn check_patterns(pool: &PgPool, q: &Query) -> Result<(), EngineError> {
     }
     let mut qb = QueryBuilder::new("SELECT count(*) AS d0 FROM unnest(");
     qb.push_bind(found).push("::text[]) p WHERE '' ~ p");
-    fetch(&mut qb, pool, 0).await.map(|_| ())
+    fetch(&mut qb, db, 0).await.map(|_| ())
 }
 
 /// The imported table to add to a query's answer, if it asks for imports and one can answer.
@@ -111,9 +111,9 @@ fn imports_table(q: &Query) -> Option<crate::domain::ImportedTable> {
 }
 
 /// Runs a query.
-pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
+pub async fn run(db: &mut PgConnection, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
     q.validate()?;
-    check_patterns(pool, q).await?;
+    check_patterns(db, q).await?;
     let imports = imports_table(q);
     let (offset, limit) = (q.offset, q.limit);
     // Imported groups are added in memory, so footfall's own groups are read whole and ordered and
@@ -125,7 +125,7 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
     } else {
         q
     };
-    let (native, sql_paged) = aggregate(pool, q).await?;
+    let (native, sql_paged) = aggregate(db, q).await?;
     let sql_paged = sql_paged && imports.is_none();
     let mut ordered: Vec<Vec<String>> = Vec::with_capacity(native.len());
     let mut groups: BTreeMap<Vec<String>, Agg> = BTreeMap::new();
@@ -134,7 +134,7 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
         groups.insert(k, a);
     }
     if let Some(table) = imports {
-        for (k, a) in imported::imported(pool, q, table).await? {
+        for (k, a) in imported::imported(db, q, table).await? {
             if !groups.contains_key(&k) {
                 ordered.push(k.clone());
             }
@@ -143,11 +143,11 @@ pub async fn run(pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError
     }
     let mut totals = Totals::default();
     if q.metrics.contains(&Metric::Percentage) {
-        totals.visitors = total_visitors(pool, q, q.filters.clone()).await?;
+        totals.visitors = total_visitors(db, q, q.filters.clone()).await?;
     }
     if q.metrics.contains(&Metric::ConversionRate) {
         let population = q.filters.as_ref().and_then(Filter::without_goals);
-        totals.goal_population = total_visitors(pool, q, population).await?;
+        totals.goal_population = total_visitors(db, q, population).await?;
     }
 
     let mut rows: Vec<ResultRow> = ordered
@@ -186,12 +186,12 @@ fn whole_query(q: &Query) -> Query {
 /// Each group's counts from footfall's own data, every group (not paged), for exports. Groups with
 /// neither events nor visits are left out.
 pub async fn counts(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
 ) -> Result<Vec<(Vec<String>, ImportedCounts)>, EngineError> {
     q.validate()?;
-    check_patterns(pool, q).await?;
-    let (groups, _) = aggregate(pool, &whole_query(q)).await?;
+    check_patterns(db, q).await?;
+    let (groups, _) = aggregate(db, &whole_query(q)).await?;
     Ok(groups
         .into_iter()
         .filter(|(_, a)| a.events.unwrap_or(0) > 0 || a.visits.unwrap_or(0) > 0)
@@ -212,7 +212,7 @@ pub async fn counts(
 
 /// Each group's aggregates from footfall's own read models, as the planned reader returns them,
 /// and whether SQL ordered and paged them.
-async fn aggregate(pool: &PgPool, q: &Query) -> Result<(Groups, bool), EngineError> {
+async fn aggregate(db: &mut PgConnection, q: &Query) -> Result<(Groups, bool), EngineError> {
     let plan = plan(q);
     let breakdown = q.dimensions.iter().any(|d| !d.is_time());
     let event_breakdown = q.dimensions.iter().any(Dimension::is_event);
@@ -225,16 +225,16 @@ async fn aggregate(pool: &PgPool, q: &Query) -> Result<(Groups, bool), EngineErr
     let visit_breakdown = is_visit_breakdown(q);
     let sql_paged = breakdown && !visit_breakdown && (event_breakdown || !per_visit);
     let groups = match plan {
-        Plan::HourlyRollup => hourly_rollup(pool, q).await?,
-        Plan::DailyRollup => daily_rollup(pool, q).await?,
-        Plan::VisitRollup => visit_rollup(pool, q).await?,
-        Plan::Enriched if visit_breakdown => enriched_sessions(pool, q, true).await?,
+        Plan::HourlyRollup => hourly_rollup(db, q).await?,
+        Plan::DailyRollup => daily_rollup(db, q).await?,
+        Plan::VisitRollup => visit_rollup(db, q).await?,
+        Plan::Enriched if visit_breakdown => enriched_sessions(db, q, true).await?,
         Plan::Enriched => {
-            let mut rows = enriched_hits(pool, q, event_breakdown, sql_paged).await?;
+            let mut rows = enriched_hits(db, q, event_breakdown, sql_paged).await?;
             if per_visit && !event_breakdown {
                 // Visits are counted by their start, so a group may have visits but no hits.
                 let mut by_key: BTreeMap<Vec<String>, Agg> = rows.into_iter().collect();
-                for (k, a) in enriched_sessions(pool, q, false).await? {
+                for (k, a) in enriched_sessions(db, q, false).await? {
                     by_key.entry(k).or_default().merge(a);
                 }
                 rows = by_key.into_iter().collect();

@@ -1,7 +1,7 @@
 //! Readers of the rollups (`rollup_hourly`, `rollup_daily`, `rollup_visits`), and of the bots
 //! counted in `rollup_daily`.
 
-use sqlx::{PgPool, QueryBuilder};
+use sqlx::{PgConnection, QueryBuilder};
 use uuid::Uuid;
 
 use super::agg::{fetch, Groups};
@@ -13,7 +13,7 @@ use crate::readmodel::schema::{DIM_BOT, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISI
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
 
-pub(super) async fn hourly_rollup(pool: &PgPool, q: &Query) -> Result<Groups, EngineError> {
+pub(super) async fn hourly_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
         if let Dimension::Time(g) = d {
@@ -28,10 +28,10 @@ pub(super) async fn hourly_rollup(pool: &PgPool, q: &Query) -> Result<Groups, En
     ));
     push_range(&mut qb, q, "bucket");
     push_group_by(&mut qb, q.dimensions.len());
-    fetch(&mut qb, pool, q.dimensions.len()).await
+    fetch(&mut qb, db, q.dimensions.len()).await
 }
 
-pub(super) async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Groups, EngineError> {
+pub(super) async fn daily_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
     let dimension = q
         .dimensions
         .iter()
@@ -40,10 +40,10 @@ pub(super) async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Groups, Eng
     let metrics = format!(
         "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events"
     );
-    if let Some(rows) = top_by_visitors(pool, q, &dimension, &metrics).await? {
+    if let Some(rows) = top_by_visitors(db, q, &dimension, &metrics).await? {
         return Ok(rows);
     }
-    day_rollup(pool, q, ROLLUP_DAILY.table, dimension, &metrics, true, None).await
+    day_rollup(db, q, ROLLUP_DAILY.table, dimension, &metrics, true, None).await
 }
 
 /// The top values by visitors (the default order of breakdowns) without a sketch union for every
@@ -53,7 +53,7 @@ pub(super) async fn daily_rollup(pool: &PgPool, q: &Query) -> Result<Groups, Eng
 /// events among those ranked. `None` when the shortcut does not apply or cannot prove its answer
 /// (then the full breakdown answers).
 async fn top_by_visitors(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     dimension: &str,
     metrics: &str,
@@ -65,7 +65,7 @@ async fn top_by_visitors(
     }
     let candidates = (4 * wanted + 10) as i64;
     let by_events =
-        events_by_value(pool, q.property_id, dimension, &q.range, Some(candidates)).await?;
+        events_by_value(db, q.property_id, dimension, &q.range, Some(candidates)).await?;
     let Some((_, fewest_events)) = by_events.last().cloned() else {
         return Ok(None);
     };
@@ -75,7 +75,7 @@ async fn top_by_visitors(
     }
     let values = by_events.into_iter().map(|(v, _)| v).collect();
     let rows = day_rollup(
-        pool,
+        db,
         q,
         ROLLUP_DAILY.table,
         dimension.to_owned(),
@@ -94,7 +94,7 @@ async fn top_by_visitors(
 }
 
 /// Visit metrics per visit attribute and start day.
-pub(super) async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Groups, EngineError> {
+pub(super) async fn visit_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
     let dimension = q
         .dimensions
         .iter()
@@ -109,16 +109,7 @@ pub(super) async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Groups, Eng
          sum(pageviews)::bigint AS m_session_pageviews, sum(events)::bigint AS m_events, \
          sum(engaged)::bigint AS m_engaged"
     );
-    let rows = day_rollup(
-        pool,
-        q,
-        ROLLUP_VISITS.table,
-        dimension,
-        &metrics,
-        false,
-        None,
-    )
-    .await?;
+    let rows = day_rollup(db, q, ROLLUP_VISITS.table, dimension, &metrics, false, None).await?;
     // Rows whose visits all moved elsewhere (a late hit changed their attribution) are empty.
     Ok(rows
         .into_iter()
@@ -129,7 +120,7 @@ pub(super) async fn visit_rollup(pool: &PgPool, q: &Query) -> Result<Groups, Eng
 /// A breakdown from a rollup by day and dimension value (`rollup_daily`, `rollup_visits`);
 /// `paged` orders and pages it in SQL; `values` keeps only those values.
 async fn day_rollup(
-    pool: &PgPool,
+    db: &mut PgConnection,
     q: &Query,
     table: &str,
     dimension: String,
@@ -161,22 +152,22 @@ async fn day_rollup(
     if paged {
         push_order_and_page(&mut qb, q);
     }
-    fetch(&mut qb, pool, q.dimensions.len()).await
+    fetch(&mut qb, db, q.dimensions.len()).await
 }
 
 /// Hits from bots per bot over a day-aligned range (bots are counted per local day), most first.
 pub async fn bots(
-    pool: &PgPool,
+    db: &mut PgConnection,
     property_id: Uuid,
     range: &DateRange,
 ) -> Result<Vec<(String, i64)>, EngineError> {
-    events_by_value(pool, property_id, DIM_BOT, range, None).await
+    events_by_value(db, property_id, DIM_BOT, range, None).await
 }
 
 /// The values of a `rollup_daily` dimension over a day-aligned range with their events, most
 /// first (then by value); the first `limit` of them, or all.
 async fn events_by_value(
-    pool: &PgPool,
+    db: &mut PgConnection,
     property_id: Uuid,
     dimension: &str,
     range: &DateRange,
@@ -194,7 +185,7 @@ async fn events_by_value(
         .bind(range.from.date())
         .bind(range.to.date())
         .bind(limit)
-        .fetch_all(pool)
+        .fetch_all(&mut *db)
         .await?;
     Ok(rows)
 }

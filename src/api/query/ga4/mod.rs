@@ -20,12 +20,13 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde_json::{json, Map, Value};
 
 use super::Site;
+use crate::api::client::read;
 use crate::api::{bearer, AppState};
 use crate::query::engine::EngineError;
 use crate::query::QueryError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/v1beta/properties/{call}", web::post().to(call))
+    cfg.route("/v1beta/properties/{call}", read(web::post().to(call)))
         .route("/v1beta/properties/{id}/metadata", web::get().to(metadata));
 }
 
