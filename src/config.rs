@@ -88,6 +88,9 @@ pub struct Config {
     /// partitioned projection's new generations. A running generation keeps the count it was
     /// created with; a rebuild takes the new one.
     pub projection_partitions: i32,
+    /// `FOOTFALL_MAX_PROP_KEYS` (0–1000, default 50): the distinct prop keys per property (and
+    /// projection partition) whose values get rollups; the others stay in the enriched hits.
+    pub max_prop_keys: usize,
     /// How long to wait for a database connection before answering 503.
     pub db_timeout: Duration,
     pub appender: AppenderConfig,
@@ -248,6 +251,20 @@ impl Config {
                         "FOOTFALL_PROJECTION_PARTITIONS",
                         &n.to_string(),
                         "1 to 64".into(),
+                    ))
+                }
+            },
+            max_prop_keys: match parse_or(
+                get("FOOTFALL_MAX_PROP_KEYS"),
+                "FOOTFALL_MAX_PROP_KEYS",
+                Some(crate::readmodel::schema::DEFAULT_MAX_PROP_KEYS),
+            )? {
+                n @ 0..=1000 => n,
+                n => {
+                    return Err(invalid(
+                        "FOOTFALL_MAX_PROP_KEYS",
+                        &n.to_string(),
+                        "0 to 1000".into(),
                     ))
                 }
             },

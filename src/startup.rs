@@ -178,7 +178,15 @@ impl Core {
             generations::ensure_live(&pools.admin, &*p, config.projection_partitions).await?;
         }
         if project {
-            ProjectionManager::new(projections::all(), log.clone(), pools.project.clone()).start();
+            let hits = projections::hits::HitsProjection {
+                max_prop_keys: config.max_prop_keys,
+            };
+            ProjectionManager::new(
+                projections::configured(hits),
+                log.clone(),
+                pools.project.clone(),
+            )
+            .start();
             RollupMerger::new(pools.project.clone(), log.clone()).start();
         }
         let properties = Properties::new(

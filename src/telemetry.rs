@@ -20,6 +20,7 @@ pub const PROJECTION_BATCH_DURATION: &str = "footfall_projection_batch_duration_
 pub const PROJECTION_LAG_EVENTS: &str = "footfall_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "footfall_projection_lag_seconds";
 pub const QUERY_CACHE: &str = "footfall_query_cache_total";
+pub const PROPS_NOT_ROLLED_UP: &str = "footfall_props_not_rolled_up_total";
 pub const REQUESTS_ABANDONED: &str = "footfall_reads_abandoned_total";
 
 /// Starts structured logging. `RUST_LOG` picks levels (default `info`). Calling it twice is harmless.
@@ -87,6 +88,11 @@ fn describe() {
         QUERY_CACHE,
         Unit::Count,
         "Report queries answered from the shared answers (hit) or computed (miss)."
+    );
+    describe_counter!(
+        PROPS_NOT_ROLLED_UP,
+        Unit::Count,
+        "Props of applied hits whose key is past its property's FOOTFALL_MAX_PROP_KEYS: kept in the enriched hits, not rolled up."
     );
     describe_counter!(
         REQUESTS_ABANDONED,

@@ -18,7 +18,7 @@ use crate::domain::session::{sessionize, Session, SessionHit, SESSION_TIMEOUT};
 use crate::domain::{Event, HitRecorded, PropertyId};
 use crate::eventlog::{RecordedEvent, StreamFilter};
 use crate::readmodel::rows::{
-    DayKey, Delta, HitRow, HourDelta, HourKey, SessionKey, Site, VisitDelta,
+    DayKey, Delta, HitRow, HourDelta, HourKey, PropKeys, SessionKey, Site, VisitDelta,
 };
 use crate::readmodel::schema::{
     self, DIM_BOT, DIM_HOSTNAME, DIM_NAME, DIM_PAGE, DIM_PROP_PREFIX, VISIT_ROLLUP_DIMENSIONS,
@@ -27,7 +27,19 @@ use crate::readmodel::store::Store;
 
 pub const NAME: &str = "hits";
 
-pub struct HitsProjection;
+#[derive(Debug, Clone, Copy)]
+pub struct HitsProjection {
+    /// Prop keys a partition rolls up per property (`FOOTFALL_MAX_PROP_KEYS`).
+    pub max_prop_keys: usize,
+}
+
+impl Default for HitsProjection {
+    fn default() -> Self {
+        Self {
+            max_prop_keys: schema::DEFAULT_MAX_PROP_KEYS,
+        }
+    }
+}
 
 impl Projection for HitsProjection {
     fn name(&self) -> &'static str {
@@ -73,15 +85,18 @@ impl Projection for HitsProjection {
     /// timeouts. 3: control characters left out of decoded UTM values; devices that server-side
     /// payloads state. 4: the day rollups are appended and merged; partitions by visitor, each
     /// with its own read-model versions. 5: per-day versions (`hit_days`) and the funnel answers
-    /// cached by day (`funnel_days`).
+    /// cached by day (`funnel_days`). 6: the prop keys rolled up are capped per property and
+    /// partition (`hit_prop_keys`).
     fn schema_version(&self) -> i32 {
-        5
+        6
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             store: Store::new(g, partition),
             sites: HashMap::new(),
+            prop_keys: PropKeys::new(self.max_prop_keys),
+            prop_keys_bytes: 0,
             sessions: HashMap::new(),
             sessions_bytes: 0,
             complete: None,
@@ -106,6 +121,22 @@ fn unknown_sites(events: &[(u64, Event)], sites: &HashMap<PropertyId, Site>) -> 
         .iter()
         .filter_map(|(_, e)| match e {
             Event::HitRecorded(h) if !sites.contains_key(&h.property_id) => {
+                Some(h.property_id.as_uuid())
+            }
+            _ => None,
+        })
+        .collect();
+    unknown.into_iter().collect()
+}
+
+/// The properties of the batch's hits with props whose rolled-up keys are not in `keys`.
+fn unknown_prop_keys(events: &[(u64, Event)], keys: &PropKeys) -> Vec<Uuid> {
+    let unknown: HashSet<Uuid> = events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::HitRecorded(h)
+                if !h.props.is_empty() && !keys.by_property.contains_key(&h.property_id) =>
+            {
                 Some(h.property_id.as_uuid())
             }
             _ => None,
@@ -141,11 +172,13 @@ fn bot_name(user_agent: &str) -> Option<String> {
 }
 
 /// Pure fold of a batch. `sites` holds every property's settings (registrations in the batch are
-/// added to it); `latest` holds each visitor's latest session before the batch, and `earlier` the
+/// added to it); `prop_keys` the prop keys rolled up for the properties of hits with props (keys
+/// the batch admits are added to it); `latest` holds each visitor's latest session before the batch, and `earlier` the
 /// other sessions that the batch's late hits (see [`late_hits`]) may belong to.
 pub fn fold(
     events: &[(u64, Event)],
     sites: &mut HashMap<PropertyId, Site>,
+    prop_keys: &mut PropKeys,
     mut latest: HashMap<(PropertyId, i64), Session>,
     mut earlier: HashMap<(PropertyId, i64), Vec<Session>>,
 ) -> Delta {
@@ -252,7 +285,9 @@ pub fn fold(
             (DIM_HOSTNAME.into(), page.hostname.clone()),
         ];
         for (k, v) in &hit.props {
-            dims.push((format!("{DIM_PROP_PREFIX}{k}").into(), v.clone()));
+            if prop_keys.admit(pid, k, &mut delta) {
+                dims.push((format!("{DIM_PROP_PREFIX}{k}").into(), v.clone()));
+            }
         }
         for (dim, value) in dims {
             let d = delta.days.entry((pid, dim, day, value)).or_default();
@@ -443,6 +478,10 @@ struct Writer {
     sessions: HashMap<(PropertyId, i64), Session>,
     /// About the bytes `sessions` holds.
     sessions_bytes: usize,
+    /// The prop keys rolled up for the properties seen so far.
+    prop_keys: PropKeys,
+    /// About the bytes `prop_keys` holds.
+    prop_keys_bytes: usize,
     /// Whether `sessions` holds every visitor this partition has stored, so that a visitor it
     /// lacks has no visit yet (a rebuild's writer, from the start, until the cache overflows).
     /// Unknown until the first batch.
@@ -452,6 +491,10 @@ struct Writer {
 /// The bytes of visits a writer (one per partition) remembers at most; past them it forgets all
 /// and looks visitors up again.
 const MAX_CACHED_SESSION_BYTES: usize = 64 << 20;
+
+/// The bytes of prop keys a writer remembers at most; past them it forgets all and loads them
+/// again.
+const MAX_CACHED_PROP_KEY_BYTES: usize = 16 << 20;
 
 /// About what a remembered visit holds in memory.
 fn session_bytes(s: &Session) -> usize {
@@ -478,6 +521,11 @@ impl ProjectionWriter for Writer {
         let unknown = unknown_sites(&events, &self.sites);
         self.sites
             .extend(self.store.load_sites(tx, &unknown).await?);
+        let unknown = unknown_prop_keys(&events, &self.prop_keys);
+        self.prop_keys_bytes += 64 * unknown.len();
+        self.prop_keys
+            .by_property
+            .extend(self.store.load_prop_keys(tx, &unknown).await?);
         let keys = visitors(&events);
         if self.complete.is_none() {
             self.complete = Some(!self.store.applied_any(tx).await?);
@@ -499,13 +547,25 @@ impl ProjectionWriter for Writer {
         // The fold is pure CPU work (tens of milliseconds for a large batch): it runs on the
         // blocking pool, so the actors and connections sharing this thread are not held up.
         let mut sites = std::mem::take(&mut self.sites);
-        let (mut delta, sites) = tokio::task::spawn_blocking(move || {
-            let delta = fold(&events, &mut sites, latest, earlier);
-            (delta, sites)
+        let mut keys = std::mem::replace(&mut self.prop_keys, PropKeys::new(0));
+        let (mut delta, sites, keys) = tokio::task::spawn_blocking(move || {
+            let delta = fold(&events, &mut sites, &mut keys, latest, earlier);
+            (delta, sites, keys)
         })
         .await?;
         self.sites = sites;
+        self.prop_keys = keys;
         self.store.write(tx, &delta).await?;
+        metrics::counter!(crate::telemetry::PROPS_NOT_ROLLED_UP).increment(delta.props_refused);
+        self.prop_keys_bytes += delta
+            .prop_keys
+            .iter()
+            .map(|(_, k)| k.len() + 32)
+            .sum::<usize>();
+        if self.prop_keys_bytes > MAX_CACHED_PROP_KEY_BYTES {
+            self.prop_keys.by_property.clear();
+            self.prop_keys_bytes = 0;
+        }
         for (key, session) in std::mem::take(&mut delta.latest) {
             self.sessions_bytes += session_bytes(&session);
             if let Some(old) = self.sessions.insert(key, session) {
@@ -531,6 +591,10 @@ mod tests {
 
     fn pid() -> PropertyId {
         PropertyId::parse("0190c7e6-5b8f-7000-8000-000000000001").unwrap()
+    }
+
+    fn keys() -> PropKeys {
+        PropKeys::new(schema::DEFAULT_MAX_PROP_KEYS)
     }
 
     fn registered(tz: &str) -> Event {
@@ -585,6 +649,61 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_rolls_up_its_first_keys_only_and_once_full_admits_no_other() {
+        let with_props = |props: &[(&str, &str)], at: &str| {
+            let mut e = hit("01", at, "Signup", "https://shop.example/a");
+            if let Event::HitRecorded(h) = &mut e {
+                h.props = props
+                    .iter()
+                    .map(|(k, v)| ((*k).into(), (*v).into()))
+                    .collect();
+            }
+            e
+        };
+        let events = numbered(vec![
+            with_props(&[("plan", "pro")], "2026-03-01T10:00:00Z"),
+            with_props(
+                &[("tier", "gold"), ("color", "red")],
+                "2026-03-01T10:01:00Z",
+            ),
+            with_props(&[("plan", "free"), ("size", "xl")], "2026-03-01T10:02:00Z"),
+        ]);
+        let mut cap = PropKeys::new(2);
+        let d = fold(
+            &events,
+            &mut HashMap::new(),
+            &mut cap,
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let rolled: HashSet<&str> = d.days.keys().map(|(_, dim, _, _)| dim.as_ref()).collect();
+        assert!(rolled.contains("prop:plan") && rolled.contains("prop:tier"));
+        assert!(!rolled.contains("prop:color") && !rolled.contains("prop:size"));
+        assert_eq!(d.props_refused, 2);
+        assert_eq!(
+            d.prop_keys,
+            [
+                (pid(), "plan".into()),
+                (pid(), "tier".into()),
+                (pid(), String::new())
+            ]
+        );
+        // The hits keep every prop, for the enriched readers.
+        assert!(d.hits[1].props.as_deref().unwrap().contains("color"));
+        // A partition found full stays full, even with room made by a larger cap.
+        cap.max = 10;
+        let later = numbered(vec![with_props(&[("size", "s")], "2026-03-01T10:03:00Z")]);
+        let d = fold(
+            &later,
+            &mut HashMap::new(),
+            &mut cap,
+            HashMap::new(),
+            HashMap::new(),
+        );
+        assert_eq!((d.props_refused, d.prop_keys.len()), (1, 0));
+    }
+
+    #[test]
     fn buckets_are_local_hours_even_for_half_hour_zones() {
         let events = numbered(vec![
             registered("Asia/Kolkata"),
@@ -596,7 +715,13 @@ mod tests {
                 "https://shop.example/a",
             ),
         ]);
-        let d = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
+        let d = fold(
+            &events,
+            &mut HashMap::new(),
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
         let local: NaiveDateTime = "2026-03-02T00:15:00".parse().unwrap();
         assert_eq!(d.hits[0].local_time, local);
         let (_, bucket) = d.hours.keys().next().unwrap();
@@ -625,7 +750,7 @@ mod tests {
                 "https://shop.example/a",
             ),
         ]);
-        let d1 = fold(&first, &mut tz, HashMap::new(), HashMap::new());
+        let d1 = fold(&first, &mut tz, &mut keys(), HashMap::new(), HashMap::new());
         let h1 = &d1.hours.values().next().unwrap();
         assert_eq!((h1.visits, h1.bounces, h1.duration), (1, 1, 0));
 
@@ -643,6 +768,7 @@ mod tests {
         let d2 = fold(
             &second,
             &mut tz,
+            &mut keys(),
             HashMap::from([((pid(), 1), session)]),
             HashMap::new(),
         );
@@ -696,7 +822,13 @@ mod tests {
                 "2026-03-01T11:00:00Z",
             ),
         ]);
-        let d = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
+        let d = fold(
+            &events,
+            &mut HashMap::new(),
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
         assert_eq!(
             d.hits.iter().map(|h| h.session_id).collect::<Vec<_>>(),
             vec![2, 3, 2]
@@ -708,11 +840,18 @@ mod tests {
 
         // Cut into batches, with the first visit coming from the table, the answer is the same.
         let mut sites = HashMap::new();
-        let first = fold(&events[..3], &mut sites, HashMap::new(), HashMap::new());
+        let first = fold(
+            &events[..3],
+            &mut sites,
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
         let stored: Vec<Session> = first.sessions.iter().map(|(_, s, _)| s.clone()).collect();
         let second = fold(
             &events[3..],
             &mut sites,
+            &mut keys(),
             first.latest.clone(),
             HashMap::from([((pid(), 1), stored)]),
         );
@@ -746,7 +885,13 @@ mod tests {
                 "https://shop.example/b",
             ),
         ]);
-        let d = fold(&events, &mut tz, HashMap::new(), HashMap::new());
+        let d = fold(
+            &events,
+            &mut tz,
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
         assert_eq!(
             d.hits.iter().map(|h| h.session_id).collect::<Vec<_>>(),
             vec![2, 3, 2]
@@ -754,8 +899,20 @@ mod tests {
         assert_eq!(d.latest[&(pid(), 1)].id, 2);
         // Split across batches the same hits give the same visits.
         let mut tz = HashMap::new();
-        let first = fold(&events[..3], &mut tz, HashMap::new(), HashMap::new());
-        let second = fold(&events[3..], &mut tz, first.latest.clone(), HashMap::new());
+        let first = fold(
+            &events[..3],
+            &mut tz,
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let second = fold(
+            &events[3..],
+            &mut tz,
+            &mut keys(),
+            first.latest.clone(),
+            HashMap::new(),
+        );
         assert_eq!(second.hits[0].session_id, 2);
     }
 
@@ -782,8 +939,20 @@ mod tests {
                 "https://shop.example/b",
             ),
         ]);
-        let a = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
-        let b = fold(&events, &mut HashMap::new(), HashMap::new(), HashMap::new());
+        let a = fold(
+            &events,
+            &mut HashMap::new(),
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        let b = fold(
+            &events,
+            &mut HashMap::new(),
+            &mut keys(),
+            HashMap::new(),
+            HashMap::new(),
+        );
         assert_eq!(a, b);
         // Across the DST change (02:00 → 03:00 local), 00:30 UTC and 01:30 UTC are 01:30 and 03:30.
         let hours: Vec<String> = a

@@ -86,7 +86,7 @@ impl Actor for RollupMerger {
 /// Merges some of what is pending in every live or building generation of `hits` that is not
 /// far behind the log.
 async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> {
-    let projection = hits::HitsProjection;
+    let projection = hits::HitsProjection::default();
     let current = crate::projections::Projection::schema_version(&projection);
     let head = log.head().await?.position.0 as i64;
     let generations: Vec<Generation> = generations::list(pool)
@@ -107,7 +107,7 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
 /// of `hits`.
 async fn prune(pool: &PgPool) -> Result<(), ProjectionError> {
     use crate::readmodel::schema::{FUNNEL_DAYS, FUNNEL_DAYS_KEPT};
-    let current = crate::projections::Projection::schema_version(&hits::HitsProjection);
+    let current = crate::projections::Projection::schema_version(&hits::HitsProjection::default());
     for g in generations::list(pool).await? {
         if g.projection == hits::NAME && g.schema_version == current {
             sqlx::query(&format!(

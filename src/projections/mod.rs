@@ -89,12 +89,17 @@ pub fn table(base: &str, g: Generation) -> String {
     format!("{base}_g{g}")
 }
 
-/// Every projection footfall runs.
+/// Every projection footfall runs, with the default settings.
 pub fn all() -> Vec<Arc<dyn Projection>> {
+    configured(hits::HitsProjection::default())
+}
+
+/// Every projection footfall runs, `hits` with these settings.
+pub fn configured(hits: hits::HitsProjection) -> Vec<Arc<dyn Projection>> {
     vec![
         Arc::new(properties::PropertiesProjection),
         Arc::new(shared_links::SharedLinksProjection),
-        Arc::new(hits::HitsProjection),
+        Arc::new(hits),
         Arc::new(imported::ImportedProjection),
     ]
 }

@@ -180,6 +180,14 @@ impl Dimension {
         !matches!(self, Self::Time(_) | Self::Visit(_))
     }
 
+    /// The key of a prop dimension.
+    pub fn prop_key(&self) -> Option<&str> {
+        match self {
+            Self::Prop(k) => Some(k),
+            _ => None,
+        }
+    }
+
     /// The `rollup_daily` dimension it is kept under, if any.
     pub fn rollup_name(&self) -> Option<String> {
         use crate::readmodel::schema::{DIM_HOSTNAME, DIM_NAME, DIM_PAGE, DIM_PROP_PREFIX};

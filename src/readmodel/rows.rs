@@ -29,6 +29,61 @@ impl Default for Site {
     }
 }
 
+/// The prop keys one partition rolls up, per property (see [`super::schema::HIT_PROP_KEYS`]): the
+/// first `max` distinct keys of its hits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PropKeys {
+    pub max: usize,
+    pub by_property: HashMap<PropertyId, Admitted>,
+}
+
+/// One property's prop keys that a partition rolls up; `full` once it has refused one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Admitted {
+    pub keys: HashSet<String>,
+    pub full: bool,
+}
+
+impl PropKeys {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            by_property: HashMap::new(),
+        }
+    }
+
+    /// Whether `key`'s values are rolled up for `property`: it was admitted, or is now if there is
+    /// room. What changes is added to `delta` (the key, or the mark of a full partition, and the
+    /// refusal).
+    pub fn admit(&mut self, property: PropertyId, key: &str, delta: &mut Delta) -> bool {
+        let admitted = self.by_property.entry(property).or_default();
+        if admitted.keys.contains(key) {
+            return true;
+        }
+        if !admitted.full && admitted.keys.len() < self.max {
+            admitted.keys.insert(key.to_owned());
+            delta.prop_keys.push((property, key.to_owned()));
+            return true;
+        }
+        if !admitted.full {
+            admitted.full = true;
+            delta
+                .prop_keys
+                .push((property, super::schema::PROP_KEYS_FULL.to_owned()));
+        }
+        delta.props_refused += 1;
+        false
+    }
+
+    /// About the bytes the keys hold in memory.
+    pub fn bytes(&self) -> usize {
+        self.by_property
+            .values()
+            .map(|a| 64 + a.keys.iter().map(|k| k.len() + 32).sum::<usize>())
+            .sum()
+    }
+}
+
 /// One enriched hit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HitRow {
@@ -107,4 +162,8 @@ pub struct Delta {
     pub latest: HashMap<(PropertyId, i64), Session>,
     /// Properties whose read models the batch changes, with the position of their last event.
     pub changed: BTreeMap<PropertyId, i64>,
+    /// Prop keys the batch admitted to the rollups, and marks of partitions it found full.
+    pub prop_keys: Vec<(PropertyId, String)>,
+    /// Props of the batch's hits whose keys were refused (kept only in `hits`).
+    pub props_refused: u64,
 }

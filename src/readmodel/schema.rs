@@ -84,11 +84,33 @@ pub const HIT_DAYS: &str = "hit_days";
 pub const FUNNEL_DAYS: &str = "funnel_days";
 pub const FUNNEL_DAYS_KEPT: &str = "30 days";
 
+/// Per property and partition, the prop keys whose values the partition rolls up (into
+/// `rollup_daily`, as `prop:<key>`): the first [`DEFAULT_MAX_PROP_KEYS`] (`FOOTFALL_MAX_PROP_KEYS`)
+/// distinct keys of its hits, as GA4 caps custom dimensions. Other keys stay in `hits.props`,
+/// where the enriched readers find them. A partition that has refused a key holds a
+/// [`PROP_KEYS_FULL`] row and admits no key after it, so a key it rolls up has every one of its
+/// hits there (see [`prop_rolled_up_sql`]).
+pub const HIT_PROP_KEYS: &str = "hit_prop_keys";
+/// The key of a [`HIT_PROP_KEYS`] row that marks a partition full (no prop key is empty).
+pub const PROP_KEYS_FULL: &str = "";
+pub const DEFAULT_MAX_PROP_KEYS: usize = 50;
+
+/// Whether the rollups hold every hit of property `$1` with prop key `$2`: no partition has
+/// refused keys without having admitted this one.
+pub fn prop_rolled_up_sql() -> String {
+    format!(
+        "SELECT NOT EXISTS (SELECT 1 FROM {HIT_PROP_KEYS} f WHERE f.property_id = $1 \
+           AND f.key = '{PROP_KEYS_FULL}' AND NOT EXISTS (SELECT 1 FROM {HIT_PROP_KEYS} k \
+             WHERE k.property_id = $1 AND k.partition = f.partition AND k.key = $2))"
+    )
+}
+
 /// Every table of a generation, by base name (views of that name serve the live generation).
 pub const TABLES: &[&str] = &[
     HIT_PROPERTIES,
     HIT_VERSIONS,
     HIT_DAYS,
+    HIT_PROP_KEYS,
     FUNNEL_DAYS,
     HITS,
     SESSIONS,
@@ -267,6 +289,11 @@ pub fn ddl(g: Generation) -> Vec<String> {
             "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \
              position bigint NOT NULL, PRIMARY KEY (property_id, day, partition))",
             table(HIT_DAYS, g)
+        ),
+        format!(
+            "CREATE TABLE {} (property_id uuid NOT NULL, partition integer NOT NULL, \
+             key text NOT NULL, PRIMARY KEY (property_id, partition, key))",
+            table(HIT_PROP_KEYS, g)
         ),
         format!(
             "CREATE TABLE {} (property_id uuid NOT NULL, key bytea NOT NULL, day date NOT NULL, \

@@ -12,10 +12,12 @@ use sqlx::{PgConnection, Postgres, Row};
 use uuid::Uuid;
 
 use super::hll;
-use super::rows::{DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta};
+use super::rows::{
+    Admitted, DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta,
+};
 use super::schema::{
-    Rollup, Writes, HITS, HIT_DAYS, HIT_PROPERTIES, HIT_VERSIONS, ROLLUP_DAILY, ROLLUP_HOURLY,
-    ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
+    Rollup, Writes, HITS, HIT_DAYS, HIT_PROPERTIES, HIT_PROP_KEYS, HIT_VERSIONS, PROP_KEYS_FULL,
+    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
 use crate::domain::session::Session;
@@ -73,6 +75,39 @@ impl Store {
             sites.push((PropertyId::new(r.try_get("property_id")?), site));
         }
         Ok(sites)
+    }
+
+    /// The prop keys this partition rolls up for these properties (none yet for most).
+    pub async fn load_prop_keys(
+        &self,
+        tx: &mut PgConnection,
+        ids: &[Uuid],
+    ) -> Result<Vec<(PropertyId, Admitted)>, sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<(Uuid, String)> = sqlx::query_as(&format!(
+            "SELECT property_id, key FROM {} WHERE property_id = ANY($1) AND partition = $2",
+            self.t(HIT_PROP_KEYS)
+        ))
+        .bind(ids)
+        .bind(self.partition)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut by_property: HashMap<Uuid, Admitted> =
+            ids.iter().map(|id| (*id, Admitted::default())).collect();
+        for (id, key) in rows {
+            let admitted = by_property.entry(id).or_default();
+            if key == PROP_KEYS_FULL {
+                admitted.full = true;
+            } else {
+                admitted.keys.insert(key);
+            }
+        }
+        Ok(by_property
+            .into_iter()
+            .map(|(id, a)| (PropertyId::new(id), a))
+            .collect())
     }
 
     /// Each of these visitors' latest visit: the greatest `(last_at, session_id)`.
@@ -151,9 +186,33 @@ impl Store {
         write_rollup(tx, self.g, self.partition, &ROLLUP_VISITS, &d.visit_days).await?;
         write_rollup(tx, self.g, self.partition, &ROLLUP_HOURLY, &d.hours).await?;
         self.mark_applied(tx, &d.changed).await?;
+        self.insert_prop_keys(tx, &d.prop_keys).await?;
         self.mark_days(tx, d).await?;
         self.mark_pending(tx, d).await?;
         self.upsert_sites(tx, &d.sites).await
+    }
+
+    /// Records the prop keys the batch admitted, and the partitions it found full.
+    async fn insert_prop_keys(
+        &self,
+        tx: &mut PgConnection,
+        keys: &[(PropertyId, String)],
+    ) -> Result<(), sqlx::Error> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {} (property_id, partition, key) \
+             SELECT property_id, $3, key FROM UNNEST($1::uuid[], $2::text[]) AS u(property_id, key) \
+             ON CONFLICT DO NOTHING",
+            self.t(HIT_PROP_KEYS)
+        ))
+        .bind(keys.iter().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
+        .bind(keys.iter().map(|(_, k)| k.as_str()).collect::<Vec<_>>())
+        .bind(self.partition)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
     }
 
     /// Records, for each `(property, local day)` the batch added hits to or whose visits it

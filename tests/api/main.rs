@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod cardinality;
 mod cluster;
 mod collect;
 mod dashboard;

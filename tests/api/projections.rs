@@ -341,7 +341,7 @@ async fn a_schema_version_change_rebuilds_the_projection_on_start() {
         .execute(&app.pool)
         .await
         .unwrap();
-    let hits = footfall::projections::hits::HitsProjection;
+    let hits = footfall::projections::hits::HitsProjection::default();
     footfall::projections::generations::ensure_live(&app.pool, &hits, 2)
         .await
         .unwrap();
@@ -406,7 +406,7 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
     let expected = answers(&app, &queries).await;
 
     for (generation, count) in [(2, 1), (3, 3)] {
-        let g = start_rebuild(&app.pool, &HitsProjection, count)
+        let g = start_rebuild(&app.pool, &HitsProjection::default(), count)
             .await
             .unwrap();
         assert_eq!(g, generation);

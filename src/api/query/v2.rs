@@ -117,14 +117,12 @@ pub struct PropKeysParams {
 }
 
 /// `GET /api/v2/prop-keys?site_id=…&date_range=30d`: the custom property keys of the range's
-/// events, most used first (at most 100), from the daily rollups. What a dashboard offers to
-/// break down by.
+/// events, most used first (at most 100). What a dashboard offers to break down by.
 pub async fn prop_keys(
     req: HttpRequest,
     params: web::Query<PropKeysParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    use crate::readmodel::schema::{DIM_PROP_PREFIX, ROLLUP_DAILY};
     let site = Site::authorize(&req, &state, &params.site_id).await?;
     let range = match params
         .date_range
@@ -139,23 +137,10 @@ pub async fn prop_keys(
             None,
         )?,
     };
-    let last_day = (range.to - chrono::Duration::seconds(1)).date();
-    // `prop:` < key < `prop;`: the range of the prefix, which the primary key can scan.
-    let upper = format!("{};", DIM_PROP_PREFIX.trim_end_matches(':'));
-    let keys: Vec<String> = sqlx::query_scalar(&format!(
-        "SELECT substr(dimension, $5) FROM {} WHERE property_id = $1 AND dimension > $2 \
-         AND dimension < $3 AND day BETWEEN $4::date AND $6::date \
-         GROUP BY dimension ORDER BY sum(events) DESC, dimension LIMIT 100",
-        ROLLUP_DAILY.table
-    ))
-    .bind(site.property.id)
-    .bind(DIM_PROP_PREFIX)
-    .bind(upper)
-    .bind(range.from.date())
-    .bind(DIM_PROP_PREFIX.len() as i32 + 1)
-    .bind(last_day)
-    .fetch_all(&state.query_pool)
-    .await?;
+    let mut db = Held::acquire(&state.query_pool).await?;
+    let keys = engine::prop_keys(&mut db, site.property.id, &range).await;
+    db.release();
+    let keys = keys?;
     Ok(HttpResponse::Ok().json(json!({"prop_keys": keys})))
 }
 

@@ -38,8 +38,8 @@ pub use funnel::funnel;
 use order::sort_rows;
 use plan::is_visit_breakdown;
 pub use plan::{plan, Plan};
-pub use rollups::bots;
-use rollups::{daily_rollup, hourly_rollup, visit_rollup};
+pub use rollups::{bots, prop_keys};
+use rollups::{daily_rollup, hourly_rollup, prop_rolled_up, visit_rollup};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -213,7 +213,14 @@ pub async fn counts(
 /// Each group's aggregates from footfall's own read models, as the planned reader returns them,
 /// and whether SQL ordered and paged them.
 async fn aggregate(db: &mut PgConnection, q: &Query) -> Result<(Groups, bool), EngineError> {
-    let plan = plan(q);
+    let plan = match plan(q) {
+        // Only keys whose every hit is rolled up are read from the rollups.
+        Plan::DailyRollup => match q.dimensions.iter().find_map(Dimension::prop_key) {
+            Some(key) if !prop_rolled_up(db, q.property_id, Some(key)).await? => Plan::Enriched,
+            _ => Plan::DailyRollup,
+        },
+        plan => plan,
+    };
     let breakdown = q.dimensions.iter().any(|d| !d.is_time());
     let event_breakdown = q.dimensions.iter().any(Dimension::is_event);
     let per_visit = q

@@ -9,7 +9,10 @@ use super::order::order;
 use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
 use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
-use crate::readmodel::schema::{DIM_BOT, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS};
+use crate::readmodel::schema::{
+    prop_rolled_up_sql, DIM_BOT, DIM_PROP_PREFIX, HITS, HIT_PROP_KEYS, PROP_KEYS_FULL,
+    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS,
+};
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
 
@@ -44,6 +47,72 @@ pub(super) async fn daily_rollup(db: &mut PgConnection, q: &Query) -> Result<Gro
         return Ok(rows);
     }
     day_rollup(db, q, ROLLUP_DAILY.table, dimension, &metrics, true, None).await
+}
+
+/// Whether the rollups hold every hit of the property with prop `key` (see
+/// [`crate::readmodel::schema::HIT_PROP_KEYS`]), or with any key (`None`: no partition has refused
+/// one). A generation built before the cap has no such table, and rolls every key up.
+pub(super) async fn prop_rolled_up(
+    db: &mut PgConnection,
+    property_id: Uuid,
+    key: Option<&str>,
+) -> Result<bool, EngineError> {
+    let sql = match key {
+        Some(_) => prop_rolled_up_sql(),
+        None => format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM {HIT_PROP_KEYS} WHERE property_id = $1 \
+             AND key = '{PROP_KEYS_FULL}')"
+        ),
+    };
+    let mut query = sqlx::query_scalar(&sql).bind(property_id);
+    if let Some(key) = key {
+        query = query.bind(key);
+    }
+    let answer = query.fetch_one(db).await;
+    match answer {
+        // 42P01, undefined_table.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(true),
+        answer => Ok(answer?),
+    }
+}
+
+/// The prop keys of the property's events in the range, most used first (at most 100): from the
+/// daily rollups, or from the enriched hits where a partition has refused keys (then only they
+/// know every key).
+pub async fn prop_keys(
+    db: &mut PgConnection,
+    property_id: Uuid,
+    range: &DateRange,
+) -> Result<Vec<String>, EngineError> {
+    if !prop_rolled_up(db, property_id, None).await? {
+        return Ok(sqlx::query_scalar(&format!(
+            "SELECT k FROM {HITS}, jsonb_object_keys(props) k WHERE property_id = $1 \
+             AND local_time >= $2 AND local_time < $3 AND props IS NOT NULL \
+             GROUP BY k ORDER BY count(*) DESC, k LIMIT 100"
+        ))
+        .bind(property_id)
+        .bind(range.from)
+        .bind(range.to)
+        .fetch_all(db)
+        .await?);
+    }
+    let last_day = (range.to - chrono::Duration::seconds(1)).date();
+    // `prop:` < dimension < `prop;`: the range of the prefix, which the index can scan.
+    let upper = format!("{};", DIM_PROP_PREFIX.trim_end_matches(':'));
+    Ok(sqlx::query_scalar(&format!(
+        "SELECT substr(dimension, $5) FROM {} WHERE property_id = $1 AND dimension > $2 \
+         AND dimension < $3 AND day BETWEEN $4::date AND $6::date \
+         GROUP BY dimension ORDER BY sum(events) DESC, dimension LIMIT 100",
+        ROLLUP_DAILY.table
+    ))
+    .bind(property_id)
+    .bind(DIM_PROP_PREFIX)
+    .bind(upper)
+    .bind(range.from.date())
+    .bind(DIM_PROP_PREFIX.len() as i32 + 1)
+    .bind(last_day)
+    .fetch_all(db)
+    .await?)
 }
 
 /// The top values by visitors (the default order of breakdowns) without a sketch union for every

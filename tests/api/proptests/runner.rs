@@ -85,7 +85,7 @@ const SCRATCH: Generation = 9000;
 impl<'a> Ctx<'a> {
     /// Creates the scratch generation and folds the properties registered so far into it.
     async fn new(app: &'a TestApp) -> Ctx<'a> {
-        let projection = HitsProjection;
+        let projection = HitsProjection::default();
         for ddl in projection.ddl(SCRATCH) {
             sqlx::query(&ddl).execute(&app.pool).await.unwrap();
         }
@@ -127,7 +127,7 @@ impl<'a> Ctx<'a> {
     /// The oracle: folds the events appended after `after` into the scratch generation with the
     /// `hits` projection's writer, and rolls back.
     async fn replay(&self, after: i64) -> Result<(), String> {
-        let projection = HitsProjection;
+        let projection = HitsProjection::default();
         let events = self
             .log
             .read_all(Position(after as u64), 10_000, &projection.filter())
