@@ -8,6 +8,7 @@
 pub mod generations;
 pub mod hits;
 pub mod imported;
+mod leadership;
 pub mod merger;
 pub mod parked;
 pub mod properties;

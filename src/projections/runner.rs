@@ -21,6 +21,7 @@ use actix::prelude::*;
 use sqlx::{PgConnection, PgPool};
 
 use super::generations::{self, Generation, RETIRED_GRACE};
+use super::leadership::{lead, renew_lease, take_lease, Team, HEARTBEAT, RETRY_INTERVAL};
 use super::{parked, Projection, ProjectionError, ProjectionWriter};
 use crate::eventlog::{EventLog, Position, RecordedEvent, StreamFilter};
 use crate::telemetry;
@@ -37,12 +38,6 @@ const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// Freshness stays far inside its 5 s target.
 const LINGER: Duration = Duration::from_millis(200);
 const LINGER_EVENTS: usize = 2_000;
-/// How often a standby runner tries to take over, and how often the manager looks around.
-const RETRY_INTERVAL: Duration = Duration::from_millis(500);
-/// How often a leader renews its lease, and how old a lease may grow before a standby ends the
-/// leader's session and takes over.
-const LEASE_RENEWAL: Duration = Duration::from_secs(1);
-const LEASE_EXPIRY: Duration = Duration::from_secs(3);
 
 /// One runner's share of the work: a partition of a generation of a projection.
 #[derive(Clone)]
@@ -54,7 +49,7 @@ pub struct Slot {
 }
 
 impl Slot {
-    fn name(&self) -> &'static str {
+    pub(super) fn name(&self) -> &'static str {
         self.projection.name()
     }
 
@@ -70,7 +65,7 @@ impl Slot {
     /// The advisory lock that makes one node at a time run this slot. Partition 0 keeps the key
     /// a whole generation had before partitions existed, so older nodes and newer ones exclude
     /// each other during a rolling upgrade.
-    fn lock_keys(&self) -> (String, i32) {
+    pub(super) fn lock_keys(&self) -> (String, i32) {
         match self.partition {
             0 => (
                 format!("footfall.projection.{}", self.name()),
@@ -95,12 +90,15 @@ pub struct ProjectionRunner {
     slot: Slot,
     log: Arc<dyn EventLog>,
     pool: PgPool,
+    team: Team,
 }
 
 /// Why a runner ended without an error.
 enum Ended {
     /// Its generation was retired (a rebuild replaced it).
     Retired,
+    /// This node led more than its share of the generation: the slot is handed to another.
+    Yielded,
 }
 
 impl Actor for ProjectionRunner {
@@ -108,11 +106,20 @@ impl Actor for ProjectionRunner {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         let (slot, log, pool) = (self.slot.clone(), self.log.clone(), self.pool.clone());
+        let team = self.team.clone();
         let work = async move {
             let mut backoff = Duration::from_millis(100);
             loop {
-                match run(&slot, &*log, &pool).await {
+                match run(&slot, &*log, &pool, &team).await {
                     Ok(Ended::Retired) => return,
+                    Ok(Ended::Yielded) => {
+                        tracing::info!(
+                            projection = slot.name(),
+                            generation = slot.generation,
+                            partition = slot.partition,
+                            "handed over to even out the nodes' shares"
+                        );
+                    }
                     Err(e) => {
                         tracing::error!(projection = slot.name(), generation = slot.generation,
                             partition = slot.partition, error = %e, "projection failed; retrying");
@@ -126,12 +133,18 @@ impl Actor for ProjectionRunner {
     }
 }
 
-async fn run(slot: &Slot, log: &dyn EventLog, pool: &PgPool) -> Result<Ended, ProjectionError> {
-    let mut conn = lead(pool, slot).await?;
+async fn run(
+    slot: &Slot,
+    log: &dyn EventLog,
+    pool: &PgPool,
+    team: &Team,
+) -> Result<Ended, ProjectionError> {
+    let mut conn = lead(pool, slot, team).await?;
+    let _leading = team.leading(slot);
     let leader = take_lease(slot, &mut conn).await?;
     // The lease is renewed beside the work, in the runner's own future: both end together.
     tokio::select! {
-        ended = project(slot, log, conn) => ended,
+        ended = project(slot, log, conn, team) => ended,
         ended = renew_lease(pool, slot, leader) => ended,
     }
 }
@@ -141,6 +154,7 @@ async fn project(
     slot: &Slot,
     log: &dyn EventLog,
     mut conn: PgConnection,
+    team: &Team,
 ) -> Result<Ended, ProjectionError> {
     let (projection, generation, name) = (&*slot.projection, slot.generation, slot.name());
     let Some(start) = checkpoint(&mut conn, slot).await? else {
@@ -168,6 +182,10 @@ async fn project(
     };
     let mut replays_checked = Instant::now();
     loop {
+        if team.should_yield(slot) {
+            // Between batches: everything applied is committed with its checkpoint.
+            return Ok(Ended::Yielded);
+        }
         if replays_checked.elapsed() >= RETRY_INTERVAL {
             replays_checked = Instant::now();
             if !replay_parked(&mut conn, slot, log, &mut writer).await? {
@@ -464,118 +482,6 @@ impl Rate {
     }
 }
 
-/// Takes the slot's advisory lock on a connection of its own, waiting while another node holds
-/// it, and ending the holder's session if its lease has expired.
-async fn lead(pool: &PgPool, slot: &Slot) -> Result<PgConnection, sqlx::Error> {
-    let (key, g) = slot.lock_keys();
-    loop {
-        let mut conn = pool.acquire().await?;
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1), $2)")
-            .bind(&key)
-            .bind(g)
-            .fetch_one(&mut *conn)
-            .await?;
-        if got {
-            // The lock lives as long as the session, so the connection leaves the pool: when the
-            // runner stops, dropping it closes the session and frees the lock for another node.
-            // If this node dies or its network half-opens, PostgreSQL's keepalives end the
-            // session (and free the lock) within seconds; a leader stuck in a transaction or a
-            // statement is ended by the timeouts.
-            sqlx::query(
-                "SELECT set_config('tcp_keepalives_idle', '2', false), \
-                        set_config('tcp_keepalives_interval', '1', false), \
-                        set_config('tcp_keepalives_count', '3', false), \
-                        set_config('tcp_user_timeout', '5000', false), \
-                        set_config('idle_in_transaction_session_timeout', '30s', false), \
-                        set_config('statement_timeout', '10min', false)",
-            )
-            .execute(&mut *conn)
-            .await?;
-            return Ok(conn.detach());
-        }
-        // The holder is ended only if it still holds this very lock (a backend id can be
-        // reused) and its lease is stale; `OFFSET 0` keeps those checks before the ending.
-        let ended: Option<i32> = sqlx::query_scalar(
-            "SELECT pid FROM (SELECT l.leader_pid AS pid FROM projection_leases l \
-               JOIN pg_locks k ON k.locktype = 'advisory' AND k.granted AND k.pid = l.leader_pid \
-                AND k.classid = hashtext($4)::oid AND k.objid = $2::oid AND k.objsubid = 2 \
-               WHERE l.projection = $1 AND l.generation = $2 AND l.partition = $3 \
-                AND l.renewed_at < now() - make_interval(secs => $5) OFFSET 0) stale \
-             WHERE pg_terminate_backend(pid)",
-        )
-        .bind(slot.name())
-        .bind(g)
-        .bind(slot.partition)
-        .bind(&key)
-        .bind(LEASE_EXPIRY.as_secs_f64())
-        .fetch_optional(&mut *conn)
-        .await?;
-        if let Some(pid) = ended {
-            tracing::warn!(
-                projection = slot.name(),
-                generation = g,
-                partition = slot.partition,
-                leader_pid = pid,
-                "the leader's lease expired: its session was ended, taking over"
-            );
-        }
-
-        drop(conn);
-        tokio::time::sleep(RETRY_INTERVAL).await;
-    }
-}
-
-/// Records this session as the slot's leader; returns its backend id.
-async fn take_lease(slot: &Slot, conn: &mut PgConnection) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO projection_leases (projection, generation, partition, leader_pid, renewed_at) \
-         VALUES ($1, $2, $3, pg_backend_pid(), now()) \
-         ON CONFLICT (projection, generation, partition) \
-         DO UPDATE SET leader_pid = excluded.leader_pid, renewed_at = excluded.renewed_at \
-         RETURNING leader_pid",
-    )
-    .bind(slot.name())
-    .bind(slot.generation)
-    .bind(slot.partition)
-    .fetch_one(&mut *conn)
-    .await
-}
-
-/// Renews the lease every [`LEASE_RENEWAL`], from the pool (the lock connection may be busy with
-/// a long batch). Never ends by itself: once the lease is lost to another node, the leader's
-/// session has been ended and its work fails.
-async fn renew_lease(pool: &PgPool, slot: &Slot, leader: i32) -> Result<Ended, ProjectionError> {
-    let mut tick = tokio::time::interval(LEASE_RENEWAL);
-    loop {
-        tick.tick().await;
-        let renewed = sqlx::query(
-            "UPDATE projection_leases SET renewed_at = now() \
-             WHERE projection = $1 AND generation = $2 AND partition = $3 AND leader_pid = $4",
-        )
-        .bind(slot.name())
-        .bind(slot.generation)
-        .bind(slot.partition)
-        .bind(leader)
-        .execute(pool)
-        .await;
-        match renewed {
-            Ok(r) if r.rows_affected() == 0 => {
-                tracing::warn!(
-                    projection = slot.name(),
-                    generation = slot.generation,
-                    partition = slot.partition,
-                    "lease lost to another node"
-                );
-                return std::future::pending().await;
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(projection = slot.name(), error = %e, "cannot renew the lease")
-            }
-        }
-    }
-}
-
 /// Keeps the projections of this node running.
 pub struct ProjectionManager {
     projections: Vec<Arc<dyn Projection>>,
@@ -583,6 +489,7 @@ pub struct ProjectionManager {
     pool: PgPool,
     runners: HashMap<(&'static str, Generation, i32), Addr<ProjectionRunner>>,
     busy: bool,
+    team: Team,
 }
 
 impl ProjectionManager {
@@ -597,6 +504,7 @@ impl ProjectionManager {
             pool,
             runners: HashMap::new(),
             busy: false,
+            team: Team::new(),
         }
     }
 
@@ -652,6 +560,7 @@ impl ProjectionManager {
                                 },
                                 log: act.log.clone(),
                                 pool: act.pool.clone(),
+                                team: act.team.clone(),
                             }
                             .start()
                         });
@@ -665,8 +574,29 @@ impl Actor for ProjectionManager {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.spawn(heartbeat(self.team.clone(), self.pool.clone()).into_actor(self));
         self.tick(ctx);
         ctx.run_interval(RETRY_INTERVAL, |act, ctx| act.tick(ctx));
+    }
+}
+
+/// Beats for this node from a connection of its own, for as long as the manager runs.
+async fn heartbeat(team: Team, pool: PgPool) {
+    let mut conn: Option<PgConnection> = None;
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    loop {
+        tick.tick().await;
+        let beat = match conn.as_mut() {
+            Some(c) => team.beat(c).await,
+            None => match pool.acquire().await {
+                Ok(c) => team.beat(conn.insert(c.detach())).await,
+                Err(e) => Err(e),
+            },
+        };
+        if let Err(e) = beat {
+            tracing::warn!(error = %e, "projection node heartbeat failed");
+            conn = None;
+        }
     }
 }
 
