@@ -74,14 +74,6 @@ impl PropKeys {
         delta.props_refused += 1;
         false
     }
-
-    /// About the bytes the keys hold in memory.
-    pub fn bytes(&self) -> usize {
-        self.by_property
-            .values()
-            .map(|a| 64 + a.keys.iter().map(|k| k.len() + 32).sum::<usize>())
-            .sum()
-    }
 }
 
 /// One enriched hit.

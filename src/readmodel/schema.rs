@@ -105,6 +105,15 @@ pub fn prop_rolled_up_sql() -> String {
     )
 }
 
+/// Whether some partition has refused a prop key of property `$1` (then only the per-hit table
+/// knows every key).
+pub fn prop_keys_refused_sql() -> String {
+    format!(
+        "SELECT EXISTS (SELECT 1 FROM {HIT_PROP_KEYS} WHERE property_id = $1 \
+           AND key = '{PROP_KEYS_FULL}')"
+    )
+}
+
 /// Every table of a generation, by base name (views of that name serve the live generation).
 pub const TABLES: &[&str] = &[
     HIT_PROPERTIES,

@@ -216,7 +216,7 @@ async fn aggregate(db: &mut PgConnection, q: &Query) -> Result<(Groups, bool), E
     let plan = match plan(q) {
         // Only keys whose every hit is rolled up are read from the rollups.
         Plan::DailyRollup => match q.dimensions.iter().find_map(Dimension::prop_key) {
-            Some(key) if !prop_rolled_up(db, q.property_id, Some(key)).await? => Plan::Enriched,
+            Some(key) if !prop_rolled_up(db, q.property_id, key).await? => Plan::Enriched,
             _ => Plan::DailyRollup,
         },
         plan => plan,

@@ -10,8 +10,8 @@ use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
 use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
-    prop_rolled_up_sql, DIM_BOT, DIM_PROP_PREFIX, HITS, HIT_PROP_KEYS, PROP_KEYS_FULL,
-    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS,
+    prop_keys_refused_sql, prop_rolled_up_sql, DIM_BOT, DIM_PROP_PREFIX, HITS, ROLLUP_DAILY,
+    ROLLUP_HOURLY, ROLLUP_VISITS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
@@ -49,31 +49,33 @@ pub(super) async fn daily_rollup(db: &mut PgConnection, q: &Query) -> Result<Gro
     day_rollup(db, q, ROLLUP_DAILY.table, dimension, &metrics, true, None).await
 }
 
-/// Whether the rollups hold every hit of the property with prop `key` (see
-/// [`crate::readmodel::schema::HIT_PROP_KEYS`]), or with any key (`None`: no partition has refused
-/// one). A generation built before the cap has no such table, and rolls every key up.
-pub(super) async fn prop_rolled_up(
+/// Asks `hit_prop_keys` (`sql`) about property `$1` (and `$2`, a key). A generation built before
+/// the cap has no such table: it rolled every key up, and `before_cap` answers.
+async fn ask_prop_keys(
     db: &mut PgConnection,
+    sql: &str,
     property_id: Uuid,
     key: Option<&str>,
+    before_cap: bool,
 ) -> Result<bool, EngineError> {
-    let sql = match key {
-        Some(_) => prop_rolled_up_sql(),
-        None => format!(
-            "SELECT NOT EXISTS (SELECT 1 FROM {HIT_PROP_KEYS} WHERE property_id = $1 \
-             AND key = '{PROP_KEYS_FULL}')"
-        ),
-    };
-    let mut query = sqlx::query_scalar(&sql).bind(property_id);
+    let mut query = sqlx::query_scalar(sql).bind(property_id);
     if let Some(key) = key {
         query = query.bind(key);
     }
-    let answer = query.fetch_one(db).await;
-    match answer {
+    match query.fetch_one(db).await {
         // 42P01, undefined_table.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(true),
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(before_cap),
         answer => Ok(answer?),
     }
+}
+
+/// Whether the rollups hold every hit of the property with prop `key`.
+pub(super) async fn prop_rolled_up(
+    db: &mut PgConnection,
+    property_id: Uuid,
+    key: &str,
+) -> Result<bool, EngineError> {
+    ask_prop_keys(db, &prop_rolled_up_sql(), property_id, Some(key), true).await
 }
 
 /// The prop keys of the property's events in the range, most used first (at most 100): from the
@@ -84,7 +86,7 @@ pub async fn prop_keys(
     property_id: Uuid,
     range: &DateRange,
 ) -> Result<Vec<String>, EngineError> {
-    if !prop_rolled_up(db, property_id, None).await? {
+    if ask_prop_keys(db, &prop_keys_refused_sql(), property_id, None, false).await? {
         return Ok(sqlx::query_scalar(&format!(
             "SELECT k FROM {HITS}, jsonb_object_keys(props) k WHERE property_id = $1 \
              AND local_time >= $2 AND local_time < $3 AND props IS NOT NULL \
