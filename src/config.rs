@@ -240,34 +240,18 @@ impl Config {
                 "FOOTFALL_REPORT_CACHE_MB",
                 256,
             )?,
-            projection_partitions: match parse_or(
+            projection_partitions: within(
                 get("FOOTFALL_PROJECTION_PARTITIONS"),
                 "FOOTFALL_PROJECTION_PARTITIONS",
-                Some(workers.clamp(1, 64) as i32),
-            )? {
-                n @ 1..=64 => n,
-                n => {
-                    return Err(invalid(
-                        "FOOTFALL_PROJECTION_PARTITIONS",
-                        &n.to_string(),
-                        "1 to 64".into(),
-                    ))
-                }
-            },
-            max_prop_keys: match parse_or(
+                workers.clamp(1, 64) as i32,
+                1..=64,
+            )?,
+            max_prop_keys: within(
                 get("FOOTFALL_MAX_PROP_KEYS"),
                 "FOOTFALL_MAX_PROP_KEYS",
-                Some(crate::readmodel::schema::DEFAULT_MAX_PROP_KEYS),
-            )? {
-                n @ 0..=1000 => n,
-                n => {
-                    return Err(invalid(
-                        "FOOTFALL_MAX_PROP_KEYS",
-                        &n.to_string(),
-                        "0 to 1000".into(),
-                    ))
-                }
-            },
+                crate::readmodel::schema::DEFAULT_MAX_PROP_KEYS,
+                0..=1000,
+            )?,
             db_timeout: millis(
                 get("FOOTFALL_DB_TIMEOUT_MS"),
                 "FOOTFALL_DB_TIMEOUT_MS",
@@ -329,6 +313,29 @@ where
             .parse()
             .map_err(|e: T::Err| invalid(key, v, e.to_string())),
         None => default.ok_or(ConfigError::Missing(key)),
+    }
+}
+
+/// A number in `range`, or `default` when unset.
+fn within<T>(
+    v: Option<&str>,
+    key: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display,
+    T::Err: std::fmt::Display,
+{
+    let n = parse_or(v, key, Some(default))?;
+    if range.contains(&n) {
+        Ok(n)
+    } else {
+        Err(invalid(
+            key,
+            &n.to_string(),
+            format!("{} to {}", range.start(), range.end()),
+        ))
     }
 }
 

@@ -21,7 +21,7 @@ pub const PROJECTION_LAG_EVENTS: &str = "footfall_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "footfall_projection_lag_seconds";
 pub const QUERY_CACHE: &str = "footfall_query_cache_total";
 pub const PROPS_NOT_ROLLED_UP: &str = "footfall_props_not_rolled_up_total";
-pub const REQUESTS_ABANDONED: &str = "footfall_reads_abandoned_total";
+pub const READS_ABANDONED: &str = "footfall_reads_abandoned_total";
 
 /// Starts structured logging. `RUST_LOG` picks levels (default `info`). Calling it twice is harmless.
 pub fn init_logs(json: bool) {
@@ -95,7 +95,7 @@ fn describe() {
         "Props of applied hits whose key is past its property's FOOTFALL_MAX_PROP_KEYS: kept in the enriched hits, not rolled up."
     );
     describe_counter!(
-        REQUESTS_ABANDONED,
+        READS_ABANDONED,
         Unit::Count,
         "Reads cancelled because their client closed the connection before the answer."
     );

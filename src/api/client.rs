@@ -82,7 +82,7 @@ async fn cancel_when_gone(
     tokio::select! {
         res = next.call(req) => res,
         () = gone(socket) => {
-            metrics::counter!(telemetry::REQUESTS_ABANDONED).increment(1);
+            metrics::counter!(telemetry::READS_ABANDONED).increment(1);
             tracing::info!(path = request.path(), "client gone; its read is cancelled");
             let res = ApiError::client_closed_request().error_response();
             Ok(ServiceResponse::new(request, res.map_into_boxed_body()))

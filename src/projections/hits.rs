@@ -173,8 +173,9 @@ fn bot_name(user_agent: &str) -> Option<String> {
 
 /// Pure fold of a batch. `sites` holds every property's settings (registrations in the batch are
 /// added to it); `prop_keys` the prop keys rolled up for the properties of hits with props (keys
-/// the batch admits are added to it); `latest` holds each visitor's latest session before the batch, and `earlier` the
-/// other sessions that the batch's late hits (see [`late_hits`]) may belong to.
+/// the batch admits are added to it); `latest` holds each visitor's latest session before the
+/// batch, and `earlier` the other sessions that the batch's late hits (see [`late_hits`]) may
+/// belong to.
 pub fn fold(
     events: &[(u64, Event)],
     sites: &mut HashMap<PropertyId, Site>,

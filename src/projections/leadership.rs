@@ -54,29 +54,31 @@ impl Team {
         (partitions.max(1) as usize).div_ceil(nodes)
     }
 
-    fn with_led<T>(&self, slot: &Slot, f: impl FnOnce(&mut BTreeSet<i32>) -> T) -> T {
-        let mut led = self.led.lock().unwrap_or_else(|e| e.into_inner());
-        f(led.entry((slot.name(), slot.generation)).or_default())
+    /// How many partitions of `slot`'s generation this node leads, and the highest of them.
+    fn led(&self, slot: &Slot) -> (usize, Option<i32>) {
+        let led = self.led.lock().unwrap_or_else(|e| e.into_inner());
+        led.get(&(slot.name(), slot.generation))
+            .map_or((0, None), |p| (p.len(), p.last().copied()))
     }
 
     /// Whether this node may try to lead `slot`: it leads less than its share of the generation.
     fn may_lead(&self, slot: &Slot) -> bool {
-        let share = self.share(slot.partitions);
-        self.with_led(slot, |led| led.len() < share)
+        self.led(slot).0 < self.share(slot.partitions)
     }
 
     /// Whether this node should hand `slot` back: it leads more than its share of the generation,
     /// and this is the highest-numbered partition it leads.
     pub(super) fn should_yield(&self, slot: &Slot) -> bool {
-        let share = self.share(slot.partitions);
-        self.with_led(slot, |led| {
-            led.len() > share && led.last() == Some(&slot.partition)
-        })
+        let (count, highest) = self.led(slot);
+        count > self.share(slot.partitions) && highest == Some(slot.partition)
     }
 
     /// Records that this node leads `slot` until the returned guard is dropped.
     pub(super) fn leading(&self, slot: &Slot) -> Leading {
-        self.with_led(slot, |led| led.insert(slot.partition));
+        let mut led = self.led.lock().unwrap_or_else(|e| e.into_inner());
+        led.entry((slot.name(), slot.generation))
+            .or_default()
+            .insert(slot.partition);
         Leading {
             team: self.clone(),
             slot: slot.clone(),
@@ -112,8 +114,14 @@ pub(super) struct Leading {
 
 impl Drop for Leading {
     fn drop(&mut self) {
-        let partition = self.slot.partition;
-        self.team.with_led(&self.slot, |led| led.remove(&partition));
+        let key = (self.slot.name(), self.slot.generation);
+        let mut led = self.team.led.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(partitions) = led.get_mut(&key) {
+            partitions.remove(&self.slot.partition);
+            if partitions.is_empty() {
+                led.remove(&key);
+            }
+        }
     }
 }
 

@@ -3,11 +3,10 @@
 //! few seconds and its reports are answered by the primary, so losing one costs freshness, never
 //! an answer.
 
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use std::ops::{Deref, DerefMut};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgConnection, PgPool, Postgres};
@@ -105,7 +104,7 @@ impl Reads {
 /// A query connection for one read. If the read is abandoned (its future dropped: the client went
 /// away), the connection is closed instead of returned to its pool, where returning it would wait
 /// for the statement to end; PostgreSQL then sees its client gone and ends the statement
-/// (`client_connection_check_interval`, set on the query pools).
+/// (`client_connection_check_interval`, set on every pool).
 pub struct Held(Option<PoolConnection<Postgres>>);
 
 impl Held {

@@ -135,6 +135,24 @@ async fn lock_read_models(app: &TestApp) -> sqlx::Transaction<'static, sqlx::Pos
     blocker
 }
 
+/// A node with a query pool of 2 and this statement timeout, a property with one pageview and its
+/// read key, and another session holding the read models locked.
+async fn locked_app(
+    query_timeout_ms: &str,
+) -> (TestApp, String, sqlx::Transaction<'static, sqlx::Postgres>) {
+    let app = spawn_app_with(&[
+        ("FOOTFALL_QUERY_TIMEOUT_MS", query_timeout_ms),
+        ("FOOTFALL_DB_POOL_QUERY", "2"),
+    ])
+    .await;
+    let p = app.register("shop.example", "UTC").await;
+    let page = hit("shop.example", "https://shop.example/", "pageview");
+    assert_eq!(app.post_event(&page, &[]).await.status, 202);
+    app.wait_projected().await;
+    let blocker = lock_read_models(&app).await;
+    (app, p["read_key"].as_str().unwrap().to_owned(), blocker)
+}
+
 /// This process's reports waiting for a lock in the test's database.
 async fn waiting_for_locks(app: &TestApp) -> i64 {
     sqlx::query_scalar(
@@ -150,17 +168,8 @@ async fn waiting_for_locks(app: &TestApp) -> i64 {
 #[actix_web::test]
 async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
     use tokio::io::AsyncWriteExt;
-    let app = spawn_app_with(&[
-        ("FOOTFALL_QUERY_TIMEOUT_MS", "60000"),
-        ("FOOTFALL_DB_POOL_QUERY", "2"),
-    ])
-    .await;
-    let p = app.register("shop.example", "UTC").await;
-    let key = p["read_key"].as_str().unwrap();
-    let page = hit("shop.example", "https://shop.example/", "pageview");
-    assert_eq!(app.post_event(&page, &[]).await.status, 202);
-    app.wait_projected().await;
-    let blocker = lock_read_models(&app).await;
+    let (app, key, blocker) = locked_app("60000").await;
+    let key = key.as_str();
 
     // As many reports as the query pool has connections, each from a client that gives up.
     let address = app.address.trim_start_matches("http://").to_owned();
@@ -216,18 +225,9 @@ async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
 
 #[actix_web::test]
 async fn a_report_held_up_by_a_lock_times_out_without_taking_collection_or_admin() {
-    let app = spawn_app_with(&[
-        ("FOOTFALL_QUERY_TIMEOUT_MS", "3000"),
-        ("FOOTFALL_DB_POOL_QUERY", "2"),
-    ])
-    .await;
-    let p = app.register("shop.example", "UTC").await;
-    let key = p["read_key"].as_str().unwrap();
+    let (app, key, blocker) = locked_app("3000").await;
+    let key = key.as_str();
     let page = hit("shop.example", "https://shop.example/", "pageview");
-    assert_eq!(app.post_event(&page, &[]).await.status, 202);
-    app.wait_projected().await;
-
-    let blocker = lock_read_models(&app).await;
 
     // More reports than the query pool has connections, all stuck behind the lock.
     let report = json!({"site_id": "shop.example", "metrics": ["visitors", "pageviews"],

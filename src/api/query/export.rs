@@ -6,7 +6,6 @@
 //! `period` is `all` by default: from the first hour with data to today. Any v1 period works, and
 //! `custom` with `date=YYYY-MM-DD,YYYY-MM-DD`. Exports hold footfall's own data, not imported data.
 
-use crate::query::reads::Held;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate};
@@ -16,6 +15,7 @@ use super::Site;
 use crate::api::{ApiError, AppState};
 use crate::domain::{ImportedRow, ImportedTable};
 use crate::import::{plausible_csv, zip};
+use crate::query::reads::Held;
 use crate::query::{engine, DateRange, Dimension, Filter, Grain, Metric, Op, Query};
 use crate::readmodel::schema::{visit_dimensions, ROLLUP_HOURLY};
 

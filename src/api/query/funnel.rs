@@ -9,7 +9,6 @@
 //! {"event": "Signup"}]}`. The answer gives each step's visitors, its conversion rate from the
 //! first step and from the previous one, and the drop-off from the previous one.
 
-use crate::query::reads::Held;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
@@ -17,6 +16,7 @@ use super::v2::{date_range, filters, json_object, string};
 use super::Site;
 use crate::api::{ApiError, AppState};
 use crate::domain::{Funnel, Goal};
+use crate::query::reads::Held;
 use crate::query::{engine, Metric, Query, QueryError};
 
 /// Conversion in percent, to one decimal.

@@ -8,7 +8,6 @@
 //! `compare=previous_period`, `with_imported=true` (add imported aggregates where the query
 //! allows them).
 
-use crate::query::reads::Held;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{Duration, NaiveDate, Utc};
 use serde::Deserialize;
@@ -16,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use super::{time_labels, Site};
 use crate::api::{ApiError, AppState};
+use crate::query::reads::Held;
 use crate::query::{
     engine, DateRange, Dimension, Filter, Grain, Metric, Op, Query, QueryError, ResultRow,
 };

@@ -14,12 +14,12 @@
 //! Beyond Plausible: `date_range` may also be `realtime` (the last 30 minutes) or `last_month`,
 //! `time:minute` is a dimension, and `GET /api/v2/prop-keys` lists the custom property keys.
 
-use crate::query::reads::Held;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Map, Value};
 
 use super::{compare, time_labels, Site};
 use crate::api::{ApiError, AppState};
+use crate::query::reads::Held;
 use crate::query::{
     engine, DateRange, Dimension, Direction, Filter, Metric, Op, OrderKey, Query, QueryError,
 };
