@@ -86,9 +86,9 @@ impl Projection for HitsProjection {
     /// payloads state. 4: the day rollups are appended and merged; partitions by visitor, each
     /// with its own read-model versions. 5: per-day versions (`hit_days`) and the funnel answers
     /// cached by day (`funnel_days`). 6: the prop keys rolled up are capped per property and
-    /// partition (`hit_prop_keys`).
+    /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too.
     fn schema_version(&self) -> i32 {
-        6
+        7
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

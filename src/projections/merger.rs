@@ -1,4 +1,4 @@
-//! Merges the appended rollups' rows (see [`crate::readmodel::schema::Writes::Appended`]): the
+//! Merges the appended rollups' rows (see [`crate::readmodel::schema::Rollup`]): the
 //! `hits` projection's batches append rows, and this actor replaces each key's several rows by
 //! one, unit by unit, in the background. Merging never changes an answer, so it needs no
 //! checkpoint: every node runs a merger, and the units they take never overlap. Hourly, it also

@@ -1,4 +1,4 @@
-//! Merging the appended rollups (see [`super::schema::Writes::Appended`]): the `(property, day)`
+//! Merging the appended rollups (see [`super::schema::Rollup`]): the `(property, day)`
 //! units batches have added rows to, taken off the pending list, and the statement that replaces
 //! a key's several rows by one. `crate::projections::merger` runs it in the background.
 
@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::schema::{DAY_KEYS, ROLLUP_DAILY, ROLLUP_PENDING, ROLLUP_VISITS};
+use super::schema::{Rollup, HOURS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS};
 use crate::projections::{table, Generation};
 
 /// A `(property, day)` unit of the appended rollups with rows to merge, and the dimensions batches
@@ -69,23 +69,32 @@ pub async fn take_pending(
     Ok(merged.into_values().collect())
 }
 
-/// Merges a unit's rows in both appended rollups: the rows of each key that has several are
+/// Merges a unit's rows in the rollups: in each, the rows of each key that has several are
 /// replaced, in one statement, by one row with their counters summed and their sketches unioned,
 /// which is exactly what readers compute from them. Rows appended meanwhile are not in the
-/// statement's snapshot and stay as they are.
+/// statement's snapshot and stay as they are. The day rollups' rows are merged under the unit's
+/// dimensions, the hourly rollup's for the hours of the day if batches added to them.
 pub async fn merge_unit(
     conn: &mut PgConnection,
     g: Generation,
     unit: &PendingUnit,
 ) -> Result<u64, sqlx::Error> {
     let mut merged = 0;
-    for (rollup, counters) in [
-        (ROLLUP_DAILY.table, &ROLLUP_DAILY.counters[..]),
-        (ROLLUP_VISITS.table, &ROLLUP_VISITS.counters[..]),
+    for sql in [
+        day_merge_sql(&ROLLUP_DAILY, g),
+        day_merge_sql(&ROLLUP_VISITS, g),
     ] {
-        merged += sqlx::query(&merge_sql(&table(rollup, g), counters))
+        merged += sqlx::query(&sql)
             .bind(unit.property_id)
             .bind(&unit.dimensions)
+            .bind(unit.day)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    if unit.dimensions.iter().any(|d| d == HOURS) {
+        merged += sqlx::query(&hour_merge_sql(g))
+            .bind(unit.property_id)
             .bind(unit.day)
             .execute(&mut *conn)
             .await?
@@ -94,22 +103,55 @@ pub async fn merge_unit(
     Ok(merged)
 }
 
-/// The statement of [`merge_unit`] for one appended rollup.
-fn merge_sql(t: &str, counters: &[&str]) -> String {
-    let keys: Vec<&str> = DAY_KEYS.iter().map(|(c, _)| *c).collect();
-    let keys = keys.join(", ");
-    let sums: String = counters
+/// The statement of [`merge_unit`] for a day rollup: `$1` the property, `$2` the dimensions, `$3`
+/// the day.
+fn day_merge_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
+    merge_sql(
+        rollup,
+        g,
+        |r| format!("{r}property_id = $1 AND {r}dimension = ANY($2) AND {r}day = $3"),
+        &["dimension", "value"],
+    )
+}
+
+/// The statement of [`merge_unit`] for the hourly rollup: `$1` the property, `$2` the day.
+fn hour_merge_sql(g: Generation) -> String {
+    merge_sql(
+        &ROLLUP_HOURLY,
+        g,
+        |r| format!("{r}property_id = $1 AND {r}bucket >= $2::date AND {r}bucket < $2::date + 1"),
+        &["bucket"],
+    )
+}
+
+/// Replaces the rows of each key that has several, among those `unit` selects (given the rows'
+/// alias with its dot, or nothing), keys that differ within the unit only in `distinct`.
+fn merge_sql<const N: usize>(
+    rollup: &Rollup<N>,
+    g: Generation,
+    unit: impl Fn(&str) -> String,
+    distinct: &[&str],
+) -> String {
+    let (t, keys) = (table(rollup.table, g), rollup.key_list());
+    let sums: String = rollup
+        .counters
         .iter()
         .map(|c| format!(", sum({c})::bigint"))
         .collect();
+    let same: String = distinct
+        .iter()
+        .map(|c| format!(" AND r.{c} = s.{c}"))
+        .collect();
+    let distinct = distinct.join(", ");
     format!(
-        "WITH unit AS (SELECT * FROM {t} WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
-         several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
-         gone AS (DELETE FROM {t} r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
-           AND r.day = $3 AND r.dimension = s.dimension AND r.value = s.value RETURNING r.*) \
+        "WITH unit AS (SELECT * FROM {t} WHERE {}), \
+         several AS (SELECT {distinct} FROM unit GROUP BY {distinct} HAVING count(*) > 1), \
+         gone AS (DELETE FROM {t} r USING several s WHERE {}{same} RETURNING r.*) \
          INSERT INTO {t} ({keys}, visitors, {counters}) \
          SELECT {keys}, hll_union_agg(visitors){sums} FROM gone GROUP BY {keys}",
-        counters = counters.join(", "),
+        unit(""),
+        unit("r."),
+        counters = rollup.counters.join(", "),
     )
 }
 
@@ -120,7 +162,7 @@ mod tests {
     #[test]
     fn merging_replaces_a_keys_rows_by_their_sum_and_union() {
         assert_eq!(
-            merge_sql("rollup_daily_g3", &ROLLUP_DAILY.counters),
+            day_merge_sql(&ROLLUP_DAILY, 3),
             "WITH unit AS (SELECT * FROM rollup_daily_g3 WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
              several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
              gone AS (DELETE FROM rollup_daily_g3 r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
@@ -128,6 +170,23 @@ mod tests {
              INSERT INTO rollup_daily_g3 (property_id, dimension, day, value, visitors, pageviews, events) \
              SELECT property_id, dimension, day, value, hll_union_agg(visitors), sum(pageviews)::bigint, \
              sum(events)::bigint FROM gone GROUP BY property_id, dimension, day, value"
+        );
+    }
+
+    #[test]
+    fn merging_the_hours_of_a_day_replaces_each_hours_rows_by_one() {
+        assert_eq!(
+            hour_merge_sql(3),
+            "WITH unit AS (SELECT * FROM rollup_hourly_g3 WHERE property_id = $1 AND bucket >= $2::date \
+             AND bucket < $2::date + 1), \
+             several AS (SELECT bucket FROM unit GROUP BY bucket HAVING count(*) > 1), \
+             gone AS (DELETE FROM rollup_hourly_g3 r USING several s WHERE r.property_id = $1 \
+             AND r.bucket >= $2::date AND r.bucket < $2::date + 1 AND r.bucket = s.bucket RETURNING r.*) \
+             INSERT INTO rollup_hourly_g3 (property_id, bucket, visitors, pageviews, events, visits, \
+             bounces, duration, session_pageviews, engaged) \
+             SELECT property_id, bucket, hll_union_agg(visitors), sum(pageviews)::bigint, \
+             sum(events)::bigint, sum(visits)::bigint, sum(bounces)::bigint, sum(duration)::bigint, \
+             sum(session_pageviews)::bigint, sum(engaged)::bigint FROM gone GROUP BY property_id, bucket"
         );
     }
 }

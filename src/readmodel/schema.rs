@@ -16,17 +16,12 @@ pub const HITS: &str = "hits";
 /// One row per visit.
 pub const SESSIONS: &str = "sessions";
 
-/// Per property, local hour and projection partition: counters, session counters (attributed to
-/// the hour the visit started) and a visitor sketch. Readers add the partitions' rows up.
+/// Per property and local hour: counters, session counters (attributed to the hour the visit
+/// started) and a visitor sketch.
 pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
     table: "rollup_hourly",
-    // Each partition upserts rows of its own, so partitions never wait for each other here.
-    keys: &[
-        ("property_id", "uuid"),
-        ("bucket", "timestamp"),
-        ("partition", "integer"),
-    ],
-    writes: Writes::Upserted,
+    keys: &[("property_id", "uuid"), ("bucket", "timestamp")],
+    index: "property_id, bucket",
     counters: [
         "pageviews",
         "events",
@@ -42,7 +37,7 @@ pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
 pub const ROLLUP_DAILY: Rollup<2> = Rollup {
     table: "rollup_daily",
     keys: DAY_KEYS,
-    writes: Writes::Appended,
+    index: DAY_INDEX,
     counters: ["pageviews", "events"],
 };
 
@@ -50,7 +45,7 @@ pub const ROLLUP_DAILY: Rollup<2> = Rollup {
 pub const ROLLUP_VISITS: Rollup<6> = Rollup {
     table: "rollup_visits",
     keys: DAY_KEYS,
-    writes: Writes::Appended,
+    index: DAY_INDEX,
     counters: [
         "visits",
         "bounces",
@@ -67,10 +62,14 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
     ("day", "date"),
     ("value", "text"),
 ];
+const DAY_INDEX: &str = "property_id, dimension, day";
 
-/// The `(property, day)` units of the appended rollups that batches have added rows to since they
-/// were last merged, with the dimensions added to (see [`Writes::Appended`]), per partition.
+/// The `(property, day)` units of the rollups that batches have added rows to since they were
+/// last merged, with the dimensions added to (see [`Rollup`]; [`HOURS`] for the hourly rollup's
+/// rows of the day), per partition.
 pub const ROLLUP_PENDING: &str = "rollup_pending";
+/// The pending units' mark of the hourly rollup (no breakdown dimension is named so).
+pub const HOURS: &str = "@hours";
 
 /// Per property, local day and partition, the position of the last event that added a hit on that
 /// day or changed a visit that started on it. Summed over the partitions, it versions the answers
@@ -186,27 +185,22 @@ pub fn engaged_sql() -> String {
 }
 
 /// A rollup table: per key, counters that add up and a HyperLogLog sketch of the visitors.
+///
+/// A batch's rows are appended as rows of their own: a key may have several rows until merging
+/// (see [`super::merge::merge_unit`]) replaces them with one. Readers sum the counters and union
+/// the sketches of a key's rows, so their answers are the same before and after. An append is a
+/// plain insert, several times cheaper than an upsert; most keys of a high-cardinality dimension
+/// are written once; and a busy hour's dense sketch (10 KB, stored out of line) is written once
+/// per merge rather than rewritten by every batch.
 #[derive(Debug, Clone, Copy)]
 pub struct Rollup<const N: usize> {
     pub table: &'static str,
     /// The key columns with their types.
     pub keys: &'static [(&'static str, &'static str)],
-    pub writes: Writes,
+    /// The columns of its index, which readers and merges look rows up by.
+    pub index: &'static str,
     /// The `bigint` counter columns.
     pub counters: [&'static str; N],
-}
-
-/// How a batch's rows reach a rollup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writes {
-    /// Added into the one row of their key (the keys are the primary key).
-    Upserted,
-    /// Appended as rows of their own: a key may have several rows until merging (see
-    /// [`super::merge::merge_unit`]) replaces them with one. Readers sum the counters and union
-    /// the sketches of a key's rows, so their answers are the same before and after; an append is
-    /// a plain insert, several times cheaper than an upsert, and most keys of a high-cardinality
-    /// dimension are written once. The table is indexed by `(property_id, dimension, day)`.
-    Appended,
 }
 
 impl<const N: usize> Rollup<N> {
@@ -216,33 +210,26 @@ impl<const N: usize> Rollup<N> {
         names.join(", ")
     }
 
-    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its primary key
-    /// or index.
+    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its index.
     fn ddl(&self, g: Generation) -> Vec<String> {
         let keys: String = self
             .keys
             .iter()
             .map(|(c, ty)| format!("{c} {ty} NOT NULL, "))
             .collect();
-        let counters: String = self
+        let counters: Vec<String> = self
             .counters
             .iter()
-            .map(|c| format!("{c} bigint NOT NULL, "))
+            .map(|c| format!("{c} bigint NOT NULL"))
             .collect();
         let t = table(self.table, g);
-        match self.writes {
-            Writes::Upserted => vec![format!(
-                "CREATE TABLE {t} ({keys}visitors hll NOT NULL, {counters}PRIMARY KEY ({}))",
-                self.key_list()
-            )],
-            Writes::Appended => vec![
-                format!(
-                    "CREATE TABLE {t} ({keys}visitors hll NOT NULL, {})",
-                    counters.trim_end_matches(", ")
-                ),
-                format!("CREATE INDEX ON {t} (property_id, dimension, day)"),
-            ],
-        }
+        vec![
+            format!(
+                "CREATE TABLE {t} ({keys}visitors hll NOT NULL, {})",
+                counters.join(", ")
+            ),
+            format!("CREATE INDEX ON {t} ({})", self.index),
+        ]
     }
 }
 
@@ -423,11 +410,13 @@ mod tests {
     fn a_rollup_table_has_its_keys_a_sketch_and_its_counters() {
         assert_eq!(
             ROLLUP_HOURLY.ddl(3),
-            ["CREATE TABLE rollup_hourly_g3 (property_id uuid NOT NULL, bucket timestamp NOT NULL, \
-             partition integer NOT NULL, visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
-             visits bigint NOT NULL, bounces bigint NOT NULL, duration bigint NOT NULL, \
-             session_pageviews bigint NOT NULL, engaged bigint NOT NULL, \
-             PRIMARY KEY (property_id, bucket, partition))"]
+            [
+                "CREATE TABLE rollup_hourly_g3 (property_id uuid NOT NULL, bucket timestamp NOT NULL, \
+                 visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
+                 visits bigint NOT NULL, bounces bigint NOT NULL, duration bigint NOT NULL, \
+                 session_pageviews bigint NOT NULL, engaged bigint NOT NULL)",
+                "CREATE INDEX ON rollup_hourly_g3 (property_id, bucket)"
+            ]
         );
         assert_eq!(
             ROLLUP_DAILY.ddl(3),

@@ -16,7 +16,7 @@ use super::rows::{
     Admitted, DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta,
 };
 use super::schema::{
-    Rollup, Writes, HITS, HIT_DAYS, HIT_PROPERTIES, HIT_PROP_KEYS, HIT_VERSIONS, PROP_KEYS_FULL,
+    Rollup, HITS, HIT_DAYS, HIT_PROPERTIES, HIT_PROP_KEYS, HIT_VERSIONS, HOURS, PROP_KEYS_FULL,
     ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
@@ -182,9 +182,9 @@ impl Store {
         self.ensure_partitions(tx, &d.hits).await?;
         self.insert_hits(tx, &d.hits).await?;
         self.upsert_sessions(tx, d).await?;
-        write_rollup(tx, self.g, self.partition, &ROLLUP_DAILY, &d.days).await?;
-        write_rollup(tx, self.g, self.partition, &ROLLUP_VISITS, &d.visit_days).await?;
-        write_rollup(tx, self.g, self.partition, &ROLLUP_HOURLY, &d.hours).await?;
+        write_rollup(tx, self.g, &ROLLUP_DAILY, &d.days).await?;
+        write_rollup(tx, self.g, &ROLLUP_VISITS, &d.visit_days).await?;
+        write_rollup(tx, self.g, &ROLLUP_HOURLY, &d.hours).await?;
         self.mark_applied(tx, &d.changed).await?;
         self.insert_prop_keys(tx, &d.prop_keys).await?;
         self.mark_days(tx, d).await?;
@@ -253,13 +253,18 @@ impl Store {
     }
 
     /// Records the `(property, day)` units the batch appended rollup rows to, and under which
-    /// dimensions, for merging.
+    /// dimensions (or the hours of the day), for merging.
     async fn mark_pending(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
         let units: std::collections::BTreeSet<(Uuid, NaiveDate, &str)> = d
             .days
             .keys()
             .chain(d.visit_days.keys())
             .map(|(p, dim, day, _)| (p.as_uuid(), *day, dim.as_ref()))
+            .chain(
+                d.hours
+                    .keys()
+                    .map(|(p, hour)| (p.as_uuid(), hour.date(), HOURS)),
+            )
             .collect();
         if units.is_empty() {
             return Ok(());
@@ -545,31 +550,18 @@ fn visit_of(r: &PgRow) -> Result<Visit, sqlx::Error> {
 /// A rollup row's key, bound as one array per key column, in the order of [`Rollup::keys`], for
 /// the partition writing it.
 trait RollupKey: 'static {
-    fn bind<'q>(
-        q: PgQuery<'q>,
-        keys: impl Iterator<Item = &'q Self> + Clone,
-        partition: i32,
-    ) -> PgQuery<'q>;
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q>;
 }
 
 impl RollupKey for HourKey {
-    fn bind<'q>(
-        q: PgQuery<'q>,
-        keys: impl Iterator<Item = &'q Self> + Clone,
-        partition: i32,
-    ) -> PgQuery<'q> {
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
         q.bind(keys.clone().map(|(p, _)| p.as_uuid()).collect::<Vec<_>>())
-            .bind(keys.clone().map(|(_, hour)| *hour).collect::<Vec<_>>())
-            .bind(keys.map(|_| partition).collect::<Vec<_>>())
+            .bind(keys.map(|(_, hour)| *hour).collect::<Vec<_>>())
     }
 }
 
 impl RollupKey for DayKey {
-    fn bind<'q>(
-        q: PgQuery<'q>,
-        keys: impl Iterator<Item = &'q Self> + Clone,
-        _partition: i32,
-    ) -> PgQuery<'q> {
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
         q.bind(keys.clone().map(|(p, ..)| p.as_uuid()).collect::<Vec<_>>())
             .bind(
                 keys.clone()
@@ -633,12 +625,11 @@ impl RollupRow<6> for VisitDelta {
     }
 }
 
-/// Adds rows to a rollup, each with its visitor keys hashed into a HyperLogLog sketch: upserted
-/// (counters added to the stored ones, sketches unioned) or appended (see [`Writes`]).
+/// Appends rows to a rollup (see [`Rollup`]), each with its visitor keys hashed into a
+/// HyperLogLog sketch.
 async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
     tx: &mut PgConnection,
     g: Generation,
-    partition: i32,
     rollup: &Rollup<N>,
     rows: &BTreeMap<K, V>,
 ) -> Result<(), sqlx::Error> {
@@ -646,7 +637,7 @@ async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
         return Ok(());
     }
     let sql = write_sql(rollup, g);
-    let mut q = K::bind(sqlx::query(&sql), rows.keys(), partition);
+    let mut q = K::bind(sqlx::query(&sql), rows.keys());
     for i in 0..N {
         q = q.bind(rows.values().map(|r| r.counters()[i]).collect::<Vec<_>>());
     }
@@ -667,24 +658,10 @@ fn write_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
         .enumerate()
         .map(|(i, ty)| format!("${}::{ty}[]", i + 1))
         .collect();
-    let on_conflict = match rollup.writes {
-        Writes::Upserted => {
-            let added: Vec<String> = rollup
-                .counters
-                .iter()
-                .map(|c| format!("{c} = r.{c} + EXCLUDED.{c}"))
-                .collect();
-            format!(
-                " ON CONFLICT ({keys}) DO UPDATE SET visitors = hll_union(r.visitors, EXCLUDED.visitors), {}",
-                added.join(", ")
-            )
-        }
-        Writes::Appended => String::new(),
-    };
     format!(
-        "INSERT INTO {t} AS r ({keys}, visitors, {counters}) \
+        "INSERT INTO {t} ({keys}, visitors, {counters}) \
          SELECT {keys}, visitors::hll, {counters} \
-         FROM UNNEST({arrays}) AS k({keys}, {counters}, visitors){on_conflict}",
+         FROM UNNEST({arrays}) AS k({keys}, {counters}, visitors)",
         t = table(rollup.table, g),
         arrays = arrays.join(", "),
     )
@@ -695,31 +672,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_rollup_upsert_adds_the_counters_and_unions_the_sketches() {
+    fn a_rollup_write_appends_rows_of_their_own() {
         assert_eq!(
             write_sql(&ROLLUP_HOURLY, 3),
-            "INSERT INTO rollup_hourly_g3 AS r (property_id, bucket, partition, visitors, pageviews, \
-             events, visits, bounces, duration, session_pageviews, engaged) \
-             SELECT property_id, bucket, partition, visitors::hll, pageviews, events, visits, bounces, \
+            "INSERT INTO rollup_hourly_g3 (property_id, bucket, visitors, pageviews, events, visits, \
+             bounces, duration, session_pageviews, engaged) \
+             SELECT property_id, bucket, visitors::hll, pageviews, events, visits, bounces, \
              duration, session_pageviews, engaged \
-             FROM UNNEST($1::uuid[], $2::timestamp[], $3::integer[], $4::bigint[], $5::bigint[], \
-             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bytea[]) \
-             AS k(property_id, bucket, partition, pageviews, events, visits, bounces, duration, \
-             session_pageviews, engaged, visitors) \
-             ON CONFLICT (property_id, bucket, partition) DO UPDATE SET \
-             visitors = hll_union(r.visitors, EXCLUDED.visitors), \
-             pageviews = r.pageviews + EXCLUDED.pageviews, events = r.events + EXCLUDED.events, \
-             visits = r.visits + EXCLUDED.visits, bounces = r.bounces + EXCLUDED.bounces, \
-             duration = r.duration + EXCLUDED.duration, \
-             session_pageviews = r.session_pageviews + EXCLUDED.session_pageviews, \
-             engaged = r.engaged + EXCLUDED.engaged"
+             FROM UNNEST($1::uuid[], $2::timestamp[], $3::bigint[], $4::bigint[], $5::bigint[], \
+             $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bytea[]) \
+             AS k(property_id, bucket, pageviews, events, visits, bounces, duration, \
+             session_pageviews, engaged, visitors)"
         );
-    }
-
-    #[test]
-    fn a_rollup_append_inserts_rows_of_their_own() {
-        let sql = write_sql(&ROLLUP_DAILY, 3);
-        assert!(sql.starts_with("INSERT INTO rollup_daily_g3 AS r (property_id, dimension, day, value, visitors, pageviews, events) SELECT"), "{sql}");
-        assert!(!sql.contains("ON CONFLICT"), "{sql}");
     }
 }

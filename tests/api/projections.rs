@@ -456,8 +456,8 @@ async fn merging_the_appended_rollups_changes_no_answer() {
         app.pool.clone(),
     ));
     let (_, hits) = data_set(&app, 6_000).await;
-    // Three waves over the same days, each projected before the next: the day rollups get
-    // several rows for many keys.
+    // Three waves over the same days, each projected before the next: the rollups get several
+    // rows for many keys.
     for wave in hits.chunks(2_000) {
         app.seed(wave.to_vec()).await;
         app.wait_projected().await;
@@ -476,9 +476,13 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     let duplicated = "SELECT (SELECT count(*) FROM rollup_daily_g1) - (SELECT count(*) FROM \
         (SELECT DISTINCT property_id, dimension, day, value FROM rollup_daily_g1) d) + \
         (SELECT count(*) FROM rollup_visits_g1) - (SELECT count(*) FROM \
-        (SELECT DISTINCT property_id, dimension, day, value FROM rollup_visits_g1) d)";
-    let rows =
-        "SELECT (SELECT count(*) FROM rollup_daily_g1) + (SELECT count(*) FROM rollup_visits_g1)";
+        (SELECT DISTINCT property_id, dimension, day, value FROM rollup_visits_g1) d) + \
+        (SELECT count(*) FROM rollup_hourly_g1) - (SELECT count(*) FROM \
+        (SELECT DISTINCT property_id, bucket FROM rollup_hourly_g1) d)";
+    let hours_duplicated = "SELECT (SELECT count(*) FROM rollup_hourly_g1) - (SELECT count(*) \
+        FROM (SELECT DISTINCT property_id, bucket FROM rollup_hourly_g1) d)";
+    let rows = "SELECT (SELECT count(*) FROM rollup_daily_g1) + (SELECT count(*) FROM \
+        rollup_visits_g1) + (SELECT count(*) FROM rollup_hourly_g1)";
     let (duplicates, rows_before) = (count(duplicated).await, count(rows).await);
     // Partitions record their units apart; a unit is taken once for all of them.
     let pending =
@@ -487,7 +491,7 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     eprintln!(
         "{rows_before} rows, {duplicates} of them extra rows of a key; {pending} units pending"
     );
-    assert!(duplicates > 0 && pending > 0);
+    assert!(duplicates > 0 && pending > 0 && count(hours_duplicated).await > 0);
 
     let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
         .await
