@@ -115,30 +115,13 @@ fn hour_of(t: NaiveDateTime) -> NaiveDateTime {
         .unwrap_or(t)
 }
 
-/// The properties of the batch's hits whose settings are not in `sites`, for loading them.
-fn unknown_sites(events: &[(u64, Event)], sites: &HashMap<PropertyId, Site>) -> Vec<Uuid> {
+/// The properties of the batch's hits that `wanted` picks, each once: those whose settings or
+/// rolled-up prop keys the writer must load.
+fn properties_of(events: &[(u64, Event)], wanted: impl Fn(&HitRecorded) -> bool) -> Vec<Uuid> {
     let unknown: HashSet<Uuid> = events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::HitRecorded(h) if !sites.contains_key(&h.property_id) => {
-                Some(h.property_id.as_uuid())
-            }
-            _ => None,
-        })
-        .collect();
-    unknown.into_iter().collect()
-}
-
-/// The properties of the batch's hits with props whose rolled-up keys are not in `keys`.
-fn unknown_prop_keys(events: &[(u64, Event)], keys: &PropKeys) -> Vec<Uuid> {
-    let unknown: HashSet<Uuid> = events
-        .iter()
-        .filter_map(|(_, e)| match e {
-            Event::HitRecorded(h)
-                if !h.props.is_empty() && !keys.by_property.contains_key(&h.property_id) =>
-            {
-                Some(h.property_id.as_uuid())
-            }
+            Event::HitRecorded(h) if wanted(h) => Some(h.property_id.as_uuid()),
             _ => None,
         })
         .collect();
@@ -519,10 +502,12 @@ impl ProjectionWriter for Writer {
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         let events = decode_all(events)?;
-        let unknown = unknown_sites(&events, &self.sites);
+        let unknown = properties_of(&events, |h| !self.sites.contains_key(&h.property_id));
         self.sites
             .extend(self.store.load_sites(tx, &unknown).await?);
-        let unknown = unknown_prop_keys(&events, &self.prop_keys);
+        let unknown = properties_of(&events, |h| {
+            !h.props.is_empty() && !self.prop_keys.by_property.contains_key(&h.property_id)
+        });
         self.prop_keys_bytes += 64 * unknown.len();
         self.prop_keys
             .by_property

@@ -57,10 +57,7 @@ impl Reports {
     /// Answers from one database: the version read there keys the answer computed there, which
     /// is at least as new (a replica only moves forward), so a shared answer is never stale.
     async fn run_on(&self, pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
-        let mut db = Held::acquire(pool).await?;
-        let answer = self.answer(&mut db, q).await;
-        db.release();
-        answer
+        Held::read(pool, async |db| self.answer(db, q).await).await
     }
 
     async fn answer(

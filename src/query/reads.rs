@@ -108,13 +108,16 @@ impl Reads {
 pub struct Held(Option<PoolConnection<Postgres>>);
 
 impl Held {
-    pub async fn acquire(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        Ok(Self(Some(pool.acquire().await?)))
-    }
-
-    /// Returns the connection to its pool, once its read has ended (with an answer or an error).
-    pub fn release(mut self) {
-        drop(self.0.take());
+    /// Runs `read` on a connection of `pool`, and returns the connection to its pool once the
+    /// read has ended (with an answer or an error); only a read dropped before it ends closes it.
+    pub async fn read<T, E: From<sqlx::Error>>(
+        pool: &PgPool,
+        read: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut held = Self(Some(pool.acquire().await?));
+        let answer = read(&mut held).await;
+        drop(held.0.take());
+        answer
     }
 }
 

@@ -81,12 +81,7 @@ async fn prop_keys_past_the_cap_are_kept_out_of_the_rollups_and_still_answered_e
     assert!(rolled.contains(&"prop:plan".to_owned()) && rolled.contains(&"prop:tier".to_owned()));
 
     // Refused props are counted; the key list still names every key.
-    let metrics = app.admin_get("/metrics").await.text;
-    let refused: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("footfall_props_not_rolled_up_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let refused = app.metric("footfall_props_not_rolled_up_total").await;
     assert!(refused >= 3.0, "{refused}");
     let res = app
         .get("/api/v2/prop-keys?site_id=shop.example&date_range=all", key)

@@ -203,12 +203,7 @@ async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
     )
     .await;
     let ended_after = gone.elapsed();
-    let metrics = app.admin_get("/metrics").await.text;
-    let abandoned: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("footfall_reads_abandoned_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0);
+    let abandoned = app.metric("footfall_reads_abandoned_total").await;
     eprintln!(
         "reports sent {sent}, waiting in the database {waiting}, clients gone: statements ended \
          after {ended_after:?}; reads abandoned (metric) {abandoned}"

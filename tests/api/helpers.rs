@@ -421,6 +421,16 @@ impl TestApp {
         .await
     }
 
+    /// The value of one series of `/metrics` (its name with any labels), 0 when absent. The
+    /// recorder is the test process's, shared by every test in it.
+    pub async fn metric(&self, series: &str) -> f64 {
+        let text = self.admin_get("/metrics").await.text;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub async fn get(&self, path: &str, token: &str) -> Response {
         self.request("GET", path, Some(token), &[], None).await
     }

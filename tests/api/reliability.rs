@@ -151,16 +151,10 @@ async fn events_the_read_model_cannot_take_are_parked_and_the_rest_goes_on() {
         json!([{"dimensions": ["/a"], "metrics": [1]}, {"dimensions": ["/b"], "metrics": [1]}])
     );
     // The metrics recorder is the test process's, shared by every test in it: at least these 3.
-    let metrics = app.request("GET", "/metrics", None, &[], None).await;
-    let parked_total: u64 = metrics
-        .text
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(r#"footfall_projection_parked_events_total{projection="hits"} "#)
-        })
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    assert!(parked_total >= 3, "{}", metrics.text);
+    let parked_total = app
+        .metric(r#"footfall_projection_parked_events_total{projection="hits"}"#)
+        .await;
+    assert!(parked_total >= 3.0, "{parked_total}");
 
     // A rebuild (the generation without the read-model bug) parks the two bad events again, and
     // exactly those.

@@ -110,10 +110,8 @@ async fn table_rows(
         imports: false,
     };
     let mut rows = Vec::new();
-    let mut db = Held::acquire(&state.pool).await?;
-    let counted = engine::counts(&mut db, &q).await;
-    db.release();
-    for (keys, mut counts) in counted? {
+    let counted = Held::read(&state.pool, async |db| engine::counts(db, &q).await).await?;
+    for (keys, mut counts) in counted {
         let Some(day) = keys.first().and_then(|d| d.parse::<NaiveDate>().ok()) else {
             continue;
         };

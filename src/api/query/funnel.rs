@@ -99,10 +99,10 @@ pub async fn funnel(
         goals: site.property.goals.0.clone(),
         imports: false,
     };
-    let mut db = Held::acquire(&state.query_pool).await?;
-    let visitors = engine::funnel(&mut db, &query, &funnel.steps).await;
-    db.release();
-    let visitors = visitors?;
+    let visitors = Held::read(&state.query_pool, async |db| {
+        engine::funnel(db, &query, &funnel.steps).await
+    })
+    .await?;
     let first = visitors.first().copied().unwrap_or(0);
     let steps: Vec<Value> = funnel
         .steps

@@ -360,10 +360,10 @@ pub async fn bots(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let (site, range) = params.site_and_range(&req, &state).await?;
-    let mut db = Held::acquire(&state.query_pool).await?;
-    let rows = engine::bots(&mut db, site.property.id, &range).await;
-    db.release();
-    let rows = rows?;
+    let rows = Held::read(&state.query_pool, async |db| {
+        engine::bots(db, site.property.id, &range).await
+    })
+    .await?;
     let total: i64 = rows.iter().map(|(_, hits)| hits).sum();
     let results: Vec<Value> = rows
         .into_iter()

@@ -63,10 +63,11 @@ pub async fn answer(
         let skipped = match engine::imported::table_for(&query) {
             Err(reason) => Some(reason.code()),
             Ok(_) => {
-                let mut db = Held::acquire(&state.query_pool).await?;
-                let any = engine::imported::any_in_range(&mut db, &query).await;
-                db.release();
-                (!any?).then_some("no_imported_data")
+                let any = Held::read(&state.query_pool, async |db| {
+                    engine::imported::any_in_range(db, &query).await
+                })
+                .await?;
+                (!any).then_some("no_imported_data")
             }
         };
         meta.insert("imports_included".into(), json!(skipped.is_none()));
@@ -137,10 +138,10 @@ pub async fn prop_keys(
             None,
         )?,
     };
-    let mut db = Held::acquire(&state.query_pool).await?;
-    let keys = engine::prop_keys(&mut db, site.property.id, &range).await;
-    db.release();
-    let keys = keys?;
+    let keys = Held::read(&state.query_pool, async |db| {
+        engine::prop_keys(db, site.property.id, &range).await
+    })
+    .await?;
     Ok(HttpResponse::Ok().json(json!({"prop_keys": keys})))
 }
 
