@@ -18,10 +18,11 @@ use crate::domain::session::{sessionize, Session, SessionHit, SESSION_TIMEOUT};
 use crate::domain::{Event, HitRecorded, PropertyId};
 use crate::eventlog::{RecordedEvent, StreamFilter};
 use crate::readmodel::rows::{
-    DayKey, Delta, HitRow, HourDelta, HourKey, PropKeys, SessionKey, Site, VisitDelta,
+    Delta, HitRow, HourDelta, HourKey, PropKeys, SessionKey, Site, VisitDelta, VisitKey,
 };
 use crate::readmodel::schema::{
     self, DIM_BOT, DIM_HOSTNAME, DIM_NAME, DIM_PAGE, DIM_PROP_PREFIX, VISIT_ROLLUP_DIMENSIONS,
+    VISIT_ROLLUP_GROUPS,
 };
 use crate::readmodel::store::Store;
 
@@ -86,9 +87,10 @@ impl Projection for HitsProjection {
     /// payloads state. 4: the day rollups are appended and merged; partitions by visitor, each
     /// with its own read-model versions. 5: per-day versions (`hit_days`) and the funnel answers
     /// cached by day (`funnel_days`). 6: the prop keys rolled up are capped per property and
-    /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too.
+    /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too. 8: the visit
+    /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`).
     fn schema_version(&self) -> i32 {
-        7
+        8
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {
@@ -402,11 +404,12 @@ fn contribute(
     h.engaged += sign * i64::from(s.is_engaged());
 }
 
-/// Moves a visit's contribution to `rollup_visits` from its old state to its new one. Its visitor
-/// is added to a row's sketch when the visit first counts there (sketches cannot subtract; a
-/// visit whose attribution changes leaves its visitor in the old row's sketch).
+/// Moves a visit's contribution to `rollup_visits` from its old state to its new one, in each
+/// group of attributes. Its visitor is added to a row's sketch when the visit first counts there
+/// (sketches cannot subtract; a visit whose attribution changes leaves its visitor in the old
+/// row's sketch).
 fn contribute_visit(
-    rows: &mut BTreeMap<DayKey, VisitDelta>,
+    rows: &mut BTreeMap<VisitKey, VisitDelta>,
     pid: PropertyId,
     tz: Tz,
     old: Option<&Session>,
@@ -420,17 +423,15 @@ fn contribute_visit(
         v.events += sign * i64::from(s.events);
         v.engaged += sign * i64::from(s.is_engaged());
     };
-    let new_day = local(new.started_at, tz).date();
-    for dim in VISIT_ROLLUP_DIMENSIONS {
-        let new_key = (pid, dim.into(), new_day, new.attribute(dim).to_owned());
+    let key = |s: &Session, group, attributes: &[&str]| -> VisitKey {
+        let values = attributes.iter().map(|a| s.attribute(a).to_owned());
+        (pid, group, local(s.started_at, tz).date(), values.collect())
+    };
+    for (group, attributes) in VISIT_ROLLUP_GROUPS {
+        let new_key = key(new, group, attributes);
         let moved = match old {
             Some(o) => {
-                let old_key = (
-                    pid,
-                    dim.into(),
-                    local(o.started_at, tz).date(),
-                    o.attribute(dim).to_owned(),
-                );
+                let old_key = key(o, group, attributes);
                 let moved = old_key != new_key;
                 add(rows.entry(old_key).or_default(), o, -1);
                 moved

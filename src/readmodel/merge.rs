@@ -106,11 +106,17 @@ pub async fn merge_unit(
 /// The statement of [`merge_unit`] for a day rollup: `$1` the property, `$2` the dimensions, `$3`
 /// the day.
 fn day_merge_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
+    let distinct: Vec<&str> = rollup
+        .keys
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| !["property_id", "day"].contains(c))
+        .collect();
     merge_sql(
         rollup,
         g,
         |r| format!("{r}property_id = $1 AND {r}dimension = ANY($2) AND {r}day = $3"),
-        &["dimension", "value"],
+        &distinct,
     )
 }
 
@@ -125,7 +131,8 @@ fn hour_merge_sql(g: Generation) -> String {
 }
 
 /// Replaces the rows of each key that has several, among those `unit` selects (given the rows'
-/// alias with its dot, or nothing), keys that differ within the unit only in `distinct`.
+/// alias with its dot, or nothing), keys that differ within the unit only in `distinct` and the
+/// grouped columns.
 fn merge_sql<const N: usize>(
     rollup: &Rollup<N>,
     g: Generation,
@@ -138,6 +145,7 @@ fn merge_sql<const N: usize>(
         .iter()
         .map(|c| format!(", sum({c})::bigint"))
         .collect();
+    let distinct: Vec<&str> = distinct.iter().chain(rollup.grouped).copied().collect();
     let same: String = distinct
         .iter()
         .map(|c| format!(" AND r.{c} = s.{c}"))

@@ -8,8 +8,10 @@
 //!   hour the visit started) and a HyperLogLog sketch of visitors.
 //! - `rollup_daily`: per property, local day and one breakdown dimension value (page, event name,
 //!   hostname, custom prop): counters and a visitor sketch.
-//! - `rollup_visits`: per property, local day a visit started and one visit attribute's value
-//!   (source, channel, device, country, entry page, …): visit counters and a visitor sketch.
+//! - `rollup_visits`: per property, local day a visit started and the values of one group of visit
+//!   attributes (acquisition: source, channel and UTM tags; technology: device, browser, OS;
+//!   location: country, region, city; the entry page; the exit page): visit counters and a visitor
+//!   sketch. A breakdown by one attribute sums its group's rows.
 //! - `hit_properties`: each property's time zone, domain and session timeout, folded from
 //!   `PropertyRegistered`; `hit_versions`: per property and projection partition, the position of
 //!   the last event applied for it (their sum is the version of its read models, which keys the

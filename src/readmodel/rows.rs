@@ -138,6 +138,11 @@ pub type HourKey = (PropertyId, NaiveDateTime);
 /// cost memory only while a batch holds them.
 pub type DayKey = (PropertyId, Cow<'static, str>, NaiveDate, String);
 
+/// A `rollup_visits` row's key: the property, the group of visit attributes (one of
+/// `schema::VISIT_ROLLUP_GROUPS`), the local day the visits started and the group's values, in
+/// its order.
+pub type VisitKey = (PropertyId, &'static str, NaiveDate, Vec<String>);
+
 /// What a batch changes in the read models.
 #[derive(Debug, Default, PartialEq)]
 pub struct Delta {
@@ -149,7 +154,7 @@ pub struct Delta {
     pub continued: HashSet<SessionKey>,
     pub hours: BTreeMap<HourKey, HourDelta>,
     pub days: BTreeMap<DayKey, DayDelta>,
-    pub visit_days: BTreeMap<DayKey, VisitDelta>,
+    pub visit_days: BTreeMap<VisitKey, VisitDelta>,
     /// Each visitor of the batch's latest visit after it.
     pub latest: HashMap<(PropertyId, i64), Session>,
     /// Properties whose read models the batch changes, with the position of their last event.

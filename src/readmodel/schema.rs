@@ -21,6 +21,7 @@ pub const SESSIONS: &str = "sessions";
 pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
     table: "rollup_hourly",
     keys: &[("property_id", "uuid"), ("bucket", "timestamp")],
+    grouped: &[],
     index: "property_id, bucket",
     counters: [
         "pageviews",
@@ -37,14 +38,21 @@ pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
 pub const ROLLUP_DAILY: Rollup<2> = Rollup {
     table: "rollup_daily",
     keys: DAY_KEYS,
+    grouped: &[],
     index: DAY_INDEX,
     counters: ["pageviews", "events"],
 };
 
-/// Per property, local day a visit started and one of [`VISIT_ROLLUP_DIMENSIONS`]' values.
+/// Per property, local day a visit started, and the values of one of [`VISIT_ROLLUP_GROUPS`]' (its
+/// name in `dimension`, its attributes in their columns; the others' are empty).
 pub const ROLLUP_VISITS: Rollup<6> = Rollup {
     table: "rollup_visits",
-    keys: DAY_KEYS,
+    keys: &[
+        ("property_id", "uuid"),
+        ("dimension", "text"),
+        ("day", "date"),
+    ],
+    grouped: &VISIT_ROLLUP_DIMENSIONS,
     index: DAY_INDEX,
     counters: [
         "visits",
@@ -151,7 +159,8 @@ pub fn visit_dimensions() -> impl Iterator<Item = &'static str> {
     VISIT_PAGES.into_iter().chain(VISIT_COLUMNS)
 }
 
-/// The visit attributes kept in `rollup_visits` (the ones dashboards break down by).
+/// The visit attributes kept in `rollup_visits` (the ones dashboards break down by), in the order
+/// of [`VISIT_ROLLUP_GROUPS`].
 pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
     "source",
     "channel",
@@ -167,6 +176,36 @@ pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
     "entry_page",
     "exit_page",
 ];
+
+/// The groups of [`VISIT_ROLLUP_DIMENSIONS`] that `rollup_visits` keeps together: a row per
+/// combination of a group's values, not per attribute value. Attributes that go together (a
+/// source and its channel, a browser and its OS, a city and its country) combine into few more
+/// rows than the most varied of them has values, so a visit costs five rows rather than thirteen,
+/// and a breakdown by one attribute sums its group's rows.
+pub const VISIT_ROLLUP_GROUPS: [(&str, &[&str]); 5] = [
+    (
+        "acquisition",
+        &[
+            "source",
+            "channel",
+            "utm_source",
+            "utm_medium",
+            "utm_campaign",
+        ],
+    ),
+    ("technology", &["device", "browser", "os"]),
+    ("location", &["country", "region", "city"]),
+    ("entry_page", &["entry_page"]),
+    ("exit_page", &["exit_page"]),
+];
+
+/// The group of [`VISIT_ROLLUP_GROUPS`] that keeps a visit attribute, if one does.
+pub fn visit_rollup_group(attribute: &str) -> Option<&'static str> {
+    VISIT_ROLLUP_GROUPS
+        .iter()
+        .find(|(_, attributes)| attributes.contains(&attribute))
+        .map(|(group, _)| *group)
+}
 
 /// A visit's duration in whole seconds, over a `sessions` row (as `Session::duration_secs`).
 pub const SESSION_DURATION_SQL: &str = "floor(extract(epoch FROM last_at - started_at))";
@@ -197,6 +236,9 @@ pub struct Rollup<const N: usize> {
     pub table: &'static str,
     /// The key columns with their types.
     pub keys: &'static [(&'static str, &'static str)],
+    /// Further `text` key columns, empty in the rows of groups they are not in (see
+    /// [`VISIT_ROLLUP_GROUPS`]).
+    pub grouped: &'static [&'static str],
     /// The columns of its index, which readers and merges look rows up by.
     pub index: &'static str,
     /// The `bigint` counter columns.
@@ -204,17 +246,22 @@ pub struct Rollup<const N: usize> {
 }
 
 impl<const N: usize> Rollup<N> {
-    /// The key columns, comma-separated.
+    /// The key columns, then the grouped ones, comma-separated.
     pub fn key_list(&self) -> String {
-        let names: Vec<&str> = self.keys.iter().map(|(c, _)| *c).collect();
+        let names: Vec<&str> = self.key_columns().map(|(c, _)| c).collect();
         names.join(", ")
+    }
+
+    /// The key columns, then the grouped ones, with their types.
+    pub fn key_columns(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+        let grouped = self.grouped.iter().map(|c| (*c, "text"));
+        self.keys.iter().copied().chain(grouped)
     }
 
     /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its index.
     fn ddl(&self, g: Generation) -> Vec<String> {
         let keys: String = self
-            .keys
-            .iter()
+            .key_columns()
             .map(|(c, ty)| format!("{c} {ty} NOT NULL, "))
             .collect();
         let counters: Vec<String> = self
@@ -400,10 +447,18 @@ mod tests {
     }
 
     #[test]
-    fn the_visit_rollup_keeps_visit_dimensions() {
+    fn the_visit_rollup_keeps_visit_dimensions_in_groups() {
         for d in VISIT_ROLLUP_DIMENSIONS {
             assert!(visit_dimensions().any(|v| v == d), "{d}");
         }
+        let grouped: Vec<&str> = VISIT_ROLLUP_GROUPS
+            .iter()
+            .flat_map(|(_, attributes)| attributes.iter().copied())
+            .collect();
+        assert_eq!(grouped, VISIT_ROLLUP_DIMENSIONS);
+        assert_eq!(visit_rollup_group("browser"), Some("technology"));
+        assert_eq!(visit_rollup_group("exit_page"), Some("exit_page"));
+        assert_eq!(visit_rollup_group("browser_version"), None);
     }
 
     #[test]
@@ -426,6 +481,17 @@ mod tests {
                  pageviews bigint NOT NULL, events bigint NOT NULL)",
                 "CREATE INDEX ON rollup_daily_g3 (property_id, dimension, day)"
             ]
+        );
+        assert_eq!(
+            ROLLUP_VISITS.ddl(3)[0],
+            "CREATE TABLE rollup_visits_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
+             day date NOT NULL, source text NOT NULL, channel text NOT NULL, utm_source text NOT NULL, \
+             utm_medium text NOT NULL, utm_campaign text NOT NULL, device text NOT NULL, \
+             browser text NOT NULL, os text NOT NULL, country text NOT NULL, region text NOT NULL, \
+             city text NOT NULL, entry_page text NOT NULL, exit_page text NOT NULL, \
+             visitors hll NOT NULL, visits bigint NOT NULL, bounces bigint NOT NULL, \
+             duration bigint NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
+             engaged bigint NOT NULL)"
         );
     }
 }

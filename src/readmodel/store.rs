@@ -13,11 +13,12 @@ use uuid::Uuid;
 
 use super::hll;
 use super::rows::{
-    Admitted, DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta,
+    Admitted, DayDelta, DayKey, Delta, HitRow, HourDelta, HourKey, Site, VisitDelta, VisitKey,
 };
 use super::schema::{
     Rollup, HITS, HIT_DAYS, HIT_PROPERTIES, HIT_PROP_KEYS, HIT_VERSIONS, HOURS, PROP_KEYS_FULL,
     ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
+    VISIT_ROLLUP_GROUPS,
 };
 use crate::domain::enrich::Visit;
 use crate::domain::session::Session;
@@ -255,11 +256,17 @@ impl Store {
     /// Records the `(property, day)` units the batch appended rollup rows to, and under which
     /// dimensions (or the hours of the day), for merging.
     async fn mark_pending(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
-        let units: std::collections::BTreeSet<(Uuid, NaiveDate, &str)> = d
+        let days = d
             .days
             .keys()
-            .chain(d.visit_days.keys())
-            .map(|(p, dim, day, _)| (p.as_uuid(), *day, dim.as_ref()))
+            .map(|(p, dim, day, _)| (p, *day, dim.as_ref()));
+        let visit_days = d
+            .visit_days
+            .keys()
+            .map(|(p, group, day, _)| (p, *day, *group));
+        let units: std::collections::BTreeSet<(Uuid, NaiveDate, &str)> = days
+            .chain(visit_days)
+            .map(|(p, day, dim)| (p.as_uuid(), day, dim))
             .chain(
                 d.hours
                     .keys()
@@ -573,6 +580,30 @@ impl RollupKey for DayKey {
     }
 }
 
+impl RollupKey for VisitKey {
+    /// The values of the row's group in their columns, empty in the others'.
+    fn bind<'q>(q: PgQuery<'q>, keys: impl Iterator<Item = &'q Self> + Clone) -> PgQuery<'q> {
+        let mut q = q
+            .bind(keys.clone().map(|(p, ..)| p.as_uuid()).collect::<Vec<_>>())
+            .bind(
+                keys.clone()
+                    .map(|(_, group, ..)| *group)
+                    .collect::<Vec<_>>(),
+            )
+            .bind(keys.clone().map(|(_, _, day, _)| *day).collect::<Vec<_>>());
+        for (group, attributes) in VISIT_ROLLUP_GROUPS {
+            for i in 0..attributes.len() {
+                let column = keys.clone().map(|(_, g, _, values)| match *g == group {
+                    true => values[i].as_str(),
+                    false => "",
+                });
+                q = q.bind(column.collect::<Vec<_>>());
+            }
+        }
+        q
+    }
+}
+
 /// What a batch adds to a rollup row: its counters, in the order of [`Rollup::counters`], and the
 /// visitor keys its sketch takes in.
 trait RollupRow<const N: usize> {
@@ -651,7 +682,7 @@ async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
 fn write_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
     let keys = rollup.key_list();
     let counters = rollup.counters.join(", ");
-    let types = rollup.keys.iter().map(|(_, ty)| *ty);
+    let types = rollup.key_columns().map(|(_, ty)| ty);
     let arrays: Vec<String> = types
         .chain(["bigint"; N])
         .chain(["bytea"])

@@ -446,6 +446,7 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     use footfall::eventlog::postgres::PgEventLog;
     use footfall::projections::{self, ProjectionManager};
     use footfall::readmodel::merge::{merge_unit, take_pending};
+    use footfall::readmodel::schema::VISIT_ROLLUP_DIMENSIONS;
 
     // Projections run here without the merger, so that nothing merges before the test does.
     let app = spawn_app_with(&[("FOOTFALL_ROLES", "collect,query,admin")]).await;
@@ -464,21 +465,24 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     }
     let queries = [dashboard("shop.example"), dashboard("other.example")].concat();
     let before = answers(&app, &queries).await;
-    let count = |what: &'static str| {
-        let pool = app.pool.clone();
+    let count = |what: &str| {
+        let (pool, what) = (app.pool.clone(), what.to_owned());
         async move {
-            sqlx::query_scalar::<_, i64>(what)
+            sqlx::query_scalar::<_, i64>(&what)
                 .fetch_one(&pool)
                 .await
                 .unwrap()
         }
     };
-    let duplicated = "SELECT (SELECT count(*) FROM rollup_daily_g1) - (SELECT count(*) FROM \
-        (SELECT DISTINCT property_id, dimension, day, value FROM rollup_daily_g1) d) + \
-        (SELECT count(*) FROM rollup_visits_g1) - (SELECT count(*) FROM \
-        (SELECT DISTINCT property_id, dimension, day, value FROM rollup_visits_g1) d) + \
-        (SELECT count(*) FROM rollup_hourly_g1) - (SELECT count(*) FROM \
-        (SELECT DISTINCT property_id, bucket FROM rollup_hourly_g1) d)";
+    let duplicated = &format!(
+        "SELECT (SELECT count(*) FROM rollup_daily_g1) - (SELECT count(*) FROM \
+         (SELECT DISTINCT property_id, dimension, day, value FROM rollup_daily_g1) d) + \
+         (SELECT count(*) FROM rollup_visits_g1) - (SELECT count(*) FROM \
+         (SELECT DISTINCT property_id, dimension, day, {} FROM rollup_visits_g1) d) + \
+         (SELECT count(*) FROM rollup_hourly_g1) - (SELECT count(*) FROM \
+         (SELECT DISTINCT property_id, bucket FROM rollup_hourly_g1) d)",
+        VISIT_ROLLUP_DIMENSIONS.join(", ")
+    );
     let hours_duplicated = "SELECT (SELECT count(*) FROM rollup_hourly_g1) - (SELECT count(*) \
         FROM (SELECT DISTINCT property_id, bucket FROM rollup_hourly_g1) d)";
     let rows = "SELECT (SELECT count(*) FROM rollup_daily_g1) + (SELECT count(*) FROM \

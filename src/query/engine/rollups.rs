@@ -10,8 +10,8 @@ use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
 use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
-    prop_keys_refused_sql, prop_rolled_up_sql, DIM_BOT, DIM_PROP_PREFIX, HITS, ROLLUP_DAILY,
-    ROLLUP_HOURLY, ROLLUP_VISITS,
+    prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group, DIM_BOT, DIM_PROP_PREFIX, HITS,
+    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
@@ -46,7 +46,7 @@ pub(super) async fn daily_rollup(db: &mut PgConnection, q: &Query) -> Result<Gro
     if let Some(rows) = top_by_visitors(db, q, &dimension, &metrics).await? {
         return Ok(rows);
     }
-    day_rollup(db, q, ROLLUP_DAILY.table, dimension, &metrics, true, None).await
+    day_rollup(db, q, &DayRows::daily(dimension), &metrics, true, None).await
 }
 
 /// Asks `hit_prop_keys` (`sql`) about property `$1` (and `$2`, a key). A generation built before
@@ -148,8 +148,7 @@ async fn top_by_visitors(
     let rows = day_rollup(
         db,
         q,
-        ROLLUP_DAILY.table,
-        dimension.to_owned(),
+        &DayRows::daily(dimension.to_owned()),
         metrics,
         true,
         Some(values),
@@ -164,23 +163,28 @@ async fn top_by_visitors(
     Ok(proven.then_some(rows))
 }
 
-/// Visit metrics per visit attribute and start day.
+/// Visit metrics per visit attribute and start day, summed over the rows of the attribute's group.
 pub(super) async fn visit_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
-    let dimension = q
+    let attribute = q
         .dimensions
         .iter()
         .find_map(|d| match d {
-            Dimension::Visit(c) => Some(c.to_string()),
+            Dimension::Visit(c) => Some(*c),
             _ => None,
         })
         .unwrap_or_default();
+    let rows = DayRows {
+        table: ROLLUP_VISITS.table,
+        dimension: visit_rollup_group(attribute).unwrap_or_default().to_owned(),
+        value: attribute,
+    };
     let metrics = format!(
         "{HLL_VISITORS} AS m_visitors, sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, \
          sum(duration)::bigint AS m_duration, sum(pageviews)::bigint AS m_pageviews, \
          sum(pageviews)::bigint AS m_session_pageviews, sum(events)::bigint AS m_events, \
          sum(engaged)::bigint AS m_engaged"
     );
-    let rows = day_rollup(db, q, ROLLUP_VISITS.table, dimension, &metrics, false, None).await?;
+    let rows = day_rollup(db, q, &rows, &metrics, false, None).await?;
     // Rows whose visits all moved elsewhere (a late hit changed their attribution) are empty.
     Ok(rows
         .into_iter()
@@ -188,36 +192,60 @@ pub(super) async fn visit_rollup(db: &mut PgConnection, q: &Query) -> Result<Gro
         .collect())
 }
 
+/// The rows of a day rollup that a breakdown reads: those of `dimension` in `table`, broken down by
+/// the `value` column.
+struct DayRows<'a> {
+    table: &'static str,
+    dimension: String,
+    value: &'a str,
+}
+
+impl DayRows<'_> {
+    fn daily(dimension: String) -> Self {
+        Self {
+            table: ROLLUP_DAILY.table,
+            dimension,
+            value: "value",
+        }
+    }
+}
+
 /// A breakdown from a rollup by day and dimension value (`rollup_daily`, `rollup_visits`);
 /// `paged` orders and pages it in SQL; `values` keeps only those values.
 async fn day_rollup(
     db: &mut PgConnection,
     q: &Query,
-    table: &str,
-    dimension: String,
+    rows: &DayRows<'_>,
     metrics: &str,
     paged: bool,
     values: Option<Vec<String>>,
 ) -> Result<Groups, EngineError> {
+    let DayRows {
+        table,
+        dimension,
+        value,
+    } = rows;
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
         match d {
             Dimension::Time(g) => {
                 qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
             }
-            _ => qb.push(format!("value AS d{i}, ")),
+            _ => qb.push(format!("{value} AS d{i}, ")),
         };
     }
     qb.push(format!("{metrics} FROM {table} WHERE property_id = "));
     qb.push_bind(q.property_id)
         .push(" AND dimension = ")
-        .push_bind(dimension)
+        .push_bind(dimension.clone())
         .push(" AND day >= ")
         .push_bind(q.range.from.date())
         .push(" AND day < ")
         .push_bind(q.range.to.date());
     if let Some(values) = values {
-        qb.push(" AND value = ANY(").push_bind(values).push(")");
+        qb.push(format!(" AND {value} = ANY("))
+            .push_bind(values)
+            .push(")");
     }
     push_group_by(&mut qb, q.dimensions.len());
     if paged {
