@@ -10,7 +10,7 @@
 //!   hostname, custom prop): counters and a visitor sketch.
 //! - `rollup_visits`: per property, local day a visit started and the values of one group of visit
 //!   attributes (acquisition: source, channel and UTM tags; technology: device, browser, OS;
-//!   location: country, region, city; the entry page; the exit page): visit counters and a visitor
+//!   location: country, region, city; pages: the entry and exit pages): visit counters and a visitor
 //!   sketch. A breakdown by one attribute sums its group's rows.
 //! - `hit_properties`: each property's time zone, domain and session timeout, folded from
 //!   `PropertyRegistered`; `hit_versions`: per property and projection partition, the position of
