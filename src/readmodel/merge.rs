@@ -131,8 +131,7 @@ fn hour_merge_sql(g: Generation) -> String {
 }
 
 /// Replaces the rows of each key that has several, among those `unit` selects (given the rows'
-/// alias with its dot, or nothing), keys that differ within the unit only in `distinct` and the
-/// grouped columns.
+/// alias with its dot, or nothing), keys that differ within the unit only in `distinct`.
 fn merge_sql<const N: usize>(
     rollup: &Rollup<N>,
     g: Generation,
@@ -145,7 +144,6 @@ fn merge_sql<const N: usize>(
         .iter()
         .map(|c| format!(", sum({c})::bigint"))
         .collect();
-    let distinct: Vec<&str> = distinct.iter().chain(rollup.grouped).copied().collect();
     let same: String = distinct
         .iter()
         .map(|c| format!(" AND r.{c} = s.{c}"))

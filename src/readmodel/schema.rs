@@ -21,7 +21,6 @@ pub const SESSIONS: &str = "sessions";
 pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
     table: "rollup_hourly",
     keys: &[("property_id", "uuid"), ("bucket", "timestamp")],
-    grouped: &[],
     index: "property_id, bucket",
     counters: [
         "pageviews",
@@ -38,21 +37,15 @@ pub const ROLLUP_HOURLY: Rollup<7> = Rollup {
 pub const ROLLUP_DAILY: Rollup<2> = Rollup {
     table: "rollup_daily",
     keys: DAY_KEYS,
-    grouped: &[],
     index: DAY_INDEX,
     counters: ["pageviews", "events"],
 };
 
 /// Per property, local day a visit started, and the values of one of [`VISIT_ROLLUP_GROUPS`]' (its
-/// name in `dimension`, its attributes in their columns; the others' are empty).
+/// name in `dimension`, its attributes in their columns; the other groups' are empty).
 pub const ROLLUP_VISITS: Rollup<6> = Rollup {
     table: "rollup_visits",
-    keys: &[
-        ("property_id", "uuid"),
-        ("dimension", "text"),
-        ("day", "date"),
-    ],
-    grouped: &VISIT_ROLLUP_DIMENSIONS,
+    keys: &VISIT_KEYS,
     index: DAY_INDEX,
     counters: [
         "visits",
@@ -71,6 +64,20 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
     ("value", "text"),
 ];
 const DAY_INDEX: &str = "property_id, dimension, day";
+
+/// `rollup_visits`' keys: the property, the group, the day, then a column per attribute.
+const VISIT_KEYS: [(&str, &str); 16] = {
+    let mut all = [("", ""); 16];
+    all[0] = ("property_id", "uuid");
+    all[1] = ("dimension", "text");
+    all[2] = ("day", "date");
+    let mut i = 0;
+    while i < VISIT_ROLLUP_DIMENSIONS.len() {
+        all[3 + i] = (VISIT_ROLLUP_DIMENSIONS[i], "text");
+        i += 1;
+    }
+    all
+};
 
 /// The `(property, day)` units of the rollups that batches have added rows to since they were
 /// last merged, with the dimensions added to (see [`Rollup`]; [`HOURS`] for the hourly rollup's
@@ -237,9 +244,6 @@ pub struct Rollup<const N: usize> {
     pub table: &'static str,
     /// The key columns with their types.
     pub keys: &'static [(&'static str, &'static str)],
-    /// Further `text` key columns, empty in the rows of groups they are not in (see
-    /// [`VISIT_ROLLUP_GROUPS`]).
-    pub grouped: &'static [&'static str],
     /// The columns of its index, which readers and merges look rows up by.
     pub index: &'static str,
     /// The `bigint` counter columns.
@@ -247,22 +251,17 @@ pub struct Rollup<const N: usize> {
 }
 
 impl<const N: usize> Rollup<N> {
-    /// The key columns, then the grouped ones, comma-separated.
+    /// The key columns, comma-separated.
     pub fn key_list(&self) -> String {
-        let names: Vec<&str> = self.key_columns().map(|(c, _)| c).collect();
+        let names: Vec<&str> = self.keys.iter().map(|(c, _)| *c).collect();
         names.join(", ")
-    }
-
-    /// The key columns, then the grouped ones, with their types.
-    pub fn key_columns(&self) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
-        let grouped = self.grouped.iter().map(|c| (*c, "text"));
-        self.keys.iter().copied().chain(grouped)
     }
 
     /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its index.
     fn ddl(&self, g: Generation) -> Vec<String> {
         let keys: String = self
-            .key_columns()
+            .keys
+            .iter()
             .map(|(c, ty)| format!("{c} {ty} NOT NULL, "))
             .collect();
         let counters: Vec<String> = self

@@ -593,10 +593,15 @@ impl RollupKey for VisitKey {
             .bind(keys.clone().map(|(_, _, day, _)| *day).collect::<Vec<_>>());
         for (group, attributes) in VISIT_ROLLUP_GROUPS {
             for i in 0..attributes.len() {
-                let column = keys.clone().map(|(_, g, _, values)| match *g == group {
-                    true => values[i].as_str(),
-                    false => "",
-                });
+                let column = keys.clone().map(
+                    |(_, g, _, values)| {
+                        if *g == group {
+                            values[i].as_str()
+                        } else {
+                            ""
+                        }
+                    },
+                );
                 q = q.bind(column.collect::<Vec<_>>());
             }
         }
@@ -682,7 +687,7 @@ async fn write_rollup<K: RollupKey, V: RollupRow<N>, const N: usize>(
 fn write_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
     let keys = rollup.key_list();
     let counters = rollup.counters.join(", ");
-    let types = rollup.key_columns().map(|(_, ty)| ty);
+    let types = rollup.keys.iter().map(|(_, ty)| *ty);
     let arrays: Vec<String> = types
         .chain(["bigint"; N])
         .chain(["bytea"])
