@@ -24,9 +24,10 @@
 //! in every zone, +05:30 and DST included.
 //!
 //! [`schema`] names the tables, columns and dimensions and holds the DDL; [`rows`] are what a
-//! batch changes; [`store`] loads and writes them, with sketches built by [`hll`]; [`merge`]
-//! compacts the appended rollups.
+//! batch changes; [`store`] loads and writes them, the rollups through `append`, with sketches
+//! built by [`hll`]; [`merge`] compacts the appended rollups.
 
+mod append;
 pub mod hll;
 pub mod merge;
 pub mod rows;
