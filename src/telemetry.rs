@@ -20,6 +20,7 @@ pub const PROJECTION_BATCH_DURATION: &str = "footfall_projection_batch_duration_
 pub const PROJECTION_LAG_EVENTS: &str = "footfall_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "footfall_projection_lag_seconds";
 pub const QUERY_CACHE: &str = "footfall_query_cache_total";
+pub const QUERY_VERSION_READS: &str = "footfall_query_version_reads_total";
 pub const PROPS_NOT_ROLLED_UP: &str = "footfall_props_not_rolled_up_total";
 pub const READS_ABANDONED: &str = "footfall_reads_abandoned_total";
 
@@ -93,6 +94,11 @@ fn describe() {
         PROPS_NOT_ROLLED_UP,
         Unit::Count,
         "Props of applied hits whose key is past its property's FOOTFALL_MAX_PROP_KEYS: kept in the enriched hits, not rolled up."
+    );
+    describe_counter!(
+        QUERY_VERSION_READS,
+        Unit::Count,
+        "Statements that read the read models' versions for reports (one for every group of reports that arrived together)."
     );
     describe_counter!(
         READS_ABANDONED,

@@ -6,19 +6,16 @@
 
 use std::sync::{Arc, Mutex};
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use super::engine::{self, EngineError};
-use super::reads::{Held, Reads};
+use super::reads::{Held, Reads, Source};
+use super::versions::{Version, Versions};
 use super::{Query, ResultRow};
 use crate::cache::Bounded;
 
 type Answer = Arc<Vec<ResultRow>>;
-
-/// The live generation of `hits`, the sum of the property's positions in it, and (for a query
-/// that includes imports) the position of the property's last imports event applied.
-type Version = (i32, i64, i64);
 
 #[derive(Clone)]
 struct Entry {
@@ -31,14 +28,21 @@ struct Entry {
 #[derive(Clone)]
 pub struct Reports {
     reads: Reads,
+    /// Version reads on the primary, then on each replica.
+    versions: Arc<Vec<Versions>>,
     /// Answers by query, bounded in bytes (`FOOTFALL_REPORT_CACHE_MB`).
     entries: Arc<Mutex<Bounded<String, Entry>>>,
 }
 
 impl Reports {
     pub fn new(reads: Reads, cache_bytes: usize) -> Self {
+        let versions = std::iter::once(reads.primary())
+            .chain(reads.replicas())
+            .map(|pool| Versions::new(pool.clone()))
+            .collect();
         Self {
             reads,
+            versions: Arc::new(versions),
             entries: Arc::new(Mutex::new(Bounded::new(cache_bytes))),
         }
     }
@@ -46,26 +50,28 @@ impl Reports {
     /// Answers on a replica if there is one; on the primary if it cannot.
     pub async fn run(&self, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
         let (pool, source) = self.reads.pick();
-        match self.run_on(pool, q).await {
+        match self.run_on(pool, source, q).await {
             Err(EngineError::Database(e)) if self.reads.falls_back(source, &e) => {
-                self.run_on(self.reads.primary(), q).await
+                self.run_on(self.reads.primary(), Source::Primary, q).await
             }
             answer => answer,
         }
     }
 
     /// Answers from one database: the version read there keys the answer computed there, which
-    /// is at least as new (a replica only moves forward), so a shared answer is never stale.
-    async fn run_on(&self, pool: &PgPool, q: &Query) -> Result<Vec<ResultRow>, EngineError> {
-        Held::read(pool, async |db| self.answer(db, q).await).await
-    }
-
-    async fn answer(
+    /// is at least as new (a replica only moves forward), so a shared answer is never stale. A
+    /// shared answer takes no connection of its own.
+    async fn run_on(
         &self,
-        db: &mut PgConnection,
+        pool: &PgPool,
+        source: Source,
         q: &Query,
     ) -> Result<Vec<ResultRow>, EngineError> {
-        let version = Self::version(db, q).await?;
+        let versions = match source {
+            Source::Primary => &self.versions[0],
+            Source::Replica(i) => &self.versions[1 + i],
+        };
+        let version: Version = versions.of(q.property_id, q.imports).await?;
         let key = format!("{q:?}");
         let cell = {
             let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
@@ -88,7 +94,9 @@ impl Reports {
             .increment(1);
         // A failed computation is not kept: the next caller computes again.
         let answer = cell
-            .get_or_try_init(move || async move { engine::run(db, q).await.map(Arc::new) })
+            .get_or_try_init(move || async move {
+                Held::read(pool, async |db| engine::run(db, q).await.map(Arc::new)).await
+            })
             .await?
             .clone();
         if !hit {
@@ -100,26 +108,6 @@ impl Reports {
             }
         }
         Ok(answer.as_ref().clone())
-    }
-
-    async fn version(db: &mut PgConnection, q: &Query) -> Result<Version, EngineError> {
-        let imported = if q.imports {
-            format!(
-                "(SELECT position FROM {} WHERE property_id = $1)",
-                crate::projections::imported::VERSIONS
-            )
-        } else {
-            "0".to_owned()
-        };
-        let row: Option<Version> = sqlx::query_as(&format!(
-            "SELECT g.generation, COALESCE((SELECT sum(position) FROM hit_versions WHERE property_id = $1), 0)::bigint, \
-             COALESCE({imported}, 0)::bigint \
-             FROM projection_generations g WHERE g.projection = 'hits' AND g.state = 'live'",
-        ))
-        .bind(q.property_id)
-        .fetch_optional(db)
-        .await?;
-        Ok(row.unwrap_or_default())
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod cache;
 pub mod engine;
 pub mod reads;
+mod versions;
 
 use chrono::{Datelike, Duration, Months, NaiveDate, NaiveDateTime};
 use serde::Serialize;

@@ -54,6 +54,10 @@ impl Reads {
         &self.primary
     }
 
+    pub fn replicas(&self) -> impl Iterator<Item = &PgPool> {
+        self.replicas.iter().map(|r| &r.pool)
+    }
+
     /// The next replica that is not passed over, or the primary.
     pub fn pick(&self) -> (&PgPool, Source) {
         let n = self.replicas.len();

@@ -171,7 +171,9 @@ async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
     let (app, key, blocker) = locked_app("60000").await;
     let key = key.as_str();
 
-    // As many reports as the query pool has connections, each from a client that gives up.
+    // As many reports as the query pool has connections, each from a client that gives up. They
+    // arrive together: one statement reads both reports' versions and waits for the lock, the other
+    // report waits for it.
     let address = app.address.trim_start_matches("http://").to_owned();
     let mut clients = Vec::new();
     for limit in [11, 12] {
@@ -188,9 +190,9 @@ async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
         clients.push(socket);
     }
     let sent = clients.len() as i64;
-    let waiting = eventually(Duration::from_secs(10), "both reports waiting", || async {
+    let waiting = eventually(Duration::from_secs(10), "the reports waiting", || async {
         let n = waiting_for_locks(&app).await;
-        (n == sent).then_some(n)
+        (n >= 1).then_some(n)
     })
     .await;
     drop(clients);
@@ -252,8 +254,9 @@ async fn a_report_held_up_by_a_lock_times_out_without_taking_collection_or_admin
         .map(|r| (r.status, r.code().to_owned()))
         .collect();
     eprintln!("reports behind the lock: {codes:?}; collect {collected}, admin {admin} in {took:?}");
-    // Those that got a connection ran into the statement timeout; the others found the query
-    // pool taken until they gave up waiting for it. Either way a clear 503.
+    // Those whose statement ran (or who waited for the one that read their versions) ran into the
+    // statement timeout; the others found the query pool taken until they gave up waiting for it.
+    // Either way a clear 503.
     let timeout = (503, "query_timeout".to_owned());
     let no_connection = (503, "unavailable".to_owned());
     assert!(

@@ -612,6 +612,84 @@ async fn answers_are_shared_until_the_property_changes() {
     assert_eq!(pageviews().await, 2, "a change is seen at once");
 }
 
+/// Reports that arrive together read their properties' versions in one statement, not one each:
+/// every report still gets its own property's answer, and a change is seen by every report that
+/// arrives after it.
+#[actix_web::test]
+async fn reports_arriving_together_share_their_version_reads() {
+    let app = spawn_app().await;
+    let sites = ["a.example", "b.example", "c.example"];
+    for site in sites {
+        app.register(site, "UTC").await;
+    }
+    let post = |site: &'static str, page: String| {
+        let app = &app;
+        async move {
+            let res = app
+                .post_event(
+                    &json!({"n": "pageview", "u": format!("https://{site}{page}"), "d": site}),
+                    &[],
+                )
+                .await;
+            assert_eq!(res.status, 202);
+        }
+    };
+    for (i, site) in sites.iter().enumerate() {
+        for n in 0..=i {
+            post(site, format!("/{n}")).await;
+        }
+    }
+    app.wait_projected().await;
+    let version_reads = || async {
+        let text = app.admin_get("/metrics").await.text;
+        text.lines()
+            .filter(|l| l.starts_with("footfall_query_version_reads_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // 20 reports of each site at once.
+    let wave = |sites: &'static [&'static str]| {
+        let app = &app;
+        futures_util::future::join_all(sites.iter().flat_map(|site| {
+            (0..20).map(move |_| async move {
+                let res = app
+                    .query(
+                        ADMIN_TOKEN,
+                        &json!({"site_id": site, "metrics": ["pageviews"], "date_range": "day"}),
+                    )
+                    .await;
+                assert_eq!(res.status, 200, "{}", res.text);
+                (
+                    *site,
+                    res.body["results"][0]["metrics"][0].as_u64().unwrap(),
+                )
+            })
+        }))
+    };
+    let before = version_reads().await;
+    let answers = wave(&["a.example", "b.example", "c.example"]).await;
+    let reads = version_reads().await - before;
+    for (site, pageviews) in &answers {
+        let posted = 1 + sites.iter().position(|s| s == site).unwrap() as u64;
+        assert_eq!(*pageviews, posted, "{site}");
+    }
+    eprintln!("{} reports, {reads} version reads", answers.len());
+    assert!(
+        reads >= 1.0 && reads < answers.len() as f64,
+        "{reads} version reads for {} reports",
+        answers.len()
+    );
+    post("b.example", "/new".into()).await;
+    app.wait_projected().await;
+    for (site, pageviews) in wave(&["b.example"]).await {
+        assert_eq!(
+            (site, pageviews),
+            ("b.example", 3),
+            "a change is seen at once"
+        );
+    }
+}
+
 /// The top of a breakdown over many values is found without a sketch union per value; it must
 /// be exactly the top the enriched table gives, page after page.
 #[actix_web::test]
