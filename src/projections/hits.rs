@@ -90,7 +90,7 @@ impl Projection for HitsProjection {
     /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too. 8: the visit
     /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`).
     fn schema_version(&self) -> i32 {
-        8
+        9
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

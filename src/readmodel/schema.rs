@@ -66,8 +66,8 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 const DAY_INDEX: &str = "property_id, dimension, day";
 
 /// `rollup_visits`' keys: the property, the group, the day, then a column per attribute.
-const VISIT_KEYS: [(&str, &str); 16] = {
-    let mut all = [("", ""); 16];
+const VISIT_KEYS: [(&str, &str); 18] = {
+    let mut all = [("", ""); 18];
     all[0] = ("property_id", "uuid");
     all[1] = ("dimension", "text");
     all[2] = ("day", "date");
@@ -168,7 +168,7 @@ pub fn visit_dimensions() -> impl Iterator<Item = &'static str> {
 
 /// The visit attributes kept in `rollup_visits` (the ones dashboards break down by), in the order
 /// of [`VISIT_ROLLUP_GROUPS`].
-pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
+pub const VISIT_ROLLUP_DIMENSIONS: [&str; 15] = [
     "source",
     "channel",
     "utm_source",
@@ -180,6 +180,8 @@ pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
     "country",
     "region",
     "city",
+    "region_name",
+    "city_name",
     "entry_page",
     "exit_page",
 ];
@@ -189,8 +191,8 @@ pub const VISIT_ROLLUP_DIMENSIONS: [&str; 13] = [
 /// source and its channel, a browser and its OS, a city and its country) combine into few more
 /// rows than the most varied of them has values; entry and exit pages are as varied as the visits
 /// when pages are (a shop of a million products), and the same when a visit sees one page. So a
-/// visit costs four rows rather than thirteen, and a breakdown by one attribute sums its group's
-/// rows.
+/// visit costs four rows rather than one per attribute, and a breakdown by one attribute sums its
+/// group's rows.
 pub const VISIT_ROLLUP_GROUPS: [(&str, &[&str]); 4] = [
     (
         "acquisition",
@@ -203,7 +205,11 @@ pub const VISIT_ROLLUP_GROUPS: [(&str, &[&str]); 4] = [
         ],
     ),
     ("technology", &["device", "browser", "os"]),
-    ("location", &["country", "region", "city"]),
+    // A region's and a city's names go with their codes: they add columns, not rows.
+    (
+        "location",
+        &["country", "region", "city", "region_name", "city_name"],
+    ),
     ("pages", &["entry_page", "exit_page"]),
 ];
 
@@ -488,7 +494,8 @@ mod tests {
              day date NOT NULL, source text NOT NULL, channel text NOT NULL, utm_source text NOT NULL, \
              utm_medium text NOT NULL, utm_campaign text NOT NULL, device text NOT NULL, \
              browser text NOT NULL, os text NOT NULL, country text NOT NULL, region text NOT NULL, \
-             city text NOT NULL, entry_page text NOT NULL, exit_page text NOT NULL, \
+             city text NOT NULL, region_name text NOT NULL, city_name text NOT NULL, \
+             entry_page text NOT NULL, exit_page text NOT NULL, \
              visitors hll NOT NULL, visits bigint NOT NULL, bounces bigint NOT NULL, \
              duration bigint NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
              engaged bigint NOT NULL)"

@@ -512,6 +512,26 @@ async fn scenario_answers(s: &Scenario) -> Vec<Value> {
         );
     }
 
+    // Every geography breakdown is read from the rollup (the names with their codes), and gives
+    // what the visits themselves give (a filter that matches everything reads `sessions`).
+    for dimension in [
+        "visit:country",
+        "visit:region",
+        "visit:region_name",
+        "visit:city",
+        "visit:city_name",
+    ] {
+        let metrics = json!(["visitors", "visits", "bounce_rate", "visit_duration"]);
+        let everything = json!([["contains", dimension, [""]]]);
+        let rollup = s.query(metrics.clone(), json!([dimension]), json!([])).await;
+        assert_eq!(
+            rollup,
+            s.query(metrics, json!([dimension]), everything).await,
+            "{dimension}"
+        );
+        assert!(rollup.as_array().unwrap().len() >= 3, "{dimension}: {rollup}");
+    }
+
     // Goals: a custom event and a page pattern; conversion rates are out of all 3 visitors.
     check(
         Value::Object(
