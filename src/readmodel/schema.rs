@@ -66,8 +66,8 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 const DAY_INDEX: &str = "property_id, dimension, day";
 
 /// `rollup_visits`' keys: the property, the group, the day, then a column per attribute.
-const VISIT_KEYS: [(&str, &str); 18] = {
-    let mut all = [("", ""); 18];
+const VISIT_KEYS: [(&str, &str); 20] = {
+    let mut all = [("", ""); 20];
     all[0] = ("property_id", "uuid");
     all[1] = ("dimension", "text");
     all[2] = ("day", "date");
@@ -168,12 +168,14 @@ pub fn visit_dimensions() -> impl Iterator<Item = &'static str> {
 
 /// The visit attributes kept in `rollup_visits` (the ones dashboards break down by), in the order
 /// of [`VISIT_ROLLUP_GROUPS`].
-pub const VISIT_ROLLUP_DIMENSIONS: [&str; 15] = [
+pub const VISIT_ROLLUP_DIMENSIONS: [&str; 17] = [
     "source",
     "channel",
     "utm_source",
     "utm_medium",
     "utm_campaign",
+    "utm_term",
+    "utm_content",
     "device",
     "browser",
     "os",
@@ -194,6 +196,8 @@ pub const VISIT_ROLLUP_DIMENSIONS: [&str; 15] = [
 /// visit costs four rows rather than one per attribute, and a breakdown by one attribute sums its
 /// group's rows.
 pub const VISIT_ROLLUP_GROUPS: [(&str, &[&str]); 4] = [
+    // A visit without UTM tags (most) adds nothing to the combinations; tagged ones add a row
+    // per term and content they come with.
     (
         "acquisition",
         &[
@@ -202,6 +206,8 @@ pub const VISIT_ROLLUP_GROUPS: [(&str, &[&str]); 4] = [
             "utm_source",
             "utm_medium",
             "utm_campaign",
+            "utm_term",
+            "utm_content",
         ],
     ),
     ("technology", &["device", "browser", "os"]),
@@ -492,7 +498,8 @@ mod tests {
             ROLLUP_VISITS.ddl(3)[0],
             "CREATE TABLE rollup_visits_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
              day date NOT NULL, source text NOT NULL, channel text NOT NULL, utm_source text NOT NULL, \
-             utm_medium text NOT NULL, utm_campaign text NOT NULL, device text NOT NULL, \
+             utm_medium text NOT NULL, utm_campaign text NOT NULL, utm_term text NOT NULL, \
+             utm_content text NOT NULL, device text NOT NULL, \
              browser text NOT NULL, os text NOT NULL, country text NOT NULL, region text NOT NULL, \
              city text NOT NULL, region_name text NOT NULL, city_name text NOT NULL, \
              entry_page text NOT NULL, exit_page text NOT NULL, \

@@ -323,6 +323,57 @@ async fn rollups_and_enriched_tables_agree() {
     }
 }
 
+/// UTM terms and contents are rolled up in a group of their own: their breakdowns, from the
+/// rollup, count what the visits count.
+#[actix_web::test]
+async fn utm_terms_and_contents_are_rolled_up() {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "UTC").await;
+    let tagged = |term: &str, content: &str| {
+        format!("https://shop.example/?utm_source=google&utm_medium=cpc&utm_campaign=spring&utm_term={term}&utm_content={content}")
+    };
+    let urls = [
+        tagged("shoes", "banner"),
+        tagged("shoes", "text"),
+        tagged("red%20boots", "banner"),
+        "https://shop.example/".to_owned(),
+    ];
+    let hits = urls
+        .iter()
+        .enumerate()
+        .map(|(visitor, url)| {
+            hit_event(
+                &p,
+                &Seed {
+                    visitor: visitor as u64,
+                    at: "2026-03-01T10:00:00Z",
+                    name: "pageview",
+                    url,
+                    props: &[],
+                },
+            )
+        })
+        .collect();
+    app.seed(hits).await;
+    app.wait_projected().await;
+    for (dimension, want) in [
+        ("visit:utm_term", json!([["shoes", 2], ["red boots", 1]])),
+        ("visit:utm_content", json!([["banner", 2], ["text", 1]])),
+    ] {
+        let q = json!({"metrics": ["visitors"], "dimensions": [dimension]});
+        let rollup = v2(&app, &p, q.clone()).await;
+        let mut filtered = q;
+        filtered["filters"] = json!([["contains", dimension, [""]]]);
+        assert_eq!(rollup, v2(&app, &p, filtered).await, "{dimension}");
+        let got: Vec<Value> = rollup
+            .iter()
+            .filter(|r| r["dimensions"][0] != "")
+            .map(|r| json!([r["dimensions"][0], r["metrics"][0]]))
+            .collect();
+        assert_eq!(Value::Array(got), want, "{dimension}");
+    }
+}
+
 #[actix_web::test]
 async fn the_v1_endpoints_answer_the_same_numbers() {
     let (app, p) = scenario().await;

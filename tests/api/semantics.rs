@@ -523,13 +523,18 @@ async fn scenario_answers(s: &Scenario) -> Vec<Value> {
     ] {
         let metrics = json!(["visitors", "visits", "bounce_rate", "visit_duration"]);
         let everything = json!([["contains", dimension, [""]]]);
-        let rollup = s.query(metrics.clone(), json!([dimension]), json!([])).await;
+        let rollup = s
+            .query(metrics.clone(), json!([dimension]), json!([]))
+            .await;
         assert_eq!(
             rollup,
             s.query(metrics, json!([dimension]), everything).await,
             "{dimension}"
         );
-        assert!(rollup.as_array().unwrap().len() >= 3, "{dimension}: {rollup}");
+        assert!(
+            rollup.as_array().unwrap().len() >= 3,
+            "{dimension}: {rollup}"
+        );
     }
 
     // Goals: a custom event and a page pattern; conversion rates are out of all 3 visitors.
