@@ -66,8 +66,8 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 const DAY_INDEX: &str = "property_id, dimension, day";
 
 /// `rollup_visits`' keys: the property, the group, the day, then a column per attribute.
-const VISIT_KEYS: [(&str, &str); 20] = {
-    let mut all = [("", ""); 20];
+const VISIT_KEYS: [(&str, &str); 21] = {
+    let mut all = [("", ""); 21];
     all[0] = ("property_id", "uuid");
     all[1] = ("dimension", "text");
     all[2] = ("day", "date");
@@ -168,7 +168,7 @@ pub fn visit_dimensions() -> impl Iterator<Item = &'static str> {
 
 /// The visit attributes kept in `rollup_visits` (the ones dashboards break down by), in the order
 /// of [`VISIT_ROLLUP_GROUPS`].
-pub const VISIT_ROLLUP_DIMENSIONS: [&str; 17] = [
+pub const VISIT_ROLLUP_DIMENSIONS: [&str; 18] = [
     "source",
     "channel",
     "utm_source",
@@ -182,6 +182,7 @@ pub const VISIT_ROLLUP_DIMENSIONS: [&str; 17] = [
     "country",
     "region",
     "city",
+    "country_name",
     "region_name",
     "city_name",
     "entry_page",
@@ -211,10 +212,17 @@ pub const VISIT_ROLLUP_GROUPS: [(&str, &[&str]); 4] = [
         ],
     ),
     ("technology", &["device", "browser", "os"]),
-    // A region's and a city's names go with their codes: they add columns, not rows.
+    // The names go with their codes: they add columns, not rows.
     (
         "location",
-        &["country", "region", "city", "region_name", "city_name"],
+        &[
+            "country",
+            "region",
+            "city",
+            "country_name",
+            "region_name",
+            "city_name",
+        ],
     ),
     ("pages", &["entry_page", "exit_page"]),
 ];
@@ -501,7 +509,8 @@ mod tests {
              utm_medium text NOT NULL, utm_campaign text NOT NULL, utm_term text NOT NULL, \
              utm_content text NOT NULL, device text NOT NULL, \
              browser text NOT NULL, os text NOT NULL, country text NOT NULL, region text NOT NULL, \
-             city text NOT NULL, region_name text NOT NULL, city_name text NOT NULL, \
+             city text NOT NULL, country_name text NOT NULL, region_name text NOT NULL, \
+             city_name text NOT NULL, \
              entry_page text NOT NULL, exit_page text NOT NULL, \
              visitors hll NOT NULL, visits bigint NOT NULL, bounces bigint NOT NULL, \
              duration bigint NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \

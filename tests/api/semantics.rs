@@ -516,6 +516,7 @@ async fn scenario_answers(s: &Scenario) -> Vec<Value> {
     // what the visits themselves give (a filter that matches everything reads `sessions`).
     for dimension in [
         "visit:country",
+        "visit:country_name",
         "visit:region",
         "visit:region_name",
         "visit:city",
