@@ -88,7 +88,8 @@ impl Projection for HitsProjection {
     /// with its own read-model versions. 5: per-day versions (`hit_days`) and the funnel answers
     /// cached by day (`funnel_days`). 6: the prop keys rolled up are capped per property and
     /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too. 8: the visit
-    /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`).
+    /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`). 9: and the geography's
+    /// names and the UTM term and content with them.
     fn schema_version(&self) -> i32 {
         9
     }
