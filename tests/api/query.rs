@@ -663,6 +663,50 @@ async fn answers_are_shared_until_the_property_changes() {
     assert_eq!(pageviews().await, 2, "a change is seen at once");
 }
 
+/// Where the values just below the top have nearly as many visitors, the first candidates cannot
+/// prove the top (their last has nearly as many events as the top's last has visitors) and more
+/// are ranked: the answer is still exactly the enriched table's.
+#[actix_web::test]
+async fn the_top_of_a_flat_breakdown_is_exact() {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "UTC").await;
+    // Pages 0–4 have 100 visitors, 5–19 have 97, 20–59 have 50; one pageview each.
+    let visitors = |page: u64| match page {
+        0..5 => 100,
+        5..20 => 97,
+        _ => 50,
+    };
+    let mut hits = Vec::new();
+    for page in 0..60u64 {
+        for v in 0..visitors(page) {
+            hits.push(hit_event(
+                &p,
+                &Seed {
+                    visitor: v,
+                    at: "2026-03-01T10:00:00Z",
+                    name: "pageview",
+                    url: &format!("https://shop.example/p{page}"),
+                    props: &[],
+                },
+            ));
+        }
+    }
+    app.seed(hits).await;
+    app.wait_projected().await;
+    let q = json!({"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"],
+                   "date_range": ["2026-03-01", "2026-03-01"], "pagination": {"limit": 5}});
+    let rollup = v2(&app, &p, q.clone()).await;
+    let mut filtered = q;
+    filtered["filters"] = json!([["contains", "event:page", [""]]]);
+    assert_eq!(rollup, v2(&app, &p, filtered).await);
+    let pages: Vec<&str> = rollup
+        .iter()
+        .map(|r| r["dimensions"][0].as_str().unwrap())
+        .collect();
+    assert_eq!(pages, ["/p0", "/p1", "/p2", "/p3", "/p4"]);
+    assert!(rollup.iter().all(|r| r["metrics"] == json!([100, 100])));
+}
+
 /// Reports that arrive together read their properties' versions in one statement, not one each:
 /// every report still gets its own property's answer, and a change is seen by every report that
 /// arrives after it.
