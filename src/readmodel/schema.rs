@@ -168,26 +168,22 @@ pub fn visit_dimensions() -> impl Iterator<Item = &'static str> {
 
 /// The visit attributes kept in `rollup_visits` (the ones dashboards break down by), in the order
 /// of [`VISIT_ROLLUP_GROUPS`].
-pub const VISIT_ROLLUP_DIMENSIONS: [&str; 18] = [
-    "source",
-    "channel",
-    "utm_source",
-    "utm_medium",
-    "utm_campaign",
-    "utm_term",
-    "utm_content",
-    "device",
-    "browser",
-    "os",
-    "country",
-    "region",
-    "city",
-    "country_name",
-    "region_name",
-    "city_name",
-    "entry_page",
-    "exit_page",
-];
+pub const VISIT_ROLLUP_DIMENSIONS: [&str; 18] = {
+    let mut all = [""; 18];
+    let (mut n, mut g) = (0, 0);
+    while g < VISIT_ROLLUP_GROUPS.len() {
+        let attributes = VISIT_ROLLUP_GROUPS[g].1;
+        let mut i = 0;
+        while i < attributes.len() {
+            all[n] = attributes[i];
+            n += 1;
+            i += 1;
+        }
+        g += 1;
+    }
+    assert!(n == all.len(), "every grouped attribute, once");
+    all
+};
 
 /// The groups of [`VISIT_ROLLUP_DIMENSIONS`] that `rollup_visits` keeps together: a row per
 /// combination of a group's values, not per attribute value. Attributes that go together (a

@@ -670,29 +670,13 @@ async fn answers_are_shared_until_the_property_changes() {
 async fn the_top_of_a_flat_breakdown_is_exact() {
     let app = spawn_app().await;
     let p = app.register("shop.example", "UTC").await;
-    // Pages 0–4 have 100 visitors, 5–19 have 97, 20–59 have 50; one pageview each.
+    // Pages 0–4 have 100 visitors, 5–19 have 97, 20–59 have 50.
     let visitors = |page: u64| match page {
         0..5 => 100,
         5..20 => 97,
         _ => 50,
     };
-    let mut hits = Vec::new();
-    for page in 0..60u64 {
-        for v in 0..visitors(page) {
-            hits.push(hit_event(
-                &p,
-                &Seed {
-                    visitor: v,
-                    at: "2026-03-01T10:00:00Z",
-                    name: "pageview",
-                    url: &format!("https://shop.example/p{page}"),
-                    props: &[],
-                },
-            ));
-        }
-    }
-    app.seed(hits).await;
-    app.wait_projected().await;
+    seed_pages(&app, &p, 60, visitors).await;
     let q = json!({"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"],
                    "date_range": ["2026-03-01", "2026-03-01"], "pagination": {"limit": 5}});
     let rollup = v2(&app, &p, q.clone()).await;
@@ -785,23 +769,19 @@ async fn reports_arriving_together_share_their_version_reads() {
     }
 }
 
-/// The top of a breakdown over many values is found without a sketch union per value; it must
-/// be exactly the top the enriched table gives, page after page.
-#[actix_web::test]
-async fn the_top_of_a_large_breakdown_is_exact() {
-    let app = spawn_app().await;
-    let p = app.register("shop.example", "UTC").await;
-    // Page i has 200 - i visitors, each with one pageview.
+/// Pages `/p0` … of property `p`, page i with `visitors(i)` visitors of one pageview each on
+/// 2026-03-01, projected.
+async fn seed_pages(app: &TestApp, p: &Value, pages: u64, visitors: impl Fn(u64) -> u64) {
     let mut hits = Vec::new();
-    for i in 0..200u64 {
-        for v in 0..(200 - i) {
+    for page in 0..pages {
+        for v in 0..visitors(page) {
             hits.push(hit_event(
-                &p,
+                p,
                 &Seed {
                     visitor: v,
                     at: "2026-03-01T10:00:00Z",
                     name: "pageview",
-                    url: &format!("https://shop.example/p{i}"),
+                    url: &format!("https://shop.example/p{page}"),
                     props: &[],
                 },
             ));
@@ -809,6 +789,16 @@ async fn the_top_of_a_large_breakdown_is_exact() {
     }
     app.seed(hits).await;
     app.wait_projected().await;
+}
+
+/// The top of a breakdown over many values is found without a sketch union per value; it must
+/// be exactly the top the enriched table gives, page after page.
+#[actix_web::test]
+async fn the_top_of_a_large_breakdown_is_exact() {
+    let app = spawn_app().await;
+    let p = app.register("shop.example", "UTC").await;
+    // Page i has 200 - i visitors.
+    seed_pages(&app, &p, 200, |i| 200 - i).await;
     for offset in [0, 5, 40] {
         let q = json!({"metrics": ["visitors", "pageviews"], "dimensions": ["event:page"],
                        "date_range": ["2026-03-01", "2026-03-01"], "pagination": {"limit": 5, "offset": offset}});
