@@ -91,10 +91,11 @@ impl Versions {
         drop(lead);
         match read {
             Ok(versions) => {
+                // In the order read: the group's, then this report's.
                 for ((_, imports, tx), version) in group.into_iter().zip(&versions) {
                     let _ = tx.send(Turn::Read(only(*version, imports)));
                 }
-                Ok(only(versions[versions.len() - 1], imports))
+                Ok(only(versions[properties.len() - 1], imports))
             }
             Err(e) => {
                 let failure = Failure::of(&e);

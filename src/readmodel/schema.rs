@@ -66,8 +66,8 @@ pub const DAY_KEYS: &[(&str, &str)] = &[
 const DAY_INDEX: &str = "property_id, dimension, day";
 
 /// `rollup_visits`' keys: the property, the group, the day, then a column per attribute.
-const VISIT_KEYS: [(&str, &str); 21] = {
-    let mut all = [("", ""); 21];
+const VISIT_KEYS: [(&str, &str); 3 + VISIT_ROLLUP_DIMENSIONS.len()] = {
+    let mut all = [("", ""); 3 + VISIT_ROLLUP_DIMENSIONS.len()];
     all[0] = ("property_id", "uuid");
     all[1] = ("dimension", "text");
     all[2] = ("day", "date");

@@ -172,8 +172,8 @@ async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
     let key = key.as_str();
 
     // As many reports as the query pool has connections, each from a client that gives up. They
-    // arrive together: one statement reads both reports' versions and waits for the lock, the other
-    // report waits for it.
+    // arrive together: the first one's version read waits for the lock in the database, and the
+    // other report waits in this process for that read to end (reads of versions are grouped).
     let address = app.address.trim_start_matches("http://").to_owned();
     let mut clients = Vec::new();
     for limit in [11, 12] {
@@ -190,10 +190,14 @@ async fn a_report_whose_client_goes_away_is_cancelled_in_the_database() {
         clients.push(socket);
     }
     let sent = clients.len() as i64;
-    let waiting = eventually(Duration::from_secs(10), "the reports waiting", || async {
-        let n = waiting_for_locks(&app).await;
-        (n >= 1).then_some(n)
-    })
+    let waiting = eventually(
+        Duration::from_secs(10),
+        "the version read waiting",
+        || async {
+            let n = waiting_for_locks(&app).await;
+            (n == 1).then_some(n)
+        },
+    )
     .await;
     drop(clients);
     let gone = Instant::now();
