@@ -203,7 +203,11 @@ async fn project(
         let Some(last) = events.last() else {
             // Caught up: record how far the log was read (events of other streams included),
             // which also confirms the generation is still wanted and that the leader's
-            // connection, holding the lock, is alive.
+            // connection, holding the lock, is alive. A rebuild analyses its tables before it
+            // says so (see [`Statistics`]).
+            stats
+                .after_batch(&mut conn, slot, 0, Reading::CaughtUp)
+                .await?;
             let position = subscription.position();
             let events_per_second = rate.observe(position);
             if !save_checkpoint(&mut conn, slot, position, events_per_second).await? {
@@ -226,6 +230,11 @@ async fn project(
             writer: &mut writer,
             stats: &mut stats,
             rate: &mut rate,
+            reading: if read >= BATCH_SIZE {
+                Reading::Backlog
+            } else {
+                Reading::CaughtUp
+            },
         };
         if !batch.apply_or_park(&mine, last_position).await? {
             return Ok(Ended::Retired);
@@ -253,6 +262,7 @@ struct Batch<'a> {
     writer: &'a mut Box<dyn ProjectionWriter>,
     stats: &'a mut Statistics,
     rate: &'a mut Rate,
+    reading: Reading,
 }
 
 impl Batch<'_> {
@@ -290,7 +300,7 @@ impl Batch<'_> {
             match failure {
                 None => {
                     self.stats
-                        .after_batch(&mut tx, projection, generation, part.len())
+                        .after_batch(&mut tx, self.slot, part.len(), self.reading)
                         .await?;
                 }
                 Some(e) => {
@@ -425,31 +435,61 @@ async fn checkpoint(conn: &mut PgConnection, slot: &Slot) -> Result<Option<Posit
 /// tables without statistics can pick plans that are slower by orders of magnitude. The tables are
 /// analysed in the batch's transaction whenever the events written since the last analysis reach
 /// the number written before it (so about log2(n) times while n events are written).
+///
+/// A generation that serves no reads yet (a rebuild) and is replaying its backlog waits: its
+/// writes look nothing up that statistics would help, and analysing its growing tables again and
+/// again took a third of PostgreSQL's time in a rebuild. It analyses them once it has read up to
+/// the log's head, before the checkpoint that lets it be switched in.
+///
+/// A generation's partitions share its tables: partition 0's runner keeps their statistics, as it
+/// reaches each size in its share of the events.
 struct Statistics {
     written: usize,
     at_last_analyze: usize,
 }
 
+/// Whether a runner's last read filled its batch (it is replaying a backlog) or reached the head.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Backlog,
+    CaughtUp,
+}
+
 impl Statistics {
     async fn after_batch(
         &mut self,
-        tx: &mut PgConnection,
-        projection: &dyn Projection,
-        g: Generation,
+        conn: &mut PgConnection,
+        slot: &Slot,
         events: usize,
+        reading: Reading,
     ) -> Result<(), sqlx::Error> {
         self.written += events;
-        if self.written - self.at_last_analyze < self.at_last_analyze.max(1000) {
+        if slot.partition != 0 || self.written - self.at_last_analyze < self.at_last_analyze.max(1000) {
             return Ok(());
         }
-        for base in projection.tables() {
-            sqlx::query(&format!("ANALYZE {}", super::table(base, g)))
-                .execute(&mut *tx)
+        if reading == Reading::Backlog && !serves_reads(conn, slot).await? {
+            return Ok(());
+        }
+        for base in slot.projection.tables() {
+            sqlx::query(&format!("ANALYZE {}", super::table(base, slot.generation)))
+                .execute(&mut *conn)
                 .await?;
         }
         self.at_last_analyze = self.written;
         Ok(())
     }
+}
+
+/// Whether the slot's generation is the live one, which queries read.
+async fn serves_reads(conn: &mut PgConnection, slot: &Slot) -> Result<bool, sqlx::Error> {
+    let live: Option<bool> = sqlx::query_scalar(
+        "SELECT state = 'live' FROM projection_generations WHERE projection = $1 AND generation = $2",
+    )
+    .bind(slot.name())
+    .bind(slot.generation)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(live.unwrap_or(false))
 }
 
 /// Events per second over windows of at least a second.
