@@ -464,7 +464,9 @@ impl Statistics {
         reading: Reading,
     ) -> Result<(), sqlx::Error> {
         self.written += events;
-        if slot.partition != 0 || self.written - self.at_last_analyze < self.at_last_analyze.max(1000) {
+        if slot.partition != 0
+            || self.written - self.at_last_analyze < self.at_last_analyze.max(1000)
+        {
             return Ok(());
         }
         if reading == Reading::Backlog && !serves_reads(conn, slot).await? {
