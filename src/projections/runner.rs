@@ -439,7 +439,8 @@ async fn checkpoint(conn: &mut PgConnection, slot: &Slot) -> Result<Option<Posit
 /// A generation that serves no reads yet (a rebuild) and is replaying its backlog waits: its
 /// writes look nothing up that statistics would help, and analysing its growing tables again and
 /// again took a third of PostgreSQL's time in a rebuild. It analyses them once it has read up to
-/// the log's head, before the checkpoint that lets it be switched in.
+/// the log's head, before the checkpoint that lets it be switched in (or, if a flood of appends
+/// keeps every read full until it is switched in, in its first batch as the live generation).
 ///
 /// A generation's partitions share its tables: partition 0's runner keeps their statistics, as it
 /// reaches each size in its share of the events.
