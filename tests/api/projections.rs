@@ -280,6 +280,19 @@ async fn a_projection_killed_mid_batch_resumes_without_double_counting() {
     assert_eq!(distinct, n as i64);
 }
 
+/// Waits until the rebuilt generation 2 of `hits` is live.
+async fn generation_2_goes_live(app: &TestApp) {
+    eventually(
+        Duration::from_secs(120),
+        "generation 2 to go live",
+        || async move {
+            let s = app.projection_status("hits").await;
+            (s["generation"] == 2 && s["state"] == "live").then_some(())
+        },
+    )
+    .await;
+}
+
 /// `n` pageviews of 1,000 visitors on 2026-03-01, one a second.
 fn pageviews_of_a_day(p: &Value, n: u64) -> Vec<footfall::domain::HitRecorded> {
     (0..n)
@@ -319,14 +332,7 @@ async fn a_rebuild_analyses_its_tables_once_caught_up() {
         .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
         .await;
     assert_eq!(res.status, 202, "{}", res.text);
-    eventually(Duration::from_secs(120), "generation 2 to go live", || {
-        let app = &app;
-        async move {
-            let s = app.projection_status("hits").await;
-            (s["generation"] == 2 && s["state"] == "live").then_some(())
-        }
-    })
-    .await;
+    generation_2_goes_live(&app).await;
     let analyses = |table: &'static str| {
         let pool = app.pool.clone();
         async move {
@@ -430,14 +436,7 @@ async fn a_schema_version_change_rebuilds_the_projection_on_start() {
         footfall::projections::Projection::schema_version(&hits)
     );
     assert_eq!(generations.len(), 2);
-    eventually(Duration::from_secs(120), "generation 2 to go live", || {
-        let app = &app;
-        async move {
-            let s = app.projection_status("hits").await;
-            (s["generation"] == 2 && s["state"] == "live").then_some(())
-        }
-    })
-    .await;
+    generation_2_goes_live(&app).await;
     assert_eq!(answers(&app, &queries).await, before);
 }
 
