@@ -356,7 +356,7 @@ async fn a_rebuild_analyses_its_tables_once_caught_up() {
     )
     .await;
     let live = analyses("sessions_g1").await;
-    println!(
+    eprintln!(
         "analyses of `sessions`: {live} as the live generation grew, {rebuilt} in the rebuild"
     );
     assert_eq!(rebuilt, 1, "the rebuild analysed its tables once");
