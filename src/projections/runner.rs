@@ -181,6 +181,8 @@ async fn project(
         at_last_analyze: start.0 as usize,
     };
     let mut replays_checked = Instant::now();
+    // The next batch of a backlog, read while the previous one was applied.
+    let mut ahead: Option<Vec<RecordedEvent>> = None;
     loop {
         if team.should_yield(slot) {
             // Between batches: everything applied is committed with its checkpoint.
@@ -192,7 +194,10 @@ async fn project(
                 return Ok(Ended::Retired);
             }
         }
-        let mut events = subscription.next(IDLE_WAIT).await?;
+        let mut events = match ahead.take() {
+            Some(events) => events,
+            None => subscription.next(IDLE_WAIT).await?,
+        };
         let lingering = Instant::now();
         while !events.is_empty() && events.len() < LINGER_EVENTS {
             let Some(left) = LINGER.checked_sub(lingering.elapsed()) else {
@@ -224,19 +229,34 @@ async fn project(
         if slot.partitions > 1 {
             mine.retain(|e| slot.owns(e));
         }
+        let reading = if read >= BATCH_SIZE {
+            Reading::Backlog
+        } else {
+            Reading::CaughtUp
+        };
         let mut batch = Batch {
             conn: &mut conn,
             slot,
             writer: &mut writer,
             stats: &mut stats,
             rate: &mut rate,
-            reading: if read >= BATCH_SIZE {
-                Reading::Backlog
-            } else {
-                Reading::CaughtUp
-            },
+            reading,
         };
-        if !batch.apply_or_park(&mine, last_position).await? {
+        // In a backlog, the next batch is read (on another connection, its records decoded here)
+        // while this one is folded on the blocking pool and written: the two overlap instead of
+        // leaving a core idle in turn. Only the checkpoint says what was applied, so a batch read
+        // ahead and then dropped (the runner retired, yielding or failing) is simply read again.
+        let applied = if reading == Reading::Backlog {
+            let (applied, next) = tokio::join!(
+                batch.apply_or_park(&mine, last_position),
+                subscription.next(Duration::ZERO)
+            );
+            ahead = Some(next?);
+            applied?
+        } else {
+            batch.apply_or_park(&mine, last_position).await?
+        };
+        if !applied {
             return Ok(Ended::Retired);
         }
 
