@@ -365,7 +365,8 @@ async fn a_rebuild_analyses_its_tables_once_caught_up() {
         "the live generation analysed its tables as they grew: {live}"
     );
     let unanalysed: Vec<String> = sqlx::query_scalar(
-        "SELECT relname::text FROM pg_stat_user_tables          WHERE relname ~ '^(hits|sessions|rollup_daily|rollup_visits)_g2$' AND last_analyze IS NULL",
+        "SELECT relname::text FROM pg_stat_user_tables \
+         WHERE relname ~ '^(hits|sessions|rollup_daily|rollup_visits)_g2$' AND last_analyze IS NULL",
     )
     .fetch_all(&app.pool)
     .await

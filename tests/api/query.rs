@@ -323,8 +323,8 @@ async fn rollups_and_enriched_tables_agree() {
     }
 }
 
-/// UTM terms and contents are rolled up in a group of their own: their breakdowns, from the
-/// rollup, count what the visits count.
+/// UTM terms and contents are rolled up with the rest of a visit's acquisition: their
+/// breakdowns, from the rollup, count what the visits count.
 #[actix_web::test]
 async fn utm_terms_and_contents_are_rolled_up() {
     let app = spawn_app().await;
