@@ -89,9 +89,10 @@ impl Projection for HitsProjection {
     /// cached by day (`funnel_days`). 6: the prop keys rolled up are capped per property and
     /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too. 8: the visit
     /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`). 9: and the geography's
-    /// names and the UTM term and content with them.
+    /// names and the UTM term and content with them. 10: the daily rollup's weeks pre-merged
+    /// (`rollup_weekly`, versioned in `rollup_weeks`).
     fn schema_version(&self) -> i32 {
-        9
+        10
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

@@ -1,15 +1,19 @@
 //! Merging the appended rollups (see [`super::schema::Rollup`]): the `(property, day)`
 //! units batches have added rows to, taken off the pending list, and the statement that replaces
-//! a key's several rows by one. `crate::projections::merger` runs it in the background.
+//! a key's several rows by one; and the weeks of [`ROLLUP_WEEKLY`], pre-merged from their days.
+//! `crate::projections::merger` runs them in the background.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, Days, NaiveDate};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::schema::{Rollup, HOURS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS};
+use super::schema::{
+    Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS,
+    ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
+};
 use crate::projections::{table, Generation};
 
 /// A `(property, day)` unit of the appended rollups with rows to merge, and the dimensions batches
@@ -161,6 +165,122 @@ fn merge_sql<const N: usize>(
     )
 }
 
+/// The Monday of `day`'s week.
+pub fn week_of(day: NaiveDate) -> NaiveDate {
+    day - Days::new(day.weekday().num_days_from_monday().into())
+}
+
+/// Whether the week that starts on `week` is over in every time zone when it is `today` in UTC:
+/// a local date is never more than a day behind UTC's.
+pub fn week_is_over(week: NaiveDate, today: NaiveDate) -> bool {
+    week + Days::new(8) <= today
+}
+
+/// The weeks of `units` that are over (see [`merge_week`]) and have no unit left to merge, each
+/// once, in key order.
+pub async fn weeks_over(
+    pool: &PgPool,
+    g: Generation,
+    units: &[PendingUnit],
+    today: NaiveDate,
+) -> Result<Vec<(Uuid, NaiveDate)>, sqlx::Error> {
+    let weeks: std::collections::BTreeSet<(Uuid, NaiveDate)> = units
+        .iter()
+        .map(|u| (u.property_id, week_of(u.day)))
+        .filter(|(_, week)| week_is_over(*week, today))
+        .collect();
+    if weeks.is_empty() {
+        return Ok(vec![]);
+    }
+    sqlx::query_as(&format!(
+        "SELECT property_id, week FROM UNNEST($1::uuid[], $2::date[]) AS u(property_id, week) \
+         WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE p.property_id = u.property_id \
+           AND p.day >= u.week AND p.day < u.week + 7) ORDER BY 1, 2",
+        table(ROLLUP_PENDING, g)
+    ))
+    .bind(weeks.iter().map(|w| w.0).collect::<Vec<_>>())
+    .bind(weeks.iter().map(|w| w.1).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await
+}
+
+/// Up to `limit` weeks of the last five that are over, have no unit left to merge, and whose
+/// [`ROLLUP_WEEKLY`] rows are missing or stale (their version is not the week's [`HIT_DAYS`] one):
+/// a week that has just ended, or whose merge failed.
+pub async fn stale_weeks(
+    pool: &PgPool,
+    g: Generation,
+    today: NaiveDate,
+    limit: i64,
+) -> Result<Vec<(Uuid, NaiveDate)>, sqlx::Error> {
+    let last = week_of(today - Days::new(8));
+    sqlx::query_as(&format!(
+        "SELECT d.property_id, d.week FROM (SELECT property_id, date_trunc('week', day)::date AS week, \
+           sum(position)::bigint AS version FROM {} WHERE day >= $1 AND day < $2 GROUP BY 1, 2) d \
+         LEFT JOIN {} w USING (property_id, week) WHERE w.version IS DISTINCT FROM d.version \
+           AND NOT EXISTS (SELECT 1 FROM {} p WHERE p.property_id = d.property_id \
+             AND p.day >= d.week AND p.day < d.week + 7) \
+         ORDER BY d.property_id, d.week LIMIT $3",
+        table(HIT_DAYS, g),
+        table(ROLLUP_WEEKS, g),
+        table(ROLLUP_PENDING, g)
+    ))
+    .bind(last - Days::new(28))
+    .bind(last + Days::new(7))
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+}
+
+/// Writes the [`ROLLUP_WEEKLY`] rows of `property`'s `week` from its days' [`ROLLUP_DAILY`] rows
+/// of each dimension that has [`WEEK_MIN_ROWS`] of them, with the week's version read in the same
+/// snapshot and the dimensions written. The week's version row is locked first, so
+/// that mergers on two nodes write a week one after the other (in key order, which
+/// [`weeks_over`] and [`stale_weeks`] keep).
+pub async fn merge_week(
+    conn: &mut PgConnection,
+    g: Generation,
+    property: Uuid,
+    week: NaiveDate,
+) -> Result<u64, sqlx::Error> {
+    let (weeks, weekly) = (table(ROLLUP_WEEKS, g), table(ROLLUP_WEEKLY.table, g));
+    sqlx::query(&format!(
+        "INSERT INTO {weeks} (property_id, week, version, dimensions) VALUES ($1, $2, -1, '{{}}') \
+         ON CONFLICT (property_id, week) DO UPDATE SET version = -1"
+    ))
+    .bind(property)
+    .bind(week)
+    .execute(&mut *conn)
+    .await?;
+    let keys = ROLLUP_DAILY.key_list();
+    let sums: String = ROLLUP_DAILY
+        .counters
+        .iter()
+        .map(|c| format!(", sum({c})::bigint"))
+        .collect();
+    let written: i64 = sqlx::query_scalar(&format!(
+        "WITH gone AS (DELETE FROM {weekly} WHERE property_id = $1 AND day = $2), \
+         wide AS (SELECT dimension FROM {daily} WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 \
+           GROUP BY dimension HAVING count(*) >= {WEEK_MIN_ROWS}), \
+         written AS (INSERT INTO {weekly} ({keys}, visitors, {counters}) \
+           SELECT property_id, dimension, $2, value, hll_union_agg(visitors){sums} FROM {daily} \
+           WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 AND dimension IN (SELECT dimension FROM wide) \
+           GROUP BY property_id, dimension, value RETURNING 1) \
+         UPDATE {weeks} SET version = (SELECT coalesce(sum(position), 0)::bigint FROM {days} \
+           WHERE property_id = $1 AND day >= $2 AND day < $2 + 7), \
+           dimensions = ARRAY(SELECT dimension FROM wide ORDER BY 1) \
+         WHERE property_id = $1 AND week = $2 RETURNING (SELECT count(*) FROM written)",
+        counters = ROLLUP_DAILY.counters.join(", "),
+        daily = table(ROLLUP_DAILY.table, g),
+        days = table(HIT_DAYS, g),
+    ))
+    .bind(property)
+    .bind(week)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(written as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +297,18 @@ mod tests {
              SELECT property_id, dimension, day, value, hll_union_agg(visitors), sum(pageviews)::bigint, \
              sum(events)::bigint FROM gone GROUP BY property_id, dimension, day, value"
         );
+    }
+
+    #[test]
+    fn a_week_is_merged_once_it_is_over_everywhere() {
+        let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+        // 2026-03-02 is a Monday.
+        assert_eq!(week_of(day("2026-03-02")), day("2026-03-02"));
+        assert_eq!(week_of(day("2026-03-08")), day("2026-03-02"));
+        assert_eq!(week_of(day("2026-03-09")), day("2026-03-09"));
+        // Its Sunday, the 8th, ends on the 9th at 12:00 UTC twelve hours west of UTC.
+        assert!(!week_is_over(day("2026-03-02"), day("2026-03-09")));
+        assert!(week_is_over(day("2026-03-02"), day("2026-03-10")));
     }
 
     #[test]

@@ -579,3 +579,197 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     let fresh = spawn_app_on(app.database_url.clone(), &[("FOOTFALL_ROLES", "query")]).await;
     assert_eq!(answers(&fresh, &queries).await, before);
 }
+
+#[actix_web::test]
+async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
+    use chrono::NaiveDate;
+    use footfall::eventlog::postgres::PgEventLog;
+    use footfall::projections::{self, ProjectionManager};
+    use footfall::readmodel::merge::{
+        merge_unit, merge_week, stale_weeks, take_pending, weeks_over,
+    };
+
+    // Projections run here without the merger, so that nothing merges before the test does.
+    let app = spawn_app_with(&[("FOOTFALL_ROLES", "collect,query,admin")]).await;
+    let log = std::sync::Arc::new(PgEventLog::new(app.pool.clone()));
+    actix::Actor::start(ProjectionManager::new(
+        projections::all(),
+        log,
+        app.pool.clone(),
+    ));
+    let p = app.register("shop.example", "UTC").await;
+    let property = uuid::Uuid::parse_str(p["id"].as_str().unwrap()).unwrap();
+    // 25 days from Sunday 2026-03-01: 300 hits a day over 400 pages, so each whole week has more
+    // than a thousand page rows (pre-merged) and a few event-name rows (not).
+    let mut state: u64 = 7;
+    let mut next = |m: u64| {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) % m
+    };
+    let mut hits = Vec::new();
+    for i in 0..25 * 300 {
+        let at = format!(
+            "2026-03-{:02}T{:02}:{:02}:00Z",
+            1 + i / 300,
+            next(24),
+            next(60)
+        );
+        let page = format!("https://shop.example/p{}", next(400));
+        let name = if next(10) == 0 { "Signup" } else { "pageview" };
+        let seed = Seed {
+            visitor: next(3_000),
+            at: &at,
+            name,
+            url: &page,
+            props: &[],
+        };
+        hits.push(hit_event(&p, &seed));
+    }
+    app.seed(hits).await;
+    app.wait_projected().await;
+
+    // A reader that keeps no answers: each query reads the rollups.
+    let reader = spawn_app_on(
+        app.database_url.clone(),
+        &[
+            ("FOOTFALL_ROLES", "query"),
+            ("FOOTFALL_REPORT_CACHE_MB", "0"),
+        ],
+    )
+    .await;
+    let q = |metrics: Value, dims: Value, limit: u32| {
+        json!({"site_id": "shop.example", "metrics": metrics, "date_range": ["2026-03-01", "2026-03-25"],
+               "dimensions": dims, "pagination": {"limit": limit}})
+    };
+    let queries = [
+        // The top ten: ranked by events first (`top_by_visitors`).
+        q(json!(["visitors", "pageviews"]), json!(["event:page"]), 10),
+        // Every page: the whole breakdown.
+        q(
+            json!(["visitors", "pageviews", "events"]),
+            json!(["event:page"]),
+            1_000,
+        ),
+        q(json!(["visitors", "events"]), json!(["event:name"]), 10),
+        q(json!(["visitors", "pageviews"]), json!(["time:day"]), 100),
+    ];
+    let before = answers(&reader, &queries).await;
+    assert_eq!(before[1].as_array().unwrap().len(), 400);
+
+    // Merge the days, then the weeks that are over by the 30th: those of 23 February (its Sunday,
+    // the 1st, too few rows to pre-merge any), and 2, 9 and 16 March.
+    let day = |s: &str| s.parse::<NaiveDate>().unwrap();
+    let today = day("2026-03-30");
+    let merge_days = || async {
+        let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
+            .await
+            .unwrap();
+        let mut conn = app.pool.acquire().await.unwrap();
+        for unit in &units {
+            merge_unit(&mut conn, 1, unit).await.unwrap();
+        }
+        units
+    };
+    let units = merge_days().await;
+    let stale = stale_weeks(&app.pool, 1, today, 100).await.unwrap();
+    let weeks: Vec<_> = ["2026-02-23", "2026-03-02", "2026-03-09", "2026-03-16"]
+        .into_iter()
+        .map(|w| (property, day(w)))
+        .collect();
+    assert_eq!(stale, weeks);
+    assert_eq!(
+        weeks_over(&app.pool, 1, &units, today).await.unwrap(),
+        weeks
+    );
+    let mut conn = app.pool.acquire().await.unwrap();
+    let mut written = 0;
+    for (property, week) in &weeks {
+        written += merge_week(&mut conn, 1, *property, *week).await.unwrap();
+    }
+    let count = |sql: &'static str| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let weekly = "SELECT count(*) FROM rollup_weekly_g1";
+    eprintln!("{written} weekly rows written for {} weeks", weeks.len());
+    assert!(written > 3 * 300);
+    assert_eq!(count(weekly).await, written as i64);
+    assert_eq!(
+        count("SELECT count(*) FROM rollup_weeks_g1 WHERE dimensions = '{page}'").await,
+        3,
+        "only the pages have enough rows a week"
+    );
+    assert!(stale_weeks(&app.pool, 1, today, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(answers(&reader, &queries).await, before);
+
+    // The page breakdowns read the weeks' rows: changed there, their answers change.
+    let tamper = |by: i64| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query("UPDATE rollup_weekly_g1 SET pageviews = pageviews + $1")
+                .bind(by)
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+    };
+    tamper(1_000).await;
+    let tampered = answers(&reader, &queries).await;
+    assert_ne!(tampered[1], before[1]);
+    assert_eq!(tampered[2..], before[2..]);
+    tamper(-1_000).await;
+    assert_eq!(answers(&reader, &queries).await, before);
+
+    // A late hit into a week already merged: the week is read from its days until it is merged
+    // again, then from its new rows.
+    app.seed(vec![hit_event(
+        &p,
+        &Seed {
+            visitor: 99_999,
+            at: "2026-03-11T12:00:00Z",
+            name: "pageview",
+            url: "https://shop.example/late",
+            props: &[],
+        },
+    )])
+    .await;
+    app.wait_projected().await;
+    let pageviews = |answer: &Value| -> i64 {
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["metrics"][1].as_i64().unwrap())
+            .sum()
+    };
+    let late = answers(&reader, &queries).await;
+    let late_page = late[1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["dimensions"][0] == "/late")
+        .cloned();
+    assert_eq!(late_page.map(|r| r["metrics"][1].clone()), Some(json!(1)));
+    assert_eq!(pageviews(&late[1]), pageviews(&before[1]) + 1);
+    let units = merge_days().await;
+    let again = weeks_over(&app.pool, 1, &units, today).await.unwrap();
+    assert_eq!(again, [(property, day("2026-03-09"))]);
+    merge_week(&mut conn, 1, property, day("2026-03-09"))
+        .await
+        .unwrap();
+    assert!(stale_weeks(&app.pool, 1, today, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(answers(&reader, &queries).await, late);
+}

@@ -1,7 +1,7 @@
-//! Readers of the rollups (`rollup_hourly`, `rollup_daily`, `rollup_visits`), and of the bots
-//! counted in `rollup_daily`.
+//! Readers of the rollups (`rollup_hourly`, `rollup_daily` with its pre-merged weeks in
+//! `rollup_weekly`, `rollup_visits`), and of the bots counted in `rollup_daily`.
 
-use sqlx::{PgConnection, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::agg::{fetch, Groups};
@@ -11,7 +11,7 @@ use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
     prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group, DIM_BOT, DIM_PROP_PREFIX, HITS,
-    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS,
+    HIT_DAYS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
@@ -220,6 +220,71 @@ impl DayRows<'_> {
             value: "value",
         }
     }
+
+    /// ` FROM` these rows of `property` over the whole days of `range`, then ` WHERE` and their
+    /// conditions, to which more can be added with ` AND`. `by_week` (the days' rows are summed
+    /// together) reads the daily rollup's weeks that lie in the range and are pre-merged at their
+    /// current version from [`ROLLUP_WEEKLY`], and the other days from the daily rollup.
+    fn push_from(
+        &self,
+        qb: &mut QueryBuilder<'_, Postgres>,
+        property: Uuid,
+        range: &DateRange,
+        by_week: bool,
+    ) {
+        let (from, to) = (range.from.date(), range.to.date());
+        let weeks =
+            by_week && self.table == ROLLUP_DAILY.table && to - from >= chrono::Duration::days(7);
+        let same = |qb: &mut QueryBuilder<'_, Postgres>| {
+            qb.push(" WHERE property_id = ")
+                .push_bind(property)
+                .push(" AND dimension = ")
+                .push_bind(self.dimension.clone());
+        };
+        if !weeks {
+            qb.push(format!(" FROM {}", self.table));
+            same(qb);
+            qb.push(" AND day >= ")
+                .push_bind(from)
+                .push(" AND day < ")
+                .push_bind(to);
+            return;
+        }
+        // The weeks in the range that hold the dimension, their rows written at the version their
+        // days have now.
+        let fresh = |qb: &mut QueryBuilder<'_, Postgres>| {
+            qb.push(format!(
+                "(SELECT w.week FROM {ROLLUP_WEEKS} w WHERE w.property_id = "
+            ))
+            .push_bind(property)
+            .push(" AND w.week >= ")
+            .push_bind(from)
+            .push(" AND w.week + 7 <= ")
+            .push_bind(to)
+            .push(" AND ")
+            .push_bind(self.dimension.clone())
+            .push(format!(
+                " = ANY(w.dimensions) AND w.version = (SELECT coalesce(sum(h.position), 0) \
+                     FROM {HIT_DAYS} h WHERE h.property_id = w.property_id AND h.day >= w.week \
+                     AND h.day < w.week + 7))"
+            ));
+        };
+        qb.push(format!(" FROM (SELECT * FROM {}", ROLLUP_WEEKLY.table));
+        same(qb);
+        qb.push(" AND day = ANY(ARRAY");
+        fresh(qb);
+        // The other days, listed so that the index finds only their rows.
+        qb.push(format!(") UNION ALL SELECT * FROM {}", self.table));
+        same(qb);
+        qb.push(" AND day = ANY(ARRAY(SELECT d::date FROM generate_series(")
+            .push_bind(from)
+            .push("::timestamp, ")
+            .push_bind(to)
+            .push("::timestamp - interval '1 day', interval '1 day') d WHERE date_trunc('week', d)::date NOT IN ");
+        fresh(qb);
+        qb.push("))");
+        qb.push(") r WHERE true");
+    }
 }
 
 /// A breakdown from a rollup by day and dimension value (`rollup_daily`, `rollup_visits`);
@@ -232,28 +297,20 @@ async fn day_rollup(
     paged: bool,
     values: Option<Vec<String>>,
 ) -> Result<Groups, EngineError> {
-    let DayRows {
-        table,
-        dimension,
-        value,
-    } = rows;
+    let value = rows.value;
     let mut qb = QueryBuilder::new("SELECT ");
+    let mut by_day = false;
     for (i, d) in q.dimensions.iter().enumerate() {
         match d {
             Dimension::Time(g) => {
+                by_day = true;
                 qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
             }
             _ => qb.push(format!("{value} AS d{i}, ")),
         };
     }
-    qb.push(format!("{metrics} FROM {table} WHERE property_id = "));
-    qb.push_bind(q.property_id)
-        .push(" AND dimension = ")
-        .push_bind(dimension.clone())
-        .push(" AND day >= ")
-        .push_bind(q.range.from.date())
-        .push(" AND day < ")
-        .push_bind(q.range.to.date());
+    qb.push(metrics);
+    rows.push_from(&mut qb, q.property_id, &q.range, !by_day);
     if let Some(values) = values {
         qb.push(format!(" AND {value} = ANY("))
             .push_bind(values)
@@ -284,19 +341,9 @@ async fn events_by_value(
     range: &DateRange,
     limit: Option<i64>,
 ) -> Result<Vec<(String, i64)>, EngineError> {
-    let sql = format!(
-        "SELECT value, sum(events)::bigint AS e FROM {} \
-         WHERE property_id = $1 AND dimension = $2 AND day >= $3 AND day < $4 \
-         GROUP BY value ORDER BY e DESC, value LIMIT $5",
-        ROLLUP_DAILY.table
-    );
-    let rows = sqlx::query_as(&sql)
-        .bind(property_id)
-        .bind(dimension)
-        .bind(range.from.date())
-        .bind(range.to.date())
-        .bind(limit)
-        .fetch_all(&mut *db)
-        .await?;
-    Ok(rows)
+    let mut qb = QueryBuilder::new("SELECT value, sum(events)::bigint AS e");
+    DayRows::daily(dimension.to_owned()).push_from(&mut qb, property_id, range, true);
+    qb.push(" GROUP BY value ORDER BY e DESC, value LIMIT ")
+        .push_bind(limit);
+    Ok(qb.build_query_as().fetch_all(&mut *db).await?)
 }
