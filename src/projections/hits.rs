@@ -90,7 +90,8 @@ impl Projection for HitsProjection {
     /// partition (`hit_prop_keys`). 7: the hourly rollup is appended and merged too. 8: the visit
     /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`). 9: and the geography's
     /// names and the UTM term and content with them. 10: the daily rollup's weeks pre-merged
-    /// (`rollup_weekly`, versioned in `rollup_weeks`).
+    /// (`rollup_weekly`, versioned in `rollup_weeks`); visits keyed by visitor first, without an
+    /// index of their visitors.
     fn schema_version(&self) -> i32 {
         10
     }

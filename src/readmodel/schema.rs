@@ -357,13 +357,13 @@ pub fn ddl(g: Generation) -> Vec<String> {
                entry_page text NOT NULL, exit_page text NOT NULL, entry_at timestamptz NOT NULL,
                exit_at timestamptz NOT NULL, conversions integer NOT NULL,
                {visit_columns}
-               PRIMARY KEY (property_id, session_id)) WITH (fillfactor = 85)"
+               PRIMARY KEY (property_id, visitor_key, session_id)) WITH (fillfactor = 85)"
         ),
         // A visit's row changes with each of its hits. No index covers a column that changes
         // then (`last_at`, the counters, the exit page), and the pages keep room, so those updates
-        // are HOT: the row is rewritten in place and no index is touched. Finding a visitor's latest
-        // visit sorts their few visits.
-        format!("CREATE INDEX ON {sessions} (property_id, visitor_key)"),
+        // are HOT: the row is rewritten in place and no index is touched. The key leads with the
+        // visitor, so finding a visitor's visits (the fold's lookups) needs no index of its own:
+        // it sorts their few visits.
         format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
         format!(
             "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \

@@ -436,7 +436,7 @@ impl Store {
             .collect();
         let on_conflict = if upsert {
             format!(
-                " ON CONFLICT (property_id, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
+                " ON CONFLICT (property_id, visitor_key, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
                  last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
                  events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
                  exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \

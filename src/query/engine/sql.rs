@@ -82,7 +82,8 @@ pub(super) fn push_hits_source(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
         let columns: String = visit_dimensions().map(|c| format!(", s.{c}")).collect();
         qb.push(format!(
             " FROM (SELECT h.*{columns} FROM {HITS} h JOIN {SESSIONS} s \
-             ON s.property_id = h.property_id AND s.session_id = h.session_id) {HITS}"
+             ON s.property_id = h.property_id AND s.visitor_key = h.visitor_key \
+             AND s.session_id = h.session_id) {HITS}"
         ));
     } else {
         qb.push(format!(" FROM {HITS}"));
