@@ -125,13 +125,25 @@ impl Session {
     /// The value of a `visit:*` attribute (`entry_page`, `exit_page` or a [`Visit::COLUMNS`]
     /// column); empty for an unknown one.
     pub fn attribute(&self, column: &str) -> &str {
+        Self::attribute_index(column).map_or("", |i| self.attributes()[i])
+    }
+
+    /// Every `visit:*` attribute's value: the [`Visit::COLUMNS`], then the entry and exit pages.
+    pub fn attributes(&self) -> [&str; Visit::COLUMNS.len() + 2] {
+        let visit = self.visit.values();
+        std::array::from_fn(|i| match i.checked_sub(visit.len()) {
+            None => visit[i],
+            Some(0) => self.entry_page.as_str(),
+            Some(_) => self.exit_page.as_str(),
+        })
+    }
+
+    /// Where [`Session::attributes`] holds a `visit:*` attribute.
+    pub fn attribute_index(column: &str) -> Option<usize> {
         match column {
-            "entry_page" => &self.entry_page,
-            "exit_page" => &self.exit_page,
-            _ => Visit::COLUMNS
-                .iter()
-                .position(|c| *c == column)
-                .map_or("", |i| self.visit.values()[i]),
+            "entry_page" => Some(Visit::COLUMNS.len()),
+            "exit_page" => Some(Visit::COLUMNS.len() + 1),
+            _ => Visit::COLUMNS.iter().position(|c| *c == column),
         }
     }
 

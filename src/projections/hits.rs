@@ -4,6 +4,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, NaiveDateTime, Timelike, Utc};
@@ -411,6 +412,18 @@ fn contribute(
 /// group of attributes. Its visitor is added to a row's sketch when the visit first counts there
 /// (sketches cannot subtract; a visit whose attribution changes leaves its visitor in the old
 /// row's sketch).
+/// Where [`contribute_visit`] finds each attribute of each of [`VISIT_ROLLUP_GROUPS`] in
+/// [`Session::attributes`]: resolved once rather than by name for every visit.
+static GROUP_ATTRIBUTES: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
+    VISIT_ROLLUP_GROUPS
+        .iter()
+        .map(|(_, attributes)| {
+            let index = |a: &&str| Session::attribute_index(a).expect("a visit attribute");
+            attributes.iter().map(index).collect()
+        })
+        .collect()
+});
+
 fn contribute_visit(
     rows: &mut BTreeMap<VisitKey, VisitDelta>,
     pid: PropertyId,
@@ -426,26 +439,34 @@ fn contribute_visit(
         v.events += sign * i64::from(s.events);
         v.engaged += sign * i64::from(s.is_engaged());
     };
-    let key = |s: &Session, group, attributes: &[&str]| -> VisitKey {
-        let values = attributes.iter().map(|a| s.attribute(a).to_owned());
-        (pid, group, local(s.started_at, tz).date(), values.collect())
-    };
-    for (group, attributes) in VISIT_ROLLUP_GROUPS {
-        let new_key = key(new, group, attributes);
-        let moved = match old {
-            Some(o) => {
-                let old_key = key(o, group, attributes);
-                let moved = old_key != new_key;
-                add(rows.entry(old_key).or_default(), o, -1);
-                moved
-            }
-            None => true,
+    let day = |s: &Session| local(s.started_at, tz).date();
+    let (new_day, new_values) = (day(new), new.attributes());
+    let old = old.map(|o| (o, day(o), o.attributes()));
+    for ((group, _), indices) in VISIT_ROLLUP_GROUPS.iter().zip(GROUP_ATTRIBUTES.iter()) {
+        let key = |day, values: &[&str]| -> VisitKey {
+            let values = indices.iter().map(|&i| values[i].to_owned());
+            (pid, group, day, values.collect())
         };
-        let row = rows.entry(new_key).or_default();
+        let row = match &old {
+            // The visit stays in its row: its change is added there.
+            Some((o, old_day, old_values))
+                if *old_day == new_day && indices.iter().all(|&i| old_values[i] == new_values[i]) =>
+            {
+                let row = rows.entry(key(new_day, &new_values)).or_default();
+                add(row, o, -1);
+                row
+            }
+            // It moves to another row (or is new), with its visitor.
+            moved => {
+                if let Some((o, old_day, old_values)) = moved {
+                    add(rows.entry(key(*old_day, old_values)).or_default(), o, -1);
+                }
+                let row = rows.entry(key(new_day, &new_values)).or_default();
+                row.visitors.push(new.visitor_key);
+                row
+            }
+        };
         add(row, new, 1);
-        if moved {
-            row.visitors.push(new.visitor_key);
-        }
     }
 }
 
