@@ -408,10 +408,6 @@ fn contribute(
     h.engaged += sign * i64::from(s.is_engaged());
 }
 
-/// Moves a visit's contribution to `rollup_visits` from its old state to its new one, in each
-/// group of attributes. Its visitor is added to a row's sketch when the visit first counts there
-/// (sketches cannot subtract; a visit whose attribution changes leaves its visitor in the old
-/// row's sketch).
 /// Where [`contribute_visit`] finds each attribute of each of [`VISIT_ROLLUP_GROUPS`] in
 /// [`Session::attributes`]: resolved once rather than by name for every visit.
 static GROUP_ATTRIBUTES: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
@@ -424,6 +420,10 @@ static GROUP_ATTRIBUTES: LazyLock<Vec<Vec<usize>>> = LazyLock::new(|| {
         .collect()
 });
 
+/// Moves a visit's contribution to `rollup_visits` from its old state to its new one, in each
+/// group of attributes. Its visitor is added to a row's sketch when the visit first counts there
+/// (sketches cannot subtract; a visit whose attribution changes leaves its visitor in the old
+/// row's sketch).
 fn contribute_visit(
     rows: &mut BTreeMap<VisitKey, VisitDelta>,
     pid: PropertyId,
@@ -450,7 +450,8 @@ fn contribute_visit(
         let row = match &old {
             // The visit stays in its row: its change is added there.
             Some((o, old_day, old_values))
-                if *old_day == new_day && indices.iter().all(|&i| old_values[i] == new_values[i]) =>
+                if *old_day == new_day
+                    && indices.iter().all(|&i| old_values[i] == new_values[i]) =>
             {
                 let row = rows.entry(key(new_day, &new_values)).or_default();
                 add(row, o, -1);
