@@ -157,10 +157,7 @@ async fn merge_all(pool: &PgPool, g: Generation, units: &[PendingUnit]) -> Resul
     if units.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = unsynced(pool).await?;
     for unit in units {
         merge::merge_unit(&mut tx, g, unit).await?;
     }
@@ -177,12 +174,20 @@ async fn merge_weeks(
     if weeks.is_empty() {
         return Ok(());
     }
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
+    let mut tx = unsynced(pool).await?;
     for (property, week) in weeks {
         merge::merge_week(&mut tx, g, *property, *week).await?;
     }
     tx.commit().await
+}
+
+/// A transaction whose commit does not wait for the disk.
+async fn unsynced(
+    pool: &PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    sqlx::query("SET LOCAL synchronous_commit = off")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
 }

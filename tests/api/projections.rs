@@ -508,14 +508,11 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
     }
 }
 
-#[actix_web::test]
-async fn merging_the_appended_rollups_changes_no_answer() {
+/// An app whose projections run without the merger, so that nothing merges before the test does.
+async fn spawn_app_without_merger() -> TestApp {
     use footfall::eventlog::postgres::PgEventLog;
     use footfall::projections::{self, ProjectionManager};
-    use footfall::readmodel::merge::{merge_unit, take_pending};
-    use footfall::readmodel::schema::VISIT_ROLLUP_DIMENSIONS;
 
-    // Projections run here without the merger, so that nothing merges before the test does.
     let app = spawn_app_with(&[("FOOTFALL_ROLES", "collect,query,admin")]).await;
     let log = std::sync::Arc::new(PgEventLog::new(app.pool.clone()));
     actix::Actor::start(ProjectionManager::new(
@@ -523,6 +520,15 @@ async fn merging_the_appended_rollups_changes_no_answer() {
         log,
         app.pool.clone(),
     ));
+    app
+}
+
+#[actix_web::test]
+async fn merging_the_appended_rollups_changes_no_answer() {
+    use footfall::readmodel::merge::{merge_unit, take_pending};
+    use footfall::readmodel::schema::VISIT_ROLLUP_DIMENSIONS;
+
+    let app = spawn_app_without_merger().await;
     let (_, hits) = data_set(&app, 6_000).await;
     // Three waves over the same days, each projected before the next: the rollups get several
     // rows for many keys.
@@ -583,20 +589,11 @@ async fn merging_the_appended_rollups_changes_no_answer() {
 #[actix_web::test]
 async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     use chrono::NaiveDate;
-    use footfall::eventlog::postgres::PgEventLog;
-    use footfall::projections::{self, ProjectionManager};
     use footfall::readmodel::merge::{
         merge_unit, merge_week, stale_weeks, take_pending, weeks_over,
     };
 
-    // Projections run here without the merger, so that nothing merges before the test does.
-    let app = spawn_app_with(&[("FOOTFALL_ROLES", "collect,query,admin")]).await;
-    let log = std::sync::Arc::new(PgEventLog::new(app.pool.clone()));
-    actix::Actor::start(ProjectionManager::new(
-        projections::all(),
-        log,
-        app.pool.clone(),
-    ));
+    let app = spawn_app_without_merger().await;
     let p = app.register("shop.example", "UTC").await;
     let property = uuid::Uuid::parse_str(p["id"].as_str().unwrap()).unwrap();
     // 25 days from Sunday 2026-03-01: 300 hits a day over 400 pages, so each whole week has more
