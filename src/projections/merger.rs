@@ -1,10 +1,10 @@
 //! Merges the appended rollups' rows (see [`crate::readmodel::schema::Rollup`]): the
 //! `hits` projection's batches append rows, and this actor replaces each key's several rows by
 //! one, unit by unit, in the background. Merging never changes an answer, so it needs no
-//! checkpoint: every node runs a merger, and the units they take never overlap. Once a week is
-//! over, it pre-merges the week's rows of the daily rollup
-//! ([`crate::readmodel::schema::ROLLUP_WEEKLY`]), again whenever one of its units is merged. Hourly,
-//! it also drops the funnel answers kept per day that were not computed for a month
+//! checkpoint: every node runs a merger, and the units they take never overlap. After merging
+//! units, it pre-merges the daily rollup's weeks among theirs and the weeks before that are over
+//! and changed ([`crate::readmodel::schema::ROLLUP_WEEKLY`]). Hourly, it also drops the funnel
+//! answers kept per day that were not computed for a month
 //! ([`crate::readmodel::schema::FUNNEL_DAYS`]).
 
 use std::sync::Arc;
@@ -19,9 +19,6 @@ use crate::readmodel::merge::{self, PendingUnit};
 
 /// How often the merger takes units.
 const INTERVAL: Duration = Duration::from_secs(1);
-/// How often it looks for weeks that are over and not pre-merged (at its start, then this often,
-/// and at every tick while it finds a full batch of them).
-const WEEKS_INTERVAL: Duration = Duration::from_secs(600);
 /// How often it prunes the funnel answers kept per day.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// A unit is merged once batches have stopped adding to it for this long...
@@ -40,8 +37,6 @@ pub struct RollupMerger {
     pool: PgPool,
     log: Arc<dyn EventLog>,
     busy: bool,
-    /// When it last looked for weeks to pre-merge and found fewer than a batch.
-    weeks_checked: Option<std::time::Instant>,
 }
 
 impl RollupMerger {
@@ -50,7 +45,6 @@ impl RollupMerger {
             pool,
             log,
             busy: false,
-            weeks_checked: None,
         }
     }
 
@@ -60,23 +54,14 @@ impl RollupMerger {
         }
         self.busy = true;
         let (pool, log) = (self.pool.clone(), self.log.clone());
-        let check_weeks = self
-            .weeks_checked
-            .is_none_or(|at| at.elapsed() >= WEEKS_INTERVAL);
         ctx.spawn(
             async move {
-                pass(&pool, &*log, check_weeks).await.unwrap_or_else(|e| {
+                if let Err(e) = pass(&pool, &*log).await {
                     tracing::warn!(error = %e, "merging rollup rows failed");
-                    false
-                })
+                }
             }
             .into_actor(self)
-            .map(move |more_weeks, act, _| {
-                act.busy = false;
-                if check_weeks && !more_weeks {
-                    act.weeks_checked = Some(std::time::Instant::now());
-                }
-            }),
+            .map(|(), act, _| act.busy = false),
         );
     }
 }
@@ -101,13 +86,8 @@ impl Actor for RollupMerger {
 }
 
 /// Merges some of what is pending in every live or building generation of `hits` that is not
-/// far behind the log, and pre-merges the weeks that are over among the units merged, and (when
-/// `check_weeks`) among those not pre-merged. Whether it found a full batch of the latter.
-async fn pass(
-    pool: &PgPool,
-    log: &dyn EventLog,
-    check_weeks: bool,
-) -> Result<bool, ProjectionError> {
+/// far behind the log, then the weeks [`merge::weeks_to_merge`] finds among them.
+async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> {
     let projection = hits::HitsProjection::default();
     let current = crate::projections::Projection::schema_version(&projection);
     let head = log.head().await?.position.0 as i64;
@@ -119,18 +99,17 @@ async fn pass(
         .map(|g| g.generation)
         .collect();
     let today = chrono::Utc::now().date_naive();
-    let mut more_weeks = false;
     for g in generations {
         let units = merge::take_pending(pool, g, TAKE, QUIET, AGE).await?;
         merge_all(pool, g, &units).await?;
-        merge_weeks(pool, g, &merge::weeks_over(pool, g, &units, today).await?).await?;
-        if check_weeks {
-            let stale = merge::stale_weeks(pool, g, today, TAKE).await?;
-            more_weeks |= stale.len() as i64 == TAKE;
-            merge_weeks(pool, g, &stale).await?;
-        }
+        merge_weeks(
+            pool,
+            g,
+            &merge::weeks_to_merge(pool, g, &units, today).await?,
+        )
+        .await?;
     }
-    Ok(more_weeks)
+    Ok(())
 }
 
 /// Drops the funnel answers kept per day that no query computed for a month, in every generation
@@ -165,7 +144,7 @@ async fn merge_all(pool: &PgPool, g: Generation, units: &[PendingUnit]) -> Resul
 }
 
 /// Pre-merges weeks (in key order) in one transaction that does not wait for the disk either: a
-/// week lost in a crash is read from its days until the next check finds it.
+/// week lost in a crash is read from its days until a unit of it or of the next week is merged.
 async fn merge_weeks(
     pool: &PgPool,
     g: Generation,

@@ -176,9 +176,13 @@ pub fn week_is_over(week: NaiveDate, today: NaiveDate) -> bool {
     week + Days::new(8) <= today
 }
 
-/// The weeks of `units` that are over (see [`merge_week`]) and have no unit left to merge, each
-/// once, in key order.
-pub async fn weeks_over(
+/// The weeks to pre-merge after merging `units` (see [`merge_week`]): of the weeks of the units
+/// and the weeks before them, those that are over, have hits, have no unit left to merge, and whose
+/// [`ROLLUP_WEEKLY`] rows are missing or stale (their version is not the week's [`HIT_DAYS`] one),
+/// each once, in key order. A busy property has units every day, so its last week is pre-merged
+/// within a day or two of its end, and again after a late hit or an import changes it; a quiet
+/// one's weeks may never be, which costs little, since it has few rows to read by day.
+pub async fn weeks_to_merge(
     pool: &PgPool,
     g: Generation,
     units: &[PendingUnit],
@@ -186,17 +190,27 @@ pub async fn weeks_over(
 ) -> Result<Vec<(Uuid, NaiveDate)>, sqlx::Error> {
     let weeks: std::collections::BTreeSet<(Uuid, NaiveDate)> = units
         .iter()
-        .map(|u| (u.property_id, week_of(u.day)))
+        .flat_map(|u| {
+            let week = week_of(u.day);
+            [(u.property_id, week), (u.property_id, week - Days::new(7))]
+        })
         .filter(|(_, week)| week_is_over(*week, today))
         .collect();
     if weeks.is_empty() {
         return Ok(vec![]);
     }
     sqlx::query_as(&format!(
-        "SELECT property_id, week FROM UNNEST($1::uuid[], $2::date[]) AS u(property_id, week) \
-         WHERE NOT EXISTS (SELECT 1 FROM {} p WHERE p.property_id = u.property_id \
-           AND p.day >= u.week AND p.day < u.week + 7) ORDER BY 1, 2",
-        table(ROLLUP_PENDING, g)
+        "SELECT u.property_id, u.week FROM UNNEST($1::uuid[], $2::date[]) AS u(property_id, week) \
+         LEFT JOIN {weeks} w USING (property_id, week) \
+         CROSS JOIN LATERAL (SELECT sum(h.position)::bigint AS version FROM {days} h \
+           WHERE h.property_id = u.property_id AND h.day >= u.week AND h.day < u.week + 7) d \
+         WHERE d.version IS NOT NULL AND w.version IS DISTINCT FROM d.version \
+           AND NOT EXISTS (SELECT 1 FROM {pending} p WHERE p.property_id = u.property_id \
+             AND p.day >= u.week AND p.day < u.week + 7) \
+         ORDER BY 1, 2",
+        weeks = table(ROLLUP_WEEKS, g),
+        pending = table(ROLLUP_PENDING, g),
+        days = table(HIT_DAYS, g),
     ))
     .bind(weeks.iter().map(|w| w.0).collect::<Vec<_>>())
     .bind(weeks.iter().map(|w| w.1).collect::<Vec<_>>())
@@ -204,39 +218,10 @@ pub async fn weeks_over(
     .await
 }
 
-/// Up to `limit` weeks of the last five that are over, have no unit left to merge, and whose
-/// [`ROLLUP_WEEKLY`] rows are missing or stale (their version is not the week's [`HIT_DAYS`] one):
-/// a week that has just ended, or whose merge failed.
-pub async fn stale_weeks(
-    pool: &PgPool,
-    g: Generation,
-    today: NaiveDate,
-    limit: i64,
-) -> Result<Vec<(Uuid, NaiveDate)>, sqlx::Error> {
-    let last = week_of(today - Days::new(8));
-    sqlx::query_as(&format!(
-        "SELECT d.property_id, d.week FROM (SELECT property_id, date_trunc('week', day)::date AS week, \
-           sum(position)::bigint AS version FROM {} WHERE day >= $1 AND day < $2 GROUP BY 1, 2) d \
-         LEFT JOIN {} w USING (property_id, week) WHERE w.version IS DISTINCT FROM d.version \
-           AND NOT EXISTS (SELECT 1 FROM {} p WHERE p.property_id = d.property_id \
-             AND p.day >= d.week AND p.day < d.week + 7) \
-         ORDER BY d.property_id, d.week LIMIT $3",
-        table(HIT_DAYS, g),
-        table(ROLLUP_WEEKS, g),
-        table(ROLLUP_PENDING, g)
-    ))
-    .bind(last - Days::new(28))
-    .bind(last + Days::new(7))
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-}
-
 /// Writes the [`ROLLUP_WEEKLY`] rows of `property`'s `week` from its days' [`ROLLUP_DAILY`] rows
 /// of each dimension that has [`WEEK_MIN_ROWS`] of them, with the week's version read in the same
-/// snapshot and the dimensions written. The week's version row is locked first, so
-/// that mergers on two nodes write a week one after the other (in key order, which
-/// [`weeks_over`] and [`stale_weeks`] keep).
+/// snapshot and the dimensions written. The week's version row is locked first, so that mergers
+/// on two nodes write a week one after the other (in key order, which [`weeks_to_merge`] keeps).
 pub async fn merge_week(
     conn: &mut PgConnection,
     g: Generation,
