@@ -11,8 +11,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::schema::{
-    Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS,
-    ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
+    week_version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING,
+    ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
 };
 use crate::projections::{table, Generation};
 
@@ -202,15 +202,14 @@ pub async fn weeks_to_merge(
     sqlx::query_as(&format!(
         "SELECT u.property_id, u.week FROM UNNEST($1::uuid[], $2::date[]) AS u(property_id, week) \
          LEFT JOIN {weeks} w USING (property_id, week) \
-         CROSS JOIN LATERAL (SELECT sum(h.position)::bigint AS version FROM {days} h \
-           WHERE h.property_id = u.property_id AND h.day >= u.week AND h.day < u.week + 7) d \
-         WHERE d.version IS NOT NULL AND w.version IS DISTINCT FROM d.version \
+         CROSS JOIN LATERAL (SELECT {version} AS version) d \
+         WHERE d.version > 0 AND w.version IS DISTINCT FROM d.version \
            AND NOT EXISTS (SELECT 1 FROM {pending} p WHERE p.property_id = u.property_id \
              AND p.day >= u.week AND p.day < u.week + 7) \
          ORDER BY 1, 2",
         weeks = table(ROLLUP_WEEKS, g),
         pending = table(ROLLUP_PENDING, g),
-        days = table(HIT_DAYS, g),
+        version = week_version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week"),
     ))
     .bind(weeks.iter().map(|w| w.0).collect::<Vec<_>>())
     .bind(weeks.iter().map(|w| w.1).collect::<Vec<_>>())
@@ -251,13 +250,11 @@ pub async fn merge_week(
            SELECT property_id, dimension, $2, value, hll_union_agg(visitors){sums} FROM {daily} \
            WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 AND dimension IN (SELECT dimension FROM wide) \
            GROUP BY property_id, dimension, value RETURNING 1) \
-         UPDATE {weeks} SET version = (SELECT coalesce(sum(position), 0)::bigint FROM {days} \
-           WHERE property_id = $1 AND day >= $2 AND day < $2 + 7), \
-           dimensions = ARRAY(SELECT dimension FROM wide ORDER BY 1) \
+         UPDATE {weeks} SET version = {version}, dimensions = ARRAY(SELECT dimension FROM wide ORDER BY 1) \
          WHERE property_id = $1 AND week = $2 RETURNING (SELECT count(*) FROM written)",
         counters = ROLLUP_DAILY.counters.join(", "),
         daily = table(ROLLUP_DAILY.table, g),
-        days = table(HIT_DAYS, g),
+        version = week_version_sql(&table(HIT_DAYS, g), "$1", "$2::date"),
     ))
     .bind(property)
     .bind(week)

@@ -76,6 +76,16 @@ pub const WEEK_MIN_ROWS: i64 = 1_000;
 /// it holds.
 pub const ROLLUP_WEEKS: &str = "rollup_weeks";
 
+/// The version of the week that starts on `week` (an SQL date) of property `property`, over
+/// `hit_days` (that table, of a generation or its view): the sum of the positions of its days in
+/// every partition, 0 for a week without hits. Merger and readers compare versions by it alone.
+pub fn week_version_sql(hit_days: &str, property: &str, week: &str) -> String {
+    format!(
+        "(SELECT coalesce(sum(h.position), 0)::bigint FROM {hit_days} h \
+         WHERE h.property_id = {property} AND h.day >= {week} AND h.day < {week} + 7)"
+    )
+}
+
 pub const DAY_KEYS: &[(&str, &str)] = &[
     ("property_id", "uuid"),
     ("dimension", "text"),

@@ -10,8 +10,9 @@ use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
 use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
-    prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group, DIM_BOT, DIM_PROP_PREFIX, HITS,
-    HIT_DAYS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS,
+    prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group, week_version_sql, DIM_BOT,
+    DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKLY,
+    ROLLUP_WEEKS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
@@ -264,9 +265,8 @@ impl DayRows<'_> {
             .push(" AND ")
             .push_bind(self.dimension.clone())
             .push(format!(
-                " = ANY(w.dimensions) AND w.version = (SELECT coalesce(sum(h.position), 0) \
-                     FROM {HIT_DAYS} h WHERE h.property_id = w.property_id AND h.day >= w.week \
-                     AND h.day < w.week + 7))"
+                " = ANY(w.dimensions) AND w.version = {})",
+                week_version_sql(HIT_DAYS, "w.property_id", "w.week")
             ));
         };
         qb.push(format!(" FROM (SELECT * FROM {}", ROLLUP_WEEKLY.table));
