@@ -19,17 +19,22 @@ async fn seeded(n: usize) -> (TestApp, Value) {
     (app, p)
 }
 
-/// Registers the data set's two properties and returns the first and the hits.
-async fn data_set(app: &TestApp, n: usize) -> (Value, Vec<footfall::domain::HitRecorded>) {
-    let p = app.register("shop.example", "America/New_York").await;
-    let q = app.register("other.example", "Asia/Kolkata").await;
-    let mut state: u64 = 42;
-    let mut next = |m: u64| {
+/// A deterministic pseudo-random sequence from `seed`: each call gives a number below its bound.
+fn random(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |m| {
         state = state
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         (state >> 33) % m
-    };
+    }
+}
+
+/// Registers the data set's two properties and returns the first and the hits.
+async fn data_set(app: &TestApp, n: usize) -> (Value, Vec<footfall::domain::HitRecorded>) {
+    let p = app.register("shop.example", "America/New_York").await;
+    let q = app.register("other.example", "Asia/Kolkata").await;
+    let mut next = random(42);
     let mut hits = Vec::with_capacity(n);
     for i in 0..n {
         let visitor = next(400);
@@ -596,13 +601,7 @@ async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     let property = uuid::Uuid::parse_str(p["id"].as_str().unwrap()).unwrap();
     // 25 days from Sunday 2026-03-01: 300 hits a day over 400 pages, so each whole week has more
     // than a thousand page rows (pre-merged) and a few event-name rows (not).
-    let mut state: u64 = 7;
-    let mut next = |m: u64| {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (state >> 33) % m
-    };
+    let mut next = random(7);
     let mut hits = Vec::new();
     for i in 0..25 * 300 {
         let at = format!(
