@@ -18,13 +18,15 @@ use crate::eventlog::RecordedEvent;
 
 /// Whether an error lies in the events being applied rather than in the database or the network:
 /// SQLSTATE classes 22 (data exception), 23 (integrity constraint violation) and 54 (program
-/// limit exceeded, such as an index row too large), an event the code cannot decode, or a fold
-/// that panicked.
+/// limit exceeded, such as an index row too large), a value the code cannot encode for the
+/// database (`COPY`'s own encoding of a revenue amount), an event the code cannot decode, or a
+/// fold that panicked.
 pub fn is_data_error(e: &ProjectionError) -> bool {
     match e {
         ProjectionError::Database(sqlx::Error::Database(db)) => db
             .code()
             .is_some_and(|c| c.starts_with("22") || c.starts_with("23") || c.starts_with("54")),
+        ProjectionError::Database(sqlx::Error::Encode(_)) => true,
         ProjectionError::Decode { .. } => true,
         ProjectionError::Fold(join) => join.is_panic(),
         _ => false,
@@ -144,4 +146,18 @@ pub async fn request_replay(pool: &PgPool, projection: &str) -> Result<u64, sqlx
     .execute(pool)
     .await?
     .rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_value_that_cannot_be_encoded_is_the_events_fault_and_a_lost_connection_is_not() {
+        let encode = sqlx::Error::Encode("not a decimal number".into());
+        assert!(is_data_error(&ProjectionError::Database(encode)));
+        assert!(!is_data_error(&ProjectionError::Database(
+            sqlx::Error::PoolTimedOut
+        )));
+    }
 }

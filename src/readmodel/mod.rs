@@ -25,9 +25,11 @@
 //!
 //! [`schema`] names the tables, columns and dimensions and holds the DDL; [`rows`] are what a
 //! batch changes; [`store`] loads and writes them, the rollups through `append`, with sketches
-//! built by [`hll`]; [`merge`] compacts the appended rollups.
+//! built by [`hll`], and the append-only tables' rows with `COPY` (`copy`); [`merge`] compacts
+//! the appended rollups.
 
 mod append;
+mod copy;
 pub mod hll;
 pub mod merge;
 pub mod rows;

@@ -12,6 +12,7 @@ use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use super::append::write_rollup;
+use super::copy::CopyRows;
 use super::rows::{Admitted, Delta, HitRow, Site};
 use super::schema::{
     HITS, HIT_DAYS, HIT_PROPERTIES, HIT_PROP_KEYS, HIT_VERSIONS, HOURS, PROP_KEYS_FULL,
@@ -372,61 +373,72 @@ impl Store {
     }
 
     async fn insert_hits(&self, tx: &mut PgConnection, h: &[HitRow]) -> Result<(), sqlx::Error> {
-        if h.is_empty() {
-            return Ok(());
+        let mut copy = CopyRows::new();
+        for r in h {
+            let (amount, currency) = r.revenue.as_ref().map(|(a, c)| (a, c)).unzip();
+            copy.row(12)
+                .uuid(r.property_id.as_uuid())
+                .int8(r.position)
+                .timestamptz(r.occurred_at)
+                .timestamp(r.local_time)
+                .int8(r.visitor_key)
+                .int8(r.session_id)
+                .text(&r.name)
+                .text(&r.pathname)
+                .text(&r.hostname)
+                .opt_jsonb(r.props.as_deref())
+                .opt_numeric(amount.map(String::as_str))?
+                .opt_text(currency.map(String::as_str));
         }
-        sqlx::query(&format!(
-            "INSERT INTO {} (property_id, position, occurred_at, local_time, visitor_key, session_id, name, pathname, hostname, props, \
-                             revenue_amount, revenue_currency) \
-             SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamp[], $5::bigint[], $6::bigint[], \
-                                  $7::text[], $8::text[], $9::text[], $10::text[]::jsonb[], $11::text[]::numeric[], $12::text[])",
-            self.t(HITS)
-        ))
-        .bind(h.iter().map(|r| r.property_id.as_uuid()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.position).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.occurred_at).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.local_time).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.visitor_key).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.session_id).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.pathname.as_str()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.hostname.as_str()).collect::<Vec<_>>())
-        .bind(h.iter().map(|r| r.props.as_deref()).collect::<Vec<_>>())
-        .bind(
-            h.iter()
-                .map(|r| r.revenue.as_ref().map(|(a, _)| a.as_str()))
-                .collect::<Vec<_>>(),
+        copy.copy(
+            tx,
+            &self.t(HITS),
+            "property_id, position, occurred_at, local_time, visitor_key, session_id, name, \
+             pathname, hostname, props, revenue_amount, revenue_currency",
         )
-        .bind(
-            h.iter()
-                .map(|r| r.revenue.as_ref().map(|(_, c)| c.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
+        .await
     }
 
-    /// Writes the batch's sessions: new ones as plain inserts, continued ones as upserts.
+    /// Writes the batch's sessions: new ones with `COPY`, continued ones as upserts.
     async fn upsert_sessions(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
         let (continued, new): (Vec<_>, Vec<_>) = d
             .sessions
             .iter()
             .partition(|(p, s, _)| d.continued.contains(&(*p, s.id)));
-        self.write_sessions(tx, &new, false).await?;
-        self.write_sessions(tx, &continued, true).await
+        let mut copy = CopyRows::new();
+        for (p, s, start_local) in new {
+            copy.row(14 + VISIT_COLUMNS.len())
+                .uuid(p.as_uuid())
+                .int8(s.id)
+                .int8(s.visitor_key)
+                .timestamptz(s.started_at)
+                .timestamptz(s.last_at)
+                .timestamp(*start_local)
+                .int4(s.pageviews)
+                .int4(s.events)
+                .int4(s.interactive)
+                .text(&s.entry_page)
+                .text(&s.exit_page)
+                .int4(s.conversions)
+                .timestamptz(s.entry_at)
+                .timestamptz(s.exit_at);
+            for value in s.visit.values() {
+                copy.text(value);
+            }
+        }
+        copy.copy(tx, &self.t(SESSIONS), &session_columns()).await?;
+        self.update_sessions(tx, &continued).await
     }
 
-    async fn write_sessions(
+    /// Upserts visits stored before the batch.
+    async fn update_sessions(
         &self,
         tx: &mut PgConnection,
         s: &[&(PropertyId, Session, chrono::NaiveDateTime)],
-        upsert: bool,
     ) -> Result<(), sqlx::Error> {
         if s.is_empty() {
             return Ok(());
         }
-        let visit_cols = VISIT_COLUMNS.join(", ");
         let visit_params: String = (0..VISIT_COLUMNS.len())
             .map(|i| format!(", ${}::text[]", i + 15))
             .collect();
@@ -434,24 +446,18 @@ impl Store {
             .iter()
             .map(|c| format!(", {c} = EXCLUDED.{c}"))
             .collect();
-        let on_conflict = if upsert {
-            format!(
-                " ON CONFLICT (property_id, visitor_key, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
-                 last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
-                 events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
-                 exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
-                 exit_at = EXCLUDED.exit_at{visit_updates}"
-            )
-        } else {
-            String::new()
-        };
         let sql = format!(
-            "INSERT INTO {} (property_id, session_id, visitor_key, started_at, last_at, start_local, pageviews, events, \
-                             interactive, entry_page, exit_page, conversions, entry_at, exit_at, {visit_cols}) \
+            "INSERT INTO {} ({}) \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], \
                                   $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[], \
-                                  $13::timestamptz[], $14::timestamptz[]{visit_params}){on_conflict}",
-            self.t(SESSIONS)
+                                  $13::timestamptz[], $14::timestamptz[]{visit_params}) \
+             ON CONFLICT (property_id, visitor_key, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
+             last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
+             events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
+             exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
+             exit_at = EXCLUDED.exit_at{visit_updates}",
+            self.t(SESSIONS),
+            session_columns()
         );
         let mut q = sqlx::query(&sql)
             .bind(s.iter().map(|(p, _, _)| p.as_uuid()).collect::<Vec<_>>())
@@ -521,6 +527,15 @@ impl Store {
         .await?;
         Ok(())
     }
+}
+
+/// The columns of `sessions`, in the order its writes give them.
+fn session_columns() -> String {
+    format!(
+        "property_id, session_id, visitor_key, started_at, last_at, start_local, pageviews, events, \
+         interactive, entry_page, exit_page, conversions, entry_at, exit_at, {}",
+        VISIT_COLUMNS.join(", ")
+    )
 }
 
 fn session_of(r: &PgRow) -> Result<Session, sqlx::Error> {

@@ -1,9 +1,11 @@
-//! The read model's sketches, built by footfall, against the `hll` extension that reads them.
+//! The read model's sketches, built by footfall, against the `hll` extension that reads them; and
+//! the values footfall encodes itself for `COPY`, against the server's own parsing of them.
 
+use footfall::domain::Revenue;
 use footfall::readmodel::hll::{hash, sketch, EXPLICIT_MAX};
 use footfall::readmodel::schema::HLL_PARAMS;
 
-use crate::helpers::fresh_log;
+use crate::helpers::{fresh_log, hit_event, spawn_app, Seed};
 
 /// Keys with an even spread of bits, negative ones and the extremes included.
 fn keys(n: usize, seed: u64) -> Vec<i64> {
@@ -73,5 +75,75 @@ async fn sketches_built_here_are_the_ones_the_extension_builds() {
             (ours - n as f64).abs() / (n as f64) < 0.05,
             "{n} keys, estimated {ours}"
         );
+    }
+}
+
+/// The projection writes `hits` with `COPY` in binary, encoding each revenue amount as a
+/// `numeric` itself: every amount reads back as the server's own `numeric` of it. The log's events
+/// may hold amounts of any shape `numeric` reads (an exponent, a trailing point), not only those
+/// collection admits today; one it cannot read is parked, and the others are applied.
+#[actix_web::test]
+async fn revenue_amounts_reach_the_read_model_as_the_server_reads_them() {
+    let app = spawn_app().await;
+    let property = app.register("shop.example", "Europe/Paris").await;
+    let amounts = [
+        "12.50",
+        "-12.50",
+        "0",
+        "-0",
+        "1.",
+        ".5",
+        "10000",
+        "123456789",
+        "0.000001",
+        "-0.000100",
+        "999999999999999.999999",
+        "1.5e3",
+        "15E-4",
+        "+7",
+    ];
+    let hits = amounts
+        .iter()
+        .chain(&["12,50"])
+        .enumerate()
+        .map(|(i, amount)| {
+            let mut hit = hit_event(
+                &property,
+                &Seed {
+                    visitor: i as u64 + 1,
+                    at: "2026-11-02T10:00:00Z",
+                    name: "purchase",
+                    url: "https://shop.example/checkout",
+                    props: &[],
+                },
+            );
+            hit.revenue = Some(Revenue {
+                currency: "EUR".into(),
+                amount: (*amount).into(),
+            });
+            hit
+        })
+        .collect();
+    app.seed(hits).await;
+    app.wait_projected().await;
+    let stored: Vec<(String, String)> =
+        sqlx::query_as("SELECT revenue_amount::text, revenue_currency FROM hits ORDER BY position")
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    let theirs: Vec<String> = sqlx::query_scalar(
+        "SELECT a::numeric::text FROM unnest($1::text[]) WITH ORDINALITY AS u(a, i) ORDER BY i",
+    )
+    .bind(&amounts[..])
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let parked: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_parked")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!((stored.len(), parked), (amounts.len(), 1));
+    for ((amount, currency), (want, given)) in stored.iter().zip(theirs.iter().zip(amounts)) {
+        assert_eq!((amount, currency.as_str()), (want, "EUR"), "{given}");
     }
 }

@@ -254,10 +254,15 @@ impl EventLog for PgEventLog {
         }
         let mut tx = self.pool.begin().await.map_err(unavailable)?;
         // An acknowledgement promises durability whatever the server's default, and a held lock
-        // or a stuck statement fails the append (nothing written) instead of hanging it.
+        // or a stuck statement fails the append (nothing written) instead of hanging it. The
+        // append's statements are point lookups and inserts, whose plans do not depend on their
+        // parameters: they reuse one generic plan per connection, where the pool's default (every
+        // statement planned for its parameters, which the log's reads need) would plan each of
+        // them on every append.
         sqlx::query(
             "SELECT set_config('synchronous_commit', 'on', true), \
-                    set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true)",
+                    set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true), \
+                    set_config('plan_cache_mode', 'force_generic_plan', true)",
         )
         .bind(format!("{}ms", self.timeouts.lock.as_millis()))
         .bind(format!("{}ms", self.timeouts.statement.as_millis()))
