@@ -1,7 +1,8 @@
-//! Rows for the append-only tables (`hits`, and the rollups' appended rows) in PostgreSQL's binary
-//! `COPY` format: a batch's rows go to the server as one stream that it parses field by field,
-//! instead of an `INSERT … SELECT FROM UNNEST(…)` whose arrays it must unpack, plan and project
-//! first.
+//! A batch's plain inserts (its `hits`, the rollups' appended rows, the visits it begins) in
+//! PostgreSQL's binary `COPY` format: the rows go to the server as one stream that it reads field
+//! by field, instead of an `INSERT … SELECT FROM UNNEST(…)` whose arrays it must unpack, plan and
+//! project first. A value the server refuses (a NUL in a text, a time beyond its range) fails the
+//! `COPY` with a data error, as it failed the `INSERT`, and its event is parked.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use sqlx::PgConnection;
@@ -57,7 +58,7 @@ impl CopyRows {
         self.field(&v.to_be_bytes())
     }
 
-    /// `text`, or a type whose binary form is its bytes (`bytea`, `hll`).
+    /// A type whose binary form is its bytes (`bytea`, `hll`).
     pub(super) fn bytes(&mut self, v: &[u8]) -> &mut Self {
         self.field(v)
     }
@@ -83,7 +84,7 @@ impl CopyRows {
     pub(super) fn timestamp(&mut self, t: NaiveDateTime) -> &mut Self {
         let micros = (t - epoch())
             .num_microseconds()
-            .expect("a timestamp within PostgreSQL's range");
+            .expect("chrono's ±262,143 years fit in 64 bits of microseconds");
         self.int8(micros)
     }
 
