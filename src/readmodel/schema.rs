@@ -15,6 +15,8 @@ pub const HIT_VERSIONS: &str = "hit_versions";
 pub const HITS: &str = "hits";
 /// One row per visit.
 pub const SESSIONS: &str = "sessions";
+/// The key of [`SESSIONS`]: a visitor's visits are found by it.
+pub const SESSIONS_KEY: [&str; 3] = ["property_id", "visitor_key", "session_id"];
 
 /// Per property and local hour: counters, session counters (attributed to the hour the visit
 /// started) and a visitor sketch.
@@ -367,7 +369,8 @@ pub fn ddl(g: Generation) -> Vec<String> {
                entry_page text NOT NULL, exit_page text NOT NULL, entry_at timestamptz NOT NULL,
                exit_at timestamptz NOT NULL, conversions integer NOT NULL,
                {visit_columns}
-               PRIMARY KEY (property_id, visitor_key, session_id)) WITH (fillfactor = 85)"
+               PRIMARY KEY ({sessions_key})) WITH (fillfactor = 85)",
+            sessions_key = SESSIONS_KEY.join(", ")
         ),
         // A visit's row changes with each of its hits. No index covers a column that changes
         // then (`last_at`, the counters, the exit page), and the pages keep room, so those updates

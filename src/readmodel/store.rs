@@ -16,7 +16,8 @@ use super::copy::CopyRows;
 use super::rows::{Admitted, Delta, HitRow, Site};
 use super::schema::{
     HITS, HIT_DAYS, HIT_PROPERTIES, HIT_PROP_KEYS, HIT_VERSIONS, HOURS, PROP_KEYS_FULL,
-    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, VISIT_COLUMNS,
+    ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, SESSIONS, SESSIONS_KEY,
+    VISIT_COLUMNS,
 };
 use crate::domain::enrich::Visit;
 use crate::domain::session::Session;
@@ -442,22 +443,22 @@ impl Store {
         let visit_params: String = (0..VISIT_COLUMNS.len())
             .map(|i| format!(", ${}::text[]", i + 15))
             .collect();
-        let visit_updates: String = VISIT_COLUMNS
-            .iter()
-            .map(|c| format!(", {c} = EXCLUDED.{c}"))
+        // Every column but the key takes the batch's value.
+        let columns = session_columns();
+        let updates: Vec<String> = columns
+            .split(", ")
+            .filter(|c| !SESSIONS_KEY.contains(c))
+            .map(|c| format!("{c} = EXCLUDED.{c}"))
             .collect();
         let sql = format!(
-            "INSERT INTO {} ({}) \
+            "INSERT INTO {} ({columns}) \
              SELECT * FROM UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::timestamptz[], \
                                   $6::timestamp[], $7::int[], $8::int[], $9::int[], $10::text[], $11::text[], $12::int[], \
                                   $13::timestamptz[], $14::timestamptz[]{visit_params}) \
-             ON CONFLICT (property_id, visitor_key, session_id) DO UPDATE SET started_at = EXCLUDED.started_at, \
-             last_at = EXCLUDED.last_at, start_local = EXCLUDED.start_local, pageviews = EXCLUDED.pageviews, \
-             events = EXCLUDED.events, interactive = EXCLUDED.interactive, entry_page = EXCLUDED.entry_page, \
-             exit_page = EXCLUDED.exit_page, conversions = EXCLUDED.conversions, entry_at = EXCLUDED.entry_at, \
-             exit_at = EXCLUDED.exit_at{visit_updates}",
+             ON CONFLICT ({}) DO UPDATE SET {}",
             self.t(SESSIONS),
-            session_columns()
+            SESSIONS_KEY.join(", "),
+            updates.join(", ")
         );
         let mut q = sqlx::query(&sql)
             .bind(s.iter().map(|(p, _, _)| p.as_uuid()).collect::<Vec<_>>())
