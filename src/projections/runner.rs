@@ -30,6 +30,9 @@ use crate::telemetry;
 /// reads full batches, and larger ones rewrite each hot rollup row fewer times (20,000 rebuilt
 /// 20 % faster than 5,000).
 const BATCH_SIZE: usize = 20_000;
+/// The first and the longest wait before a failed runner tries again.
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// How long a caught-up runner waits for new events before it checks its lease again.
 const IDLE_WAIT: Duration = Duration::from_millis(500);
 /// While events trickle in, a runner gathers them for up to this long (or until it has
@@ -108,8 +111,9 @@ impl Actor for ProjectionRunner {
         let (slot, log, pool) = (self.slot.clone(), self.log.clone(), self.pool.clone());
         let team = self.team.clone();
         let work = async move {
-            let mut backoff = Duration::from_millis(100);
+            let mut backoff = FIRST_BACKOFF;
             loop {
+                let began = Instant::now();
                 match run(&slot, &*log, &pool, &team).await {
                     Ok(Ended::Retired) => return,
                     Ok(Ended::Yielded) => {
@@ -123,8 +127,13 @@ impl Actor for ProjectionRunner {
                     Err(e) => {
                         tracing::error!(projection = slot.name(), generation = slot.generation,
                             partition = slot.partition, error = %e, "projection failed; retrying");
+                        // Failures in quick succession back off; one after a run that lasted
+                        // longer than the longest wait is a new incident: its wait starts over.
+                        if began.elapsed() > MAX_BACKOFF {
+                            backoff = FIRST_BACKOFF;
+                        }
                         tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
+                        backoff = (backoff * 2).min(MAX_BACKOFF);
                     }
                 }
             }

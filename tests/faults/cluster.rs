@@ -9,7 +9,9 @@ use crate::harness::{self, Db, Server};
 use crate::http::Conn;
 use crate::load::{Load, Outcome, Record, Tally};
 use crate::nginx::{Nginx, Upstreams};
-use crate::{check, cluster, serial, server_log, setup, ACKS_BETWEEN_FAULTS, CLIENTS};
+use crate::{
+    check, cluster, print_log_warnings, serial, server_log, setup, ACKS_BETWEEN_FAULTS, CLIENTS,
+};
 
 /// How soon a standby project node must take over from a leader that died or froze.
 const TAKEOVER: Duration = Duration::from_secs(5);
@@ -122,6 +124,7 @@ fn the_leading_project_node_killed_then_frozen_hands_over_within_5_s_exactly_onc
 
     // The new leader freezes: its sessions stay open, so only its lapsed lease tells.
     first = Server::start(&db, harness::free_port(), PROJECT, &log);
+    eprintln!("[{NAME}] SIGSTOP of the leader at {}", chrono::Utc::now());
     second.signal("STOP");
     check_takeover(&db, &first, "SIGSTOP of the leader", NAME, &mut failures);
     load.wait_acks(ACKS_BETWEEN_FAULTS, Duration::from_secs(30))
@@ -145,6 +148,9 @@ fn the_leading_project_node_killed_then_frozen_hands_over_within_5_s_exactly_onc
     tally.print(NAME);
     check_read_model(&db, &domain, markers.values().sum(), NAME, &mut failures);
     drop((collect, first, second));
+    if !failures.is_empty() {
+        print_log_warnings(&log);
+    }
     tally.assert_core(NAME, failures);
 }
 
@@ -450,5 +456,8 @@ fn nginx_in_front_of_the_cluster_routes_every_protocol_and_loses_nothing_through
     check_read_model(&db, &domain, markers.values().sum(), NAME, &mut failures);
     drop(nginx);
     drop((collect_1, collect_2, query, admin, project_1, project_2));
+    if !failures.is_empty() {
+        print_log_warnings(&log);
+    }
     tally.assert_core(NAME, failures);
 }

@@ -20,7 +20,7 @@ mod load;
 mod nginx;
 mod replica;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -54,6 +54,30 @@ pub(crate) fn server_log(scenario: &str) -> PathBuf {
     let _ = std::fs::remove_file(&path);
     eprintln!("[{scenario}] server log: {}", path.display());
     path
+}
+
+/// Prints the warnings and errors of a scenario's server log (every node writes to it, each line
+/// timestamped), so that a failed scenario shows what the nodes saw.
+pub(crate) fn print_log_warnings(log: &Path) {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // An ANSI colour sequence: `ESC [ … m`.
+            chars.by_ref().find(|&c| c == 'm');
+        } else {
+            plain.push(c);
+        }
+    }
+    let lines: Vec<&str> = plain
+        .lines()
+        .filter(|l| l.starts_with("----") || l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    eprintln!("server log {}, warnings and errors:", log.display());
+    for line in &lines[lines.len().saturating_sub(60)..] {
+        eprintln!("  {line}");
+    }
 }
 
 /// A fresh database with a registered property: (database, domain).
