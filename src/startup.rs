@@ -116,7 +116,16 @@ impl Pools {
         )];
         Ok(Self {
             append: pool_on(config, "append", primary, sizes.append, &[])?,
-            project: pool_on(config, "project", primary, sizes.project, &[])?,
+            // A node frozen inside a transaction (the manager's, holding the generations lock;
+            // the merger's) holds up the other nodes' switches and merges: its session ends after
+            // 30 s, as a frozen leader's does.
+            project: pool_on(
+                config,
+                "project",
+                primary,
+                sizes.project,
+                &[("idle_in_transaction_session_timeout", "30s".into())],
+            )?,
             query: pool_on(config, "query", primary, sizes.query, &query)?,
             replicas: config
                 .query_database_urls

@@ -51,6 +51,15 @@ async fn lock(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// The generations lock if it is free, for the manager's housekeeping, which tries again on its
+/// next tick: a node frozen while it holds the lock (until PostgreSQL ends its idle transaction)
+/// must not hold up the other nodes' managers, which start the runners that take over from it.
+async fn try_lock(tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('footfall.generations'))")
+        .fetch_one(&mut *tx)
+        .await
+}
+
 async fn next_generation(tx: &mut PgConnection, name: &str) -> Result<Generation, sqlx::Error> {
     let max: Option<Generation> = sqlx::query_scalar(
         "SELECT max(generation) FROM projection_generations WHERE projection = $1",
@@ -144,6 +153,19 @@ pub async fn ensure_live(
     p: &dyn Projection,
     partitions: i32,
 ) -> Result<(), sqlx::Error> {
+    // Usually the live generation is current and nothing is to be done: that is read without the
+    // generations lock, so that a node starts even while a frozen one holds it. (A live
+    // generation at this version stays so: a switch replaces it by another.)
+    let current: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM projection_generations          WHERE projection = $1 AND state = 'live' AND schema_version >= $2)",
+    )
+    .bind(p.name())
+    .bind(p.schema_version())
+    .fetch_one(pool)
+    .await?;
+    if current {
+        return Ok(());
+    }
     let mut tx = pool.begin().await?;
     lock(&mut tx).await?;
     let rows: Vec<(Generation, String, i32)> = sqlx::query_as(
@@ -216,13 +238,15 @@ pub async fn switch_if_caught_up(
     p: &dyn Projection,
 ) -> Result<Option<Generation>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    if !try_lock(&mut tx).await? {
+        return Ok(None);
+    }
     // A runner's open batch holds these rows; one that hangs (a frozen node) must hold up neither
     // the generations lock nor this node's manager, which starts the runners that take over: the
     // switch is tried again on the next tick.
     sqlx::query("SET LOCAL lock_timeout = '500ms'")
         .execute(&mut *tx)
         .await?;
-    lock(&mut tx).await?;
     let rows = sqlx::query(
         "SELECT generation, state, position FROM projection_generations \
          WHERE projection = $1 AND state IN ('live', 'building') FOR UPDATE",
@@ -294,12 +318,14 @@ pub async fn drop_retired(
     grace: Duration,
 ) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
-    // A reader still on a retired table (or a frozen node holding the generations lock) must not
-    // make the manager wait: the drop is tried again on the next tick.
+    if !try_lock(&mut tx).await? {
+        return Ok(());
+    }
+    // A reader still on a retired table must not make the manager wait long: the drop is tried
+    // again on the next tick.
     sqlx::query("SET LOCAL lock_timeout = '2s'")
         .execute(&mut *tx)
         .await?;
-    lock(&mut tx).await?;
     let retired: Vec<Generation> = sqlx::query_scalar(
         "SELECT generation FROM projection_generations WHERE projection = $1 AND state = 'retired' \
          AND NOT dropped AND retired_at < now() - make_interval(secs => $2)",

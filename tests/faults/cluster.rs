@@ -122,11 +122,16 @@ fn the_leading_project_node_killed_then_frozen_hands_over_within_5_s_exactly_onc
     load.wait_acks(ACKS_BETWEEN_FAULTS, Duration::from_secs(30))
         .unwrap();
 
-    // The new leader freezes: its sessions stay open, so only its lapsed lease tells.
+    // The new leader freezes: its sessions stay open, so only its lapsed lease tells. It froze
+    // in the middle of its housekeeping, holding the generations lock (held here from the moment
+    // it froze, before the standby started): that must hold up neither the standby's start nor
+    // its takeover.
+    let held = db.hold_generations_lock();
     first = Server::start(&db, harness::free_port(), PROJECT, &log);
     eprintln!("[{NAME}] SIGSTOP of the leader at {}", chrono::Utc::now());
     second.signal("STOP");
     check_takeover(&db, &first, "SIGSTOP of the leader", NAME, &mut failures);
+    db.release(held);
     load.wait_acks(ACKS_BETWEEN_FAULTS, Duration::from_secs(30))
         .unwrap();
     // Thawed, the old leader finds its sessions ended, and takes its share again.

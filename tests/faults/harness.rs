@@ -314,6 +314,26 @@ impl Db {
         }
     }
 
+    /// Takes the lock the projection nodes' managers take to switch and drop generations, in a
+    /// transaction left open, as a node frozen in the middle of that housekeeping holds it; the
+    /// lock is held until [`Db::release`].
+    pub fn hold_generations_lock(&self) -> PgConnection {
+        self.rt.block_on(async {
+            let mut conn = PgConnection::connect(&self.url).await.unwrap();
+            sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('footfall.generations'))")
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            conn
+        })
+    }
+
+    /// Closes a connection of [`Db::hold_generations_lock`], which frees its lock.
+    pub fn release(&self, conn: PgConnection) {
+        self.rt.block_on(async { conn.close().await.unwrap() });
+    }
+
     /// How often each marker of `domain` (the `n` of `https://<domain>/f/<n>`) is in the log.
     pub fn markers_in_log(&self, domain: &str) -> std::collections::HashMap<u64, i64> {
         let prefix = format!("https://{domain}/f/");
