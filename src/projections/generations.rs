@@ -157,7 +157,8 @@ pub async fn ensure_live(
     // generations lock, so that a node starts even while a frozen one holds it. (A live
     // generation at this version stays so: a switch replaces it by another.)
     let current: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM projection_generations          WHERE projection = $1 AND state = 'live' AND schema_version >= $2)",
+        "SELECT EXISTS (SELECT 1 FROM projection_generations \
+         WHERE projection = $1 AND state = 'live' AND schema_version >= $2)",
     )
     .bind(p.name())
     .bind(p.schema_version())
@@ -241,9 +242,9 @@ pub async fn switch_if_caught_up(
     if !try_lock(&mut tx).await? {
         return Ok(None);
     }
-    // A runner's open batch holds these rows; one that hangs (a frozen node) must hold up neither
-    // the generations lock nor this node's manager, which starts the runners that take over: the
-    // switch is tried again on the next tick.
+    // A runner's open batch holds these rows; one that hangs (a frozen node) must not hold up this
+    // node's manager, which starts the runners that take over: the switch is tried again on the
+    // next tick.
     sqlx::query("SET LOCAL lock_timeout = '500ms'")
         .execute(&mut *tx)
         .await?;
