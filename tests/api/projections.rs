@@ -245,14 +245,16 @@ async fn a_projection_killed_mid_batch_resumes_without_double_counting() {
     let n = 30_000u64;
     app.seed(pageviews_of_a_day(&p, n)).await;
 
-    // Kill the runner's connection while it is writing a batch of generation 1.
+    // Kill the runner's connection while it is writing a batch of generation 1 (its rows go by
+    // `COPY`, its upserts by `INSERT`).
     let pool = app.pool.clone();
     let killed = eventually(Duration::from_secs(60), "a runner writing a batch", || {
         let pool = pool.clone();
         async move {
             let killed: Option<bool> = sqlx::query_scalar(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND state = 'active' AND query LIKE 'INSERT INTO %\\_g1 %' LIMIT 1",
+                 WHERE datname = current_database() AND state = 'active' \
+                 AND (query LIKE 'INSERT INTO %\\_g1 %' OR query LIKE 'COPY %\\_g1 %') LIMIT 1",
             )
             .fetch_optional(&pool)
             .await
