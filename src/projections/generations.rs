@@ -29,8 +29,6 @@ pub struct GenerationRow {
     pub schema_version: i32,
     /// How many runners build it (see [`super::runner`]).
     pub partitions: i32,
-    /// Whether it has its indexes (see [`index_when_caught_up`]).
-    pub indexed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,15 +70,12 @@ async fn next_generation(tx: &mut PgConnection, name: &str) -> Result<Generation
     Ok(max.unwrap_or(0) + 1)
 }
 
-/// Creates generation `g`'s tables, with their indexes when it is to serve reads at once.
 async fn create_tables(
     tx: &mut PgConnection,
     p: &dyn Projection,
     g: Generation,
-    indexed: bool,
 ) -> Result<(), sqlx::Error> {
-    let indexes = if indexed { p.indexes(g) } else { Vec::new() };
-    for statement in p.ddl(g).into_iter().chain(indexes) {
+    for statement in p.ddl(g) {
         sqlx::query(&statement).execute(&mut *tx).await?;
     }
     Ok(())
@@ -125,19 +120,16 @@ async fn new_generation(
 ) -> Result<Generation, sqlx::Error> {
     let g = next_generation(tx, p.name()).await?;
     let partitions = partitions_of(p, partitions);
-    // A rebuild gets its indexes once it has caught up.
-    let indexed = state == "live" || p.indexes(g).is_empty();
-    create_tables(tx, p, g, indexed).await?;
+    create_tables(tx, p, g).await?;
     sqlx::query(
-        "INSERT INTO projection_generations (projection, generation, state, schema_version, live_at, partitions, indexed) \
-         VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'live' THEN now() END, $5, $6)",
+        "INSERT INTO projection_generations (projection, generation, state, schema_version, live_at, partitions) \
+         VALUES ($1, $2, $3, $4, CASE WHEN $3 = 'live' THEN now() END, $5)",
     )
     .bind(p.name())
     .bind(g)
     .bind(state)
     .bind(p.schema_version())
     .bind(partitions)
-    .bind(indexed)
     .execute(&mut *tx)
     .await?;
     sqlx::query(
@@ -240,9 +232,8 @@ pub async fn start_rebuild(
     Ok(g)
 }
 
-/// Switches a rebuilding generation in once it has applied at least what the live one has and has
-/// its indexes. The row locks make the live runner's next checkpoint write fail, so it stops
-/// writing.
+/// Switches a rebuilding generation in once it has applied at least what the live one has. The
+/// row locks make the live runner's next checkpoint write fail, so it stops writing.
 pub async fn switch_if_caught_up(
     pool: &PgPool,
     p: &dyn Projection,
@@ -258,7 +249,7 @@ pub async fn switch_if_caught_up(
         .execute(&mut *tx)
         .await?;
     let rows = sqlx::query(
-        "SELECT generation, state, position, indexed FROM projection_generations \
+        "SELECT generation, state, position FROM projection_generations \
          WHERE projection = $1 AND state IN ('live', 'building') FOR UPDATE",
     )
     .bind(p.name())
@@ -270,17 +261,16 @@ pub async fn switch_if_caught_up(
         let entry = (
             r.try_get::<Generation, _>("generation")?,
             r.try_get::<i64, _>("position")?,
-            r.try_get::<bool, _>("indexed")?,
         );
         match r.try_get::<String, _>("state")?.as_str() {
             "live" => live = Some(entry),
             _ => building = Some(entry),
         }
     }
-    let Some((new, new_pos, true)) = building else {
+    let Some((new, new_pos)) = building else {
         return Ok(None);
     };
-    if live.is_some_and(|(_, live_pos, _)| new_pos < live_pos) {
+    if live.is_some_and(|(_, live_pos)| new_pos < live_pos) {
         return Ok(None);
     }
     sqlx::query(
@@ -320,78 +310,6 @@ pub async fn switch_if_caught_up(
         "rebuilt generation switched in"
     );
     Ok(Some(new))
-}
-
-/// Gives generation `g` of `p` its indexes ([`Projection::indexes`]) and fresh statistics once it
-/// has applied at least what the live generation has (or is live already, switched in by a node
-/// older than this); `true` once it has them. Its writers wait meanwhile: the tables are first
-/// locked against writes, all at once. If another partition's open batch holds one of them for
-/// more than a moment, this gives way (waiting while holding the others could deadlock with that
-/// batch) and is tried again after the caller's next batch.
-pub async fn index_when_caught_up(
-    conn: &mut PgConnection,
-    p: &dyn Projection,
-    g: Generation,
-) -> Result<bool, sqlx::Error> {
-    let (indexed, ready): (bool, bool) = sqlx::query_as(
-        "SELECT g.indexed OR g.state = 'retired', g.state = 'live' OR g.position >= coalesce( \
-           (SELECT l.position FROM projection_generations l \
-            WHERE l.projection = g.projection AND l.state = 'live'), 0) \
-         FROM projection_generations g WHERE g.projection = $1 AND g.generation = $2",
-    )
-    .bind(p.name())
-    .bind(g)
-    .fetch_optional(&mut *conn)
-    .await?
-    .unwrap_or((true, false));
-    if indexed || !ready {
-        return Ok(indexed);
-    }
-    let started = Instant::now();
-    let tables: Vec<String> = p.tables().iter().map(|base| table(base, g)).collect();
-    let mut tx = sqlx::Connection::begin(&mut *conn).await?;
-    sqlx::query("SET LOCAL lock_timeout = '200ms'")
-        .execute(&mut *tx)
-        .await?;
-    let locked = sqlx::query(&format!("LOCK TABLE {} IN SHARE MODE", tables.join(", ")))
-        .execute(&mut *tx)
-        .await;
-    match locked {
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
-            tx.rollback().await?;
-            return Ok(false);
-        }
-        other => other?,
-    };
-    // Sorting a large table takes as long as it takes.
-    for setting in ["lock_timeout", "statement_timeout"] {
-        sqlx::query(&format!("SET LOCAL {setting} = 0"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    for statement in p.indexes(g) {
-        sqlx::query(&statement).execute(&mut *tx).await?;
-    }
-    for t in &tables {
-        sqlx::query(&format!("ANALYZE {t}"))
-            .execute(&mut *tx)
-            .await?;
-    }
-    sqlx::query(
-        "UPDATE projection_generations SET indexed = true WHERE projection = $1 AND generation = $2",
-    )
-    .bind(p.name())
-    .bind(g)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
-    tracing::info!(
-        projection = p.name(),
-        generation = g,
-        seconds = started.elapsed().as_secs_f64(),
-        "rebuilt generation indexed"
-    );
-    Ok(true)
 }
 
 /// Drops the tables of generations retired for longer than the grace period.
@@ -445,7 +363,7 @@ pub async fn drop_retired(
 pub async fn list(pool: &PgPool) -> Result<Vec<GenerationRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT projection, generation, state, position, events_per_second, created_at, live_at, schema_version, \
-                partitions, indexed \
+                partitions \
          FROM projection_generations WHERE state IN ('live', 'building') ORDER BY projection, generation",
     )
     .fetch_all(pool)

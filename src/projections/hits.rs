@@ -83,10 +83,6 @@ impl Projection for HitsProjection {
         schema::ddl(g)
     }
 
-    fn indexes(&self, g: Generation) -> Vec<String> {
-        schema::indexes(g)
-    }
-
     /// 2: visit attributes and their rollup, bots, revenue, engaged sessions, per-property session
     /// timeouts. 3: control characters left out of decoded UTM values; devices that server-side
     /// payloads state. 4: the day rollups are appended and merged; partitions by visitor, each

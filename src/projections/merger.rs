@@ -85,8 +85,8 @@ impl Actor for RollupMerger {
     }
 }
 
-/// Merges some of what is pending in every live or building generation of `hits` that has its
-/// indexes and is not far behind the log, then the weeks [`merge::weeks_to_merge`] finds among them.
+/// Merges some of what is pending in every live or building generation of `hits` that is not
+/// far behind the log, then the weeks [`merge::weeks_to_merge`] finds among them.
 async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> {
     let projection = hits::HitsProjection::default();
     let current = crate::projections::Projection::schema_version(&projection);
@@ -95,8 +95,7 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
         .await?
         .into_iter()
         .filter(|g| g.projection == hits::NAME && g.schema_version == current)
-        // A merge finds a unit's rows by the rollups' indexes.
-        .filter(|g| g.indexed && head - g.position <= MAX_LAG)
+        .filter(|g| head - g.position <= MAX_LAG)
         .map(|g| g.generation)
         .collect();
     let today = chrono::Utc::now().date_naive();

@@ -55,14 +55,6 @@ pub trait Projection: Send + Sync + 'static {
     /// DDL that creates generation `g`'s tables.
     fn ddl(&self, g: Generation) -> Vec<String>;
 
-    /// DDL of generation `g`'s indexes that its writes do not use. A rebuilt generation gets them
-    /// once it has caught up with the live one (see [`generations::index_when_caught_up`]): one
-    /// sort of each table then costs less than keeping them entry by entry while the backlog is
-    /// replayed in the order of the log.
-    fn indexes(&self, _g: Generation) -> Vec<String> {
-        Vec::new()
-    }
-
     /// A writer for one partition (0 when not partitioned) of generation `g`. It may cache;
     /// after any error the runner makes a new one.
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter>;

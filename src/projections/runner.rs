@@ -188,7 +188,6 @@ async fn project(
     let mut stats = Statistics {
         written: start.0 as usize,
         at_last_analyze: start.0 as usize,
-        indexed: slot.partition != 0,
     };
     let mut replays_checked = Instant::now();
     // The next batch of a backlog, read while the previous one was applied.
@@ -198,7 +197,6 @@ async fn project(
             // Between batches: everything applied is committed with its checkpoint.
             return Ok(Ended::Yielded);
         }
-        stats.before_batch(&mut conn, slot).await?;
         if replays_checked.elapsed() >= RETRY_INTERVAL {
             replays_checked = Instant::now();
             if !replay_parked(&mut conn, slot, log, &mut writer).await? {
@@ -219,8 +217,8 @@ async fn project(
         let Some(last) = events.last() else {
             // Caught up: record how far the log was read (events of other streams included),
             // which also confirms the generation is still wanted and that the leader's
-            // connection, holding the lock, is alive. Statistics skipped while a backlog was
-            // replayed are brought up to date before it says so (see [`Statistics`]).
+            // connection, holding the lock, is alive. A rebuild analyses its tables before it
+            // says so (see [`Statistics`]).
             stats
                 .after_batch(&mut conn, slot, 0, Reading::CaughtUp)
                 .await?;
@@ -467,19 +465,17 @@ async fn checkpoint(conn: &mut PgConnection, slot: &Slot) -> Result<Option<Posit
 /// analysed in the batch's transaction whenever the events written since the last analysis reach
 /// the number written before it (so about log2(n) times while n events are written).
 ///
-/// A generation that serves no reads yet (a rebuild) waits: its writes look nothing up that
-/// statistics (or the indexes it does not have yet) would help, and analysing its growing tables
-/// again and again took a third of PostgreSQL's time in a rebuild. It gets its indexes and
-/// statistics once it has caught up with the live generation, between batches, before it can be
-/// switched in (see [`generations::index_when_caught_up`]).
+/// A generation that serves no reads yet (a rebuild) and is replaying its backlog waits: its
+/// writes look nothing up that statistics would help, and analysing its growing tables again and
+/// again took a third of PostgreSQL's time in a rebuild. It analyses them once it has read up to
+/// the log's head, before the checkpoint that lets it be switched in (or, if a flood of appends
+/// keeps every read full until it is switched in, in its first batch as the live generation).
 ///
-/// A generation's partitions share its tables: partition 0's runner keeps their indexes and
-/// statistics, as it reaches each size in its share of the events.
+/// A generation's partitions share its tables: partition 0's runner keeps their statistics, as it
+/// reaches each size in its share of the events.
 struct Statistics {
     written: usize,
     at_last_analyze: usize,
-    /// Whether the generation has its indexes (other partitions leave them to partition 0).
-    indexed: bool,
 }
 
 /// Whether a runner's last read filled its batch (it is replaying a backlog) or reached the head.
@@ -490,22 +486,6 @@ enum Reading {
 }
 
 impl Statistics {
-    async fn before_batch(
-        &mut self,
-        conn: &mut PgConnection,
-        slot: &Slot,
-    ) -> Result<(), sqlx::Error> {
-        if !self.indexed {
-            let (projection, generation) = (&*slot.projection, slot.generation);
-            self.indexed = generations::index_when_caught_up(conn, projection, generation).await?;
-            if self.indexed {
-                // Analysed with them.
-                self.at_last_analyze = self.written;
-            }
-        }
-        Ok(())
-    }
-
     async fn after_batch(
         &mut self,
         conn: &mut PgConnection,
@@ -515,7 +495,6 @@ impl Statistics {
     ) -> Result<(), sqlx::Error> {
         self.written += events;
         if slot.partition != 0
-            || !self.indexed
             || self.written - self.at_last_analyze < self.at_last_analyze.max(1000)
         {
             return Ok(());

@@ -306,8 +306,8 @@ impl<const N: usize> Rollup<N> {
         names.join(", ")
     }
 
-    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters.
-    fn ddl(&self, g: Generation) -> String {
+    /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its index.
+    fn ddl(&self, g: Generation) -> Vec<String> {
         let keys: String = self
             .keys
             .iter()
@@ -318,16 +318,14 @@ impl<const N: usize> Rollup<N> {
             .iter()
             .map(|c| format!("{c} bigint NOT NULL"))
             .collect();
-        format!(
-            "CREATE TABLE {} ({keys}visitors hll NOT NULL, {})",
-            table(self.table, g),
-            counters.join(", ")
-        )
-    }
-
-    /// Generation `g`'s index (see [`indexes`]).
-    fn index_ddl(&self, g: Generation) -> String {
-        format!("CREATE INDEX ON {} ({})", table(self.table, g), self.index)
+        let t = table(self.table, g);
+        vec![
+            format!(
+                "CREATE TABLE {t} ({keys}visitors hll NOT NULL, {})",
+                counters.join(", ")
+            ),
+            format!("CREATE INDEX ON {t} ({})", self.index),
+        ]
     }
 }
 
@@ -362,6 +360,7 @@ pub fn ddl(g: Generation) -> Vec<String> {
                END IF;
              END $$"
         ),
+        format!("CREATE INDEX ON {hits} (property_id, local_time)"),
         format!(
             "CREATE TABLE {sessions} (
                property_id uuid NOT NULL, session_id bigint NOT NULL, visitor_key bigint NOT NULL,
@@ -373,6 +372,12 @@ pub fn ddl(g: Generation) -> Vec<String> {
                PRIMARY KEY ({sessions_key})) WITH (fillfactor = 85)",
             sessions_key = SESSIONS_KEY.join(", ")
         ),
+        // A visit's row changes with each of its hits. No index covers a column that changes
+        // then (`last_at`, the counters, the exit page), and the pages keep room, so those updates
+        // are HOT: the row is rewritten in place and no index is touched. The key leads with the
+        // visitor, so finding a visitor's visits (the fold's lookups) needs no index of its own:
+        // it sorts their few visits.
+        format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
         format!(
             "CREATE TABLE {} (property_id uuid NOT NULL, day date NOT NULL, partition integer NOT NULL, \
              position bigint NOT NULL, PRIMARY KEY (property_id, day, partition))",
@@ -402,28 +407,11 @@ pub fn ddl(g: Generation) -> Vec<String> {
         ),
     ]
     .into_iter()
-    .chain([ROLLUP_HOURLY.ddl(g), ROLLUP_DAILY.ddl(g), ROLLUP_VISITS.ddl(g), ROLLUP_WEEKLY.ddl(g)])
+    .chain(ROLLUP_HOURLY.ddl(g))
+    .chain(ROLLUP_DAILY.ddl(g))
+    .chain(ROLLUP_VISITS.ddl(g))
+    .chain(ROLLUP_WEEKLY.ddl(g))
     .collect()
-}
-
-/// DDL of generation `g`'s indexes that only readers (and the merger) use: the batches' writes
-/// find rows by the tables' keys. A generation rebuilt beside the live one gets them once it has
-/// caught up (see [`crate::projections::generations::index_when_caught_up`]).
-pub fn indexes(g: Generation) -> Vec<String> {
-    let (hits, sessions) = (table(HITS, g), table(SESSIONS, g));
-    vec![
-        format!("CREATE INDEX ON {hits} (property_id, local_time)"),
-        // A visit's row changes with each of its hits. No index covers a column that changes
-        // then (`last_at`, the counters, the exit page), and the pages keep room, so those updates
-        // are HOT: the row is rewritten in place and no index is touched. The key leads with the
-        // visitor, so finding a visitor's visits (the fold's lookups) needs no index of its own:
-        // it sorts their few visits.
-        format!("CREATE INDEX ON {sessions} (property_id, start_local)"),
-        ROLLUP_HOURLY.index_ddl(g),
-        ROLLUP_DAILY.index_ddl(g),
-        ROLLUP_VISITS.index_ddl(g),
-        ROLLUP_WEEKLY.index_ddl(g),
-    ]
 }
 
 #[cfg(test)]
@@ -533,27 +521,25 @@ mod tests {
     fn a_rollup_table_has_its_keys_a_sketch_and_its_counters() {
         assert_eq!(
             ROLLUP_HOURLY.ddl(3),
-            "CREATE TABLE rollup_hourly_g3 (property_id uuid NOT NULL, bucket timestamp NOT NULL, \
-             visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
-             visits bigint NOT NULL, bounces bigint NOT NULL, duration bigint NOT NULL, \
-             session_pageviews bigint NOT NULL, engaged bigint NOT NULL)"
-        );
-        assert_eq!(
-            ROLLUP_HOURLY.index_ddl(3),
-            "CREATE INDEX ON rollup_hourly_g3 (property_id, bucket)"
+            [
+                "CREATE TABLE rollup_hourly_g3 (property_id uuid NOT NULL, bucket timestamp NOT NULL, \
+                 visitors hll NOT NULL, pageviews bigint NOT NULL, events bigint NOT NULL, \
+                 visits bigint NOT NULL, bounces bigint NOT NULL, duration bigint NOT NULL, \
+                 session_pageviews bigint NOT NULL, engaged bigint NOT NULL)",
+                "CREATE INDEX ON rollup_hourly_g3 (property_id, bucket)"
+            ]
         );
         assert_eq!(
             ROLLUP_DAILY.ddl(3),
-            "CREATE TABLE rollup_daily_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
-             day date NOT NULL, value text NOT NULL, visitors hll NOT NULL, \
-             pageviews bigint NOT NULL, events bigint NOT NULL)"
+            [
+                "CREATE TABLE rollup_daily_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
+                 day date NOT NULL, value text NOT NULL, visitors hll NOT NULL, \
+                 pageviews bigint NOT NULL, events bigint NOT NULL)",
+                "CREATE INDEX ON rollup_daily_g3 (property_id, dimension, day)"
+            ]
         );
         assert_eq!(
-            ROLLUP_DAILY.index_ddl(3),
-            "CREATE INDEX ON rollup_daily_g3 (property_id, dimension, day)"
-        );
-        assert_eq!(
-            ROLLUP_VISITS.ddl(3),
+            ROLLUP_VISITS.ddl(3)[0],
             "CREATE TABLE rollup_visits_g3 (property_id uuid NOT NULL, dimension text NOT NULL, \
              day date NOT NULL, source text NOT NULL, channel text NOT NULL, utm_source text NOT NULL, \
              utm_medium text NOT NULL, utm_campaign text NOT NULL, utm_term text NOT NULL, \

@@ -324,72 +324,22 @@ fn pageviews_of_a_day(p: &Value, n: u64) -> Vec<footfall::domain::HitRecorded> {
         .collect()
 }
 
-/// A rebuild replays a backlog of several full batches into tables no query reads yet: it gets
-/// the indexes that only readers use, and analyses its tables, once, when it has caught up, before
-/// it is switched in (keeping those indexes entry by entry, in the log's order, cost more than
-/// building them at once; analysing the tables each time they doubled took a third of
-/// PostgreSQL's time in a rebuild). The live generation it replaces had them all along.
+/// A rebuild replays a backlog of several full batches into tables no query reads yet: it
+/// analyses them once, when it has caught up, before it is switched in (analysing them each time
+/// they doubled took a third of PostgreSQL's time in a rebuild). The live generation it replaces
+/// kept its statistics as it grew.
 #[actix_web::test]
-async fn a_rebuild_gets_its_indexes_and_statistics_once_caught_up() {
+async fn a_rebuild_analyses_its_tables_once_caught_up() {
     let app = spawn_app().await;
     let p = app.register("shop.example", "UTC").await;
     // Three full batches of 20,000 events and a tail.
     app.seed(pageviews_of_a_day(&p, 65_000)).await;
     app.wait_projected().await;
-    // The definitions of the indexes of generation `g` of the `hits` tables, named alike.
-    let indexes = |g: i32| {
-        let pool = app.pool.clone();
-        let tables: Vec<String> = footfall::projections::Projection::tables(
-            &footfall::projections::hits::HitsProjection::default(),
-        )
-        .iter()
-        .map(|base| footfall::projections::table(base, g))
-        .collect();
-        async move {
-            let mut defs: Vec<String> = sqlx::query_scalar(
-                "SELECT replace(indexdef, $1, '_gN') FROM pg_indexes WHERE tablename = ANY($2)",
-            )
-            .bind(format!("_g{g}"))
-            .bind(tables)
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-            defs.sort();
-            defs
-        }
-    };
-    let live = indexes(1).await;
     let res = app
         .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
         .await;
     assert_eq!(res.status, 202, "{}", res.text);
-    // Replaying 65,000 events takes a while: it has not caught up yet.
-    let indexed: bool = sqlx::query_scalar(
-        "SELECT indexed FROM projection_generations WHERE projection = 'hits' AND generation = 2",
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    let building = indexes(2).await;
-    eprintln!(
-        "indexes: {} in the live generation, {} in the rebuild as it starts",
-        live.len(),
-        building.len()
-    );
-    assert!(!indexed);
-    assert!(
-        live.iter()
-            .any(|d| d.ends_with("sessions_gN USING btree (property_id, start_local)")),
-        "{live:?}"
-    );
-    assert!(building.len() < live.len(), "{building:?}");
-    assert!(building.iter().all(|d| live.contains(d)), "{building:?}");
     generation_2_goes_live(&app).await;
-    assert_eq!(
-        indexes(2).await,
-        live,
-        "the rebuilt generation has every index"
-    );
     let analyses = |table: &'static str| {
         let pool = app.pool.clone();
         async move {
