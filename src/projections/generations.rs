@@ -44,8 +44,12 @@ pub enum RebuildError {
 /// SQLSTATE of a lock wait that ran past `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
 
+/// The key (of `hashtext`) of the transaction-level advisory lock every change here runs under.
+pub const LOCK_KEY: &str = "footfall.generations";
+
 async fn lock(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtext('footfall.generations'))")
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+        .bind(LOCK_KEY)
         .execute(&mut *tx)
         .await?;
     Ok(())
@@ -55,7 +59,8 @@ async fn lock(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
 /// next tick: a node frozen while it holds the lock (until PostgreSQL ends its idle transaction)
 /// must not hold up the other nodes' managers, which start the runners that take over from it.
 async fn try_lock(tx: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext('footfall.generations'))")
+    sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtext($1))")
+        .bind(LOCK_KEY)
         .fetch_one(&mut *tx)
         .await
 }

@@ -321,7 +321,8 @@ impl Db {
         self.rt.block_on(async {
             let mut conn = PgConnection::connect(&self.url).await.unwrap();
             sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext('footfall.generations'))")
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1))")
+                .bind(footfall::projections::generations::LOCK_KEY)
                 .execute(&mut conn)
                 .await
                 .unwrap();
