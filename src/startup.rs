@@ -1,13 +1,17 @@
 //! All wiring happens here: database, event log, actors, services and the HTTP server.
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::{Actor, Addr};
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service};
+use actix_web::http::ConnectionType;
 use actix_web::{web, App, HttpServer};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState};
 use crate::config::{Config, EventLogKind, Role};
@@ -215,7 +219,16 @@ pub struct Application {
     server: Server,
     port: u16,
     appender: Addr<Appender>,
+    /// Set on SIGTERM/SIGINT: every answer from then on closes its connection.
+    closing: Arc<AtomicBool>,
 }
+
+/// After SIGTERM, how long the node keeps serving, each answer with `Connection: close`, before it
+/// stops accepting. A keep-alive client or proxy sends nothing more on a connection whose answer
+/// said close, so a request written just before the signal is answered, not dropped unread when
+/// the connection is closed. Shorter than a second: connections opened a second after SIGTERM are
+/// not served.
+const CLOSE_WINDOW: Duration = Duration::from_millis(500);
 
 impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
@@ -261,9 +274,24 @@ impl Application {
                 source,
             })?;
         let roles = config.roles.clone();
+        let closing = Arc::new(AtomicBool::new(false));
+        let closing_in_app = closing.clone();
         let server = HttpServer::new(move || {
             let roles = roles.clone();
+            let closing = closing_in_app.clone();
             App::new()
+                .wrap_fn(move |req, service| {
+                    let answer = service.call(req);
+                    let closing = closing.clone();
+                    async move {
+                        let mut answer = answer.await?;
+                        if closing.load(Ordering::Relaxed) {
+                            let head = answer.response_mut().head_mut();
+                            head.set_connection_type(ConnectionType::Close);
+                        }
+                        Ok(answer)
+                    }
+                })
                 .app_data(state.clone())
                 .configure(move |cfg| api::routes(cfg, &roles))
                 .default_service(web::to(api::not_found))
@@ -275,6 +303,7 @@ impl Application {
             source,
         })?
         .workers(config.workers)
+        .disable_signals()
         // On SIGTERM, requests already received get this long to be answered; a request waits at
         // most the append timeout in the queue and a batch's lock timeout after it, so 10 s
         // covers them with the defaults (5 s each), and the process is gone within 10 s.
@@ -285,6 +314,7 @@ impl Application {
             server,
             port: port.port(),
             appender,
+            closing,
         })
     }
 
@@ -292,9 +322,25 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT/SIGTERM, then stops accepting, drains in-flight requests (each one
-    /// waits for its hits to be durable) and returns.
+    /// Serves until SIGINT/SIGTERM; then answers with `Connection: close` for [`CLOSE_WINDOW`],
+    /// stops accepting, drains in-flight requests (each one waits for its hits to be durable) and
+    /// returns.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let (handle, closing) = (self.server.handle(), self.closing);
+        actix_web::rt::spawn(async move {
+            let mut terminate = match signal(SignalKind::terminate()) {
+                Ok(terminate) => terminate,
+                Err(e) => return tracing::error!(error = %e, "cannot listen for SIGTERM"),
+            };
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("stopping: answers close their connections, then draining");
+            closing.store(true, Ordering::Relaxed);
+            tokio::time::sleep(CLOSE_WINDOW).await;
+            handle.stop(true).await;
+        });
         let result = self.server.await;
         drop(self.appender);
         result
