@@ -185,6 +185,55 @@ pub async fn appends_are_idempotent_by_event_id(log: &dyn EventLog) {
     assert_eq!(stored.iter().map(|e| e.id).collect::<HashSet<_>>().len(), 6);
 }
 
+/// Appends in flight at once that share events (a retry racing its first attempt), in any order:
+/// each succeeds, none waits for another forever, and each event is stored once.
+pub async fn concurrent_appends_of_the_same_events_store_each_once(log: Arc<dyn EventLog>) {
+    const APPENDS: usize = 6;
+    const EACH: usize = 4_000;
+    let events: Vec<EventData> = (0..2 * EACH).map(event).collect();
+    // Overlapping halves, every other one reversed, each split over two streams.
+    let slice = |i: usize| {
+        let from = i * EACH / APPENDS;
+        &events[from..from + EACH]
+    };
+    // Connections for every append first, so that they run at once.
+    let heads = (0..APPENDS).map(|_| log.head());
+    futures_util::future::try_join_all(heads).await.unwrap();
+    let appends = (0..APPENDS).map(|i| {
+        let log = log.clone();
+        let mut mine = slice(i).to_vec();
+        if i % 2 == 1 {
+            mine.reverse();
+        }
+        let (odd, even): (Vec<_>, Vec<_>) = mine.into_iter().partition(|e| e.id.as_u128() % 2 == 1);
+        async move {
+            log.append(vec![
+                append("test-same", ExpectedState::Any, odd),
+                append("test-other", ExpectedState::Any, even),
+            ])
+            .await
+        }
+    });
+    let results = tokio::time::timeout(
+        Duration::from_secs(30),
+        futures_util::future::join_all(appends),
+    )
+    .await
+    .expect("concurrent appends of the same events finish");
+    let failed: Vec<_> = results.iter().filter(|r| r.is_err()).collect();
+    assert!(failed.is_empty(), "every append succeeds: {failed:?}");
+    let mut stored: Vec<Uuid> = Vec::new();
+    for stream in ["test-same", "test-other"] {
+        let events = log.read_stream(stream, 0, 2 * EACH).await.unwrap();
+        stored.extend(events.iter().map(|e| e.id));
+    }
+    let wanted: HashSet<Uuid> = (0..APPENDS)
+        .flat_map(|i| slice(i).iter().map(|e| e.id))
+        .collect();
+    assert_eq!(stored.len(), wanted.len(), "each event is stored once");
+    assert_eq!(stored.into_iter().collect::<HashSet<_>>(), wanted);
+}
+
 /// `contains_all` is how a writer learns the outcome of an append it lost sight of: true only when
 /// every one of the events is there.
 pub async fn contains_all_tells_whether_every_event_is_in_the_log(log: &dyn EventLog) {
@@ -423,6 +472,11 @@ async fn pg_contains_all_waits_for_an_append_in_flight() {
         answered >= committed,
         "the lookup answered only after the commit"
     );
+}
+
+#[actix_web::test]
+async fn pg_concurrent_appends_of_the_same_events_store_each_once() {
+    concurrent_appends_of_the_same_events_store_each_once(Arc::new(fresh_log().await.0)).await;
 }
 
 #[actix_web::test]
