@@ -155,16 +155,30 @@ impl Store {
         if late.is_empty() {
             return Ok(out);
         }
+        // Each visitor once, from a day before their earliest late hit to a day after their
+        // latest: a visit between two of their hits' windows cannot take either hit, so the fold
+        // picks the same one. Looked up by the key, visitor by visitor, for the reason given at
+        // `load_latest_sessions` (Measurement Protocol hits sent with their own times, up to 72
+        // hours back, can make thousands of a batch's hits late); `OFFSET 0` keeps the planner
+        // from turning the lookups back into that join.
+        let mut spans: BTreeMap<(Uuid, i64), (DateTime<Utc>, DateTime<Utc>)> = BTreeMap::new();
+        for (pid, visitor, at) in late {
+            let span = spans.entry((pid.as_uuid(), *visitor)).or_insert((*at, *at));
+            *span = (span.0.min(*at), span.1.max(*at));
+        }
         let rows = sqlx::query(&format!(
-            "SELECT DISTINCT s.* FROM {} s \
-             JOIN UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[]) AS k(property_id, visitor_key, at) \
-               ON s.property_id = k.property_id AND s.visitor_key = k.visitor_key \
-              AND s.last_at >= k.at - interval '1 day' AND s.started_at <= k.at + interval '1 day'",
+            "SELECT s.* FROM UNNEST($1::uuid[], $2::bigint[], $3::timestamptz[], $4::timestamptz[]) \
+               AS k(property_id, visitor_key, earliest, latest) \
+             CROSS JOIN LATERAL (SELECT * FROM {} s \
+               WHERE s.property_id = k.property_id AND s.visitor_key = k.visitor_key \
+                 AND s.last_at >= k.earliest - interval '1 day' \
+                 AND s.started_at <= k.latest + interval '1 day' OFFSET 0) s",
             self.t(SESSIONS)
         ))
-        .bind(late.iter().map(|l| l.0.as_uuid()).collect::<Vec<_>>())
-        .bind(late.iter().map(|l| l.1).collect::<Vec<_>>())
-        .bind(late.iter().map(|l| l.2).collect::<Vec<_>>())
+        .bind(spans.keys().map(|k| k.0).collect::<Vec<_>>())
+        .bind(spans.keys().map(|k| k.1).collect::<Vec<_>>())
+        .bind(spans.values().map(|s| s.0).collect::<Vec<_>>())
+        .bind(spans.values().map(|s| s.1).collect::<Vec<_>>())
         .fetch_all(&mut *tx)
         .await?;
         for r in rows {

@@ -670,6 +670,81 @@ async fn the_session_timeout_is_set_per_property() {
     }
 }
 
+/// Two late hits of one visitor, more than a day apart, in one batch: each joins the earlier visit
+/// it belongs to, not the visit between them nor a new one; a rebuild gives the same.
+#[actix_web::test]
+async fn late_hits_days_apart_in_one_batch_join_their_own_visits() {
+    let app = spawn_app_with(&[]).await;
+    let property = app.register("late.example", "UTC").await;
+    let now = Utc::now();
+    let at = |hours: i64, minutes: i64| {
+        (now - chrono::Duration::hours(hours) + chrono::Duration::minutes(minutes)).to_rfc3339()
+    };
+    let view = |at: String, path: &str| {
+        hit_event(
+            &property,
+            &Seed {
+                visitor: 1,
+                at: &at,
+                name: "pageview",
+                url: &format!("https://late.example{path}"),
+                props: &[],
+            },
+        )
+    };
+    let range = json!([
+        (now - chrono::Duration::days(4)).date_naive().to_string(),
+        now.date_naive().to_string()
+    ]);
+    let totals = || {
+        let (app, range) = (&app, range.clone());
+        async move {
+            let body = json!({"site_id": "late.example", "metrics": ["visits", "pageviews", "bounce_rate"], "date_range": range});
+            let res = app.query(ADMIN_TOKEN, &body).await;
+            assert_eq!(res.status, 200, "{}", res.text);
+            res.body["results"][0]["metrics"].clone()
+        }
+    };
+    // Three visits: two pageviews 70 hours ago, one 30 hours ago, one 5 hours ago.
+    app.seed(vec![
+        view(at(70, 0), "/a"),
+        view(at(70, 1), "/b"),
+        view(at(30, 0), "/c"),
+        view(at(5, 0), "/d"),
+    ])
+    .await;
+    app.wait_projected().await;
+    assert_eq!(totals().await, json!([3, 4, 67]));
+
+    // Received now, in one append: 5 minutes into the first visit and into the second.
+    let mut late = vec![view(at(70, 5), "/e"), view(at(30, 5), "/f")];
+    for hit in &mut late {
+        hit.received_at = now;
+    }
+    app.seed(late).await;
+    app.wait_projected().await;
+    assert_eq!(totals().await, json!([3, 6, 33]));
+
+    let res = app
+        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text);
+    eventually(Duration::from_secs(120), "the rebuild to go live", || {
+        let app = &app;
+        async move {
+            let res = app.admin_get("/api/admin/projections").await;
+            res.body["projections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "hits" && p["generation"] == 2 && p["state"] == "live")
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(totals().await, json!([3, 6, 33]));
+}
+
 /// The visitor sketches (HyperLogLog, 2^14 registers): exact for small counts, and within 2 % at
 /// a million visitors, also when merged from daily sketches as a date range does.
 #[actix_web::test]
