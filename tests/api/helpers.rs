@@ -409,6 +409,31 @@ impl TestApp {
         .await;
     }
 
+    /// Rebuilds the `hits` projection for the first time and waits until generation 2 is live.
+    pub async fn rebuild_hits(&self) {
+        let res = self
+            .admin_post(
+                "/api/admin/projections/hits/rebuild",
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(res.status, 202, "{}", res.text);
+        eventually(
+            Duration::from_secs(120),
+            "the rebuild to go live",
+            || async {
+                let res = self.admin_get("/api/admin/projections").await;
+                res.body["projections"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|p| p["name"] == "hits" && p["generation"] == 2 && p["state"] == "live")
+                    .then_some(())
+            },
+        )
+        .await;
+    }
+
     /// `POST /api/v2/query` with a bearer token.
     pub async fn query(&self, token: &str, body: &Value) -> Response {
         self.request(

@@ -2,13 +2,11 @@
 //! through the GA4 Measurement Protocol (which carries client timestamps), with a GeoIP database
 //! and a trusted proxy, on a +05:30 property; then a rebuild must give identical answers.
 
-use std::time::Duration;
-
 use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Asia::Kolkata;
 use serde_json::{json, Value};
 
-use crate::helpers::{eventually, hit_event, spawn_app_with, Seed, TestApp, ADMIN_TOKEN};
+use crate::helpers::{hit_event, spawn_app_with, Seed, TestApp, ADMIN_TOKEN};
 
 const GEOIP: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -295,24 +293,7 @@ async fn a_scripted_scenario_gives_exact_numbers_and_the_same_after_a_rebuild() 
     let answers = scenario_answers(&s).await;
 
     // Rebuild the read models from the log: every answer is the same.
-    let res = s
-        .app
-        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
-        .await;
-    assert_eq!(res.status, 202, "{}", res.text);
-    eventually(Duration::from_secs(120), "the rebuild to go live", || {
-        let app = &s.app;
-        async move {
-            let res = app.admin_get("/api/admin/projections").await;
-            res.body["projections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["name"] == "hits" && p["generation"] == 2 && p["state"] == "live")
-                .then_some(())
-        }
-    })
-    .await;
+    s.app.rebuild_hits().await;
     assert_eq!(scenario_answers(&s).await, answers);
 }
 
@@ -725,23 +706,7 @@ async fn late_hits_days_apart_in_one_batch_join_their_own_visits() {
     app.wait_projected().await;
     assert_eq!(totals().await, json!([3, 6, 33]));
 
-    let res = app
-        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
-        .await;
-    assert_eq!(res.status, 202, "{}", res.text);
-    eventually(Duration::from_secs(120), "the rebuild to go live", || {
-        let app = &app;
-        async move {
-            let res = app.admin_get("/api/admin/projections").await;
-            res.body["projections"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|p| p["name"] == "hits" && p["generation"] == 2 && p["state"] == "live")
-                .then_some(())
-        }
-    })
-    .await;
+    app.rebuild_hits().await;
     assert_eq!(totals().await, json!([3, 6, 33]));
 }
 
