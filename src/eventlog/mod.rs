@@ -209,6 +209,15 @@ pub trait Subscription: Send {
     /// and then returns an empty batch.
     async fn next(&mut self, max_wait: Duration) -> Result<Vec<RecordedEvent>, EventLogError>;
 
+    /// Waits, at most `max_wait`, until the log may hold `events` more events than the
+    /// subscription has read, and reads nothing: a reader gathering a batch while events trickle
+    /// in reads once, after this, instead of at every append. It ends early once that many may be
+    /// there. By default it waits out `max_wait` (an adapter that pushes events buffers them).
+    async fn linger(&mut self, events: usize, max_wait: Duration) {
+        let _ = events;
+        tokio::time::sleep(max_wait).await;
+    }
+
     /// How far the subscription has read: the last event returned or, once caught up, the head
     /// of the log (events of other streams in between were passed over).
     fn position(&self) -> Position;

@@ -207,12 +207,13 @@ async fn project(
             Some(events) => events,
             None => subscription.next(IDLE_WAIT).await?,
         };
-        let lingering = Instant::now();
-        while !events.is_empty() && events.len() < LINGER_EVENTS {
-            let Some(left) = LINGER.checked_sub(lingering.elapsed()) else {
-                break;
-            };
-            events.extend(subscription.next(left).await?);
+        if !events.is_empty() && events.len() < LINGER_EVENTS {
+            // One read after the wait: reading at every append while events trickle in cost a
+            // few statements per append and runner.
+            subscription
+                .linger(LINGER_EVENTS - events.len(), LINGER)
+                .await;
+            events.extend(subscription.next(Duration::ZERO).await?);
         }
         let Some(last) = events.last() else {
             // Caught up: record how far the log was read (events of other streams included),

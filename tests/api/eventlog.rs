@@ -336,6 +336,53 @@ pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
         fresh.iter().map(|e| e.data.as_slice()).collect::<Vec<_>>(),
         vec![br#"{"n":10}"#.as_slice(), br#"{"n":11}"#.as_slice()]
     );
+
+    // Lingering reads nothing: what was appended meanwhile comes with the next read.
+    let at = sub.position();
+    log.append(vec![append(
+        "hits-s",
+        ExpectedState::Any,
+        vec![event(12), event(13)],
+    )])
+    .await
+    .unwrap();
+    sub.linger(1_000, Duration::from_millis(50)).await;
+    assert_eq!(sub.position(), at, "lingering reads nothing");
+    assert_eq!(sub.next(Duration::ZERO).await.unwrap().len(), 2);
+}
+
+/// A subscription gathering a batch (`linger`) wakes as soon as enough events may be there, not
+/// at the end of its wait.
+#[actix_web::test]
+async fn pg_a_lingering_subscription_wakes_once_enough_events_are_appended() {
+    let log = Arc::new(fresh_log().await.0);
+    let mut sub = log
+        .subscribe(Position::START, StreamFilter::categories(&["hits"]), 100)
+        .await
+        .unwrap();
+    assert!(sub.next(Duration::ZERO).await.unwrap().is_empty());
+    for (round, n) in [(0, 3), (1, 5)] {
+        let writer = log.clone();
+        let appended = actix_web::rt::spawn(async move {
+            writer
+                .append(vec![append(
+                    "hits-l",
+                    ExpectedState::Any,
+                    (0..n).map(|i| event(10 * round + i)).collect(),
+                )])
+                .await
+                .unwrap()
+        });
+        let waited = Instant::now();
+        sub.linger(n, Duration::from_secs(60)).await;
+        let waited = waited.elapsed();
+        assert!(
+            waited < Duration::from_secs(30),
+            "round {round}: woke after {waited:?}"
+        );
+        appended.await.unwrap();
+        assert_eq!(sub.next(Duration::ZERO).await.unwrap().len(), n);
+    }
 }
 
 /// Appenders on separate connections (as separate processes would be) race while a subscriber

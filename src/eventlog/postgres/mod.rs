@@ -543,6 +543,10 @@ impl EventLog for PgEventLog {
                 })
                 .await?;
             out.extend(events);
+            if rows.len() < PAGE {
+                // The last page: asking again would find nothing more.
+                break;
+            }
         }
         out.truncate(limit);
         Ok(out)
@@ -610,12 +614,19 @@ impl Subscription for PgSubscription {
         // wakes the wait below.
         self.head.borrow_and_update();
         let events = self.read().await?;
-        if !events.is_empty() {
+        if !events.is_empty() || max_wait.is_zero() {
             return Ok(events);
         }
         // Either a head change (ours or a NOTIFY) or the poll interval ends the wait.
         let _ = tokio::time::timeout(max_wait, self.head.changed()).await;
         self.read().await
+    }
+
+    async fn linger(&mut self, events: usize, max_wait: Duration) {
+        // The head this process knows of counts every category's events: it may end the wait
+        // early, never late.
+        let enough = self.after.0.saturating_add(events as u64);
+        let _ = tokio::time::timeout(max_wait, self.head.wait_for(|head| *head >= enough)).await;
     }
 
     fn position(&self) -> Position {
