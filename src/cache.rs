@@ -3,6 +3,7 @@
 //! one and the old previous one is dropped. A hit in the previous generation moves the entry
 //! back into the current one, so entries in use survive and the rest age out, at O(1) a step.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 
@@ -29,13 +30,18 @@ impl<K: Eq + Hash + Clone, V: Clone> Bounded<K, V> {
         }
     }
 
-    pub fn get(&mut self, key: &K) -> Option<V> {
+    /// The entry of `key` (a `&str` for `String` keys).
+    pub fn get<Q>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if let Some((v, _)) = self.current.get(key) {
             return Some(v.clone());
         }
         let (v, bytes) = self.previous.remove(key)?;
         self.previous_bytes -= bytes;
-        self.put(key.clone(), v.clone(), bytes);
+        self.put(key.to_owned(), v.clone(), bytes);
         Some(v)
     }
 

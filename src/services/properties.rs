@@ -1,6 +1,7 @@
 //! Registering properties (through the event log) and looking them up (through the `properties`
 //! read model, with an in-process cache on the collection hot path).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -113,11 +114,22 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 /// cached state anyway (and once more when the read model has it).
 const FOLLOW_WAIT: Duration = Duration::from_secs(60);
 
+/// What the cache says of a lookup key.
+enum Cached {
+    Hit(Option<Arc<PropertyRecord>>),
+    /// Not cached; `changes` is the cache's count of dropped changes when it was asked.
+    Miss {
+        changes: u64,
+    },
+}
+
 #[derive(Clone)]
 pub struct Properties {
     pub(super) log: Arc<dyn EventLog>,
     pub(super) pool: PgPool,
     cache: Arc<Mutex<Cache>>,
+    /// The lookups of the read model in flight, by key.
+    lookups: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 const COLUMNS: &str =
@@ -130,6 +142,7 @@ impl Properties {
             log,
             pool,
             cache: Arc::new(Mutex::new(Cache::new(cache_bytes))),
+            lookups: Arc::default(),
         }
     }
 
@@ -415,19 +428,55 @@ impl Properties {
         value: &str,
     ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
         let key = by.key(value);
-        let changes = {
-            let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            match cache.keys.get(&key) {
-                Some(Slot::Property(id)) => {
-                    if let Some(p) = cache.records.get(&id) {
-                        return Ok(Some(p));
-                    }
-                }
-                Some(Slot::Unknown(at)) if at.elapsed() < NEGATIVE_TTL => return Ok(None),
-                _ => {}
-            }
-            cache.changes
+        if let Cached::Hit(found) = self.cache_entry(&key) {
+            return Ok(found);
+        }
+        // One lookup of a key at a time: a burst of requests for a property this node has not
+        // cached (a dashboard's reports, on a node just started) costs one statement, not one
+        // each, and the others find its answer in the cache.
+        let gate = {
+            let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+            lookups.entry(key.clone()).or_default().clone()
         };
+        let turn = gate.lock().await;
+        let found = match self.cache_entry(&key) {
+            Cached::Hit(found) => Ok(found),
+            Cached::Miss { changes } => self.look_up(by, value, key.clone(), changes).await,
+        };
+        drop(turn);
+        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        // Clones are taken under this lock: only the map's and this one are left when no other
+        // lookup of the key waits.
+        if Arc::strong_count(&gate) <= 2 {
+            lookups.remove(&key);
+        }
+        found
+    }
+
+    fn cache_entry(&self, key: &str) -> Cached {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        match cache.keys.get(key) {
+            Some(Slot::Property(id)) => {
+                if let Some(p) = cache.records.get(&id) {
+                    return Cached::Hit(Some(p));
+                }
+            }
+            Some(Slot::Unknown(at)) if at.elapsed() < NEGATIVE_TTL => return Cached::Hit(None),
+            _ => {}
+        }
+        Cached::Miss {
+            changes: cache.changes,
+        }
+    }
+
+    /// Reads the read model and caches what it says, unless a change was dropped since `changes`.
+    async fn look_up(
+        &self,
+        by: Lookup,
+        value: &str,
+        key: String,
+        changes: u64,
+    ) -> Result<Option<Arc<PropertyRecord>>, sqlx::Error> {
         let found = self.find(by, value).await?.map(Arc::new);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.changes == changes {

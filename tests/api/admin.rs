@@ -244,3 +244,48 @@ async fn the_cli_registers_properties_with_the_same_json() {
     .unwrap();
     assert!(!bad.status.success());
 }
+
+/// A burst of lookups of a property that a node has not cached (a dashboard's reports, on a node
+/// just started) reads the read model once: the others wait for that read and take its answer
+/// from the cache. An unknown domain too.
+#[actix_web::test]
+async fn a_burst_of_lookups_of_an_uncached_property_reads_it_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+
+    use footfall::domain::Domain;
+    use footfall::eventlog::postgres::PgEventLog;
+    use footfall::services::Properties;
+    use sqlx::postgres::PgPoolOptions;
+
+    let app = spawn_app().await;
+    app.register("burst.example", "UTC").await;
+    // A node of its own: an empty cache, and a pool that counts the connections it hands out.
+    let taken = Arc::new(AtomicUsize::new(0));
+    let (on_connect, on_acquire) = (taken.clone(), taken.clone());
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .after_connect(move |_, _| {
+            on_connect.fetch_add(1, SeqCst);
+            Box::pin(async { Ok(()) })
+        })
+        .before_acquire(move |_, _| {
+            on_acquire.fetch_add(1, SeqCst);
+            Box::pin(async { Ok(true) })
+        })
+        .connect_lazy(&app.database_url)
+        .unwrap();
+    let properties = Properties::new(Arc::new(PgEventLog::new(pool.clone())), pool, 1 << 20);
+    for (domain, known) in [("burst.example", true), ("unknown.example", false)] {
+        let before = taken.load(SeqCst);
+        let domain = Domain::parse(domain).unwrap();
+        let found =
+            futures_util::future::join_all((0..50).map(|_| properties.by_domain(&domain))).await;
+        let statements = taken.load(SeqCst) - before;
+        eprintln!("{domain}: 50 lookups at once took {statements} connection(s)");
+        for f in found {
+            assert_eq!(f.unwrap().is_some(), known, "{domain}");
+        }
+        assert_eq!(statements, 1, "{domain}");
+    }
+}
