@@ -3,10 +3,11 @@
 //! one, unit by unit, in the background. Merging never changes an answer, so it needs no
 //! checkpoint: every node runs a merger, and the units they take never overlap. After merging
 //! units, it pre-merges the daily rollup's weeks among theirs and the weeks before that are over
-//! and changed ([`crate::readmodel::schema::ROLLUP_WEEKLY`]). Hourly, it also drops the funnel
-//! answers kept per day that were not computed for a month
-//! ([`crate::readmodel::schema::FUNNEL_DAYS`]).
+//! and changed ([`crate::readmodel::schema::ROLLUP_WEEKLY`]), and vacuums the rows its merges
+//! leave dead ([`merge::vacuum_due`]). Hourly, it also drops the funnel answers kept per day that
+//! were not computed for a month ([`crate::readmodel::schema::FUNNEL_DAYS`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,7 +38,11 @@ pub struct RollupMerger {
     pool: PgPool,
     log: Arc<dyn EventLog>,
     busy: bool,
+    /// Rows this node's merges have written per generation since it last vacuumed its rollups.
+    churn: Churn,
 }
+
+type Churn = HashMap<Generation, u64>;
 
 impl RollupMerger {
     pub fn new(pool: PgPool, log: Arc<dyn EventLog>) -> Self {
@@ -45,6 +50,7 @@ impl RollupMerger {
             pool,
             log,
             busy: false,
+            churn: Churn::new(),
         }
     }
 
@@ -54,14 +60,19 @@ impl RollupMerger {
         }
         self.busy = true;
         let (pool, log) = (self.pool.clone(), self.log.clone());
+        let mut churn = std::mem::take(&mut self.churn);
         ctx.spawn(
             async move {
-                if let Err(e) = pass(&pool, &*log).await {
+                if let Err(e) = pass(&pool, &*log, &mut churn).await {
                     tracing::warn!(error = %e, "merging rollup rows failed");
                 }
+                churn
             }
             .into_actor(self)
-            .map(|(), act, _| act.busy = false),
+            .map(|churn, act, _| {
+                act.churn = churn;
+                act.busy = false;
+            }),
         );
     }
 }
@@ -86,8 +97,9 @@ impl Actor for RollupMerger {
 }
 
 /// Merges some of what is pending in every live or building generation of `hits` that is not
-/// far behind the log, then the weeks [`merge::weeks_to_merge`] finds among them.
-async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> {
+/// far behind the log, then the weeks [`merge::weeks_to_merge`] finds among them; vacuums a
+/// generation's rollups once its merges have left enough dead rows ([`merge::vacuum_due`]).
+async fn pass(pool: &PgPool, log: &dyn EventLog, churn: &mut Churn) -> Result<(), ProjectionError> {
     let projection = hits::HitsProjection::default();
     let current = crate::projections::Projection::schema_version(&projection);
     let head = log.head().await?.position.0 as i64;
@@ -98,16 +110,24 @@ async fn pass(pool: &PgPool, log: &dyn EventLog) -> Result<(), ProjectionError> 
         .filter(|g| head - g.position <= MAX_LAG)
         .map(|g| g.generation)
         .collect();
+    churn.retain(|g, _| generations.contains(g));
     let today = chrono::Utc::now().date_naive();
     for g in generations {
         let units = merge::take_pending(pool, g, TAKE, QUIET, AGE).await?;
-        merge_all(pool, g, &units).await?;
-        merge_weeks(
-            pool,
-            g,
-            &merge::weeks_to_merge(pool, g, &units, today).await?,
-        )
-        .await?;
+        let merged = merge_all(pool, g, &units).await?
+            + merge_weeks(
+                pool,
+                g,
+                &merge::weeks_to_merge(pool, g, &units, today).await?,
+            )
+            .await?;
+        let churned = churn.entry(g).or_default();
+        *churned += merged;
+        if merge::vacuum_due(pool, g, *churned).await? {
+            merge::vacuum(pool, g).await?;
+            tracing::info!(generation = g, merged = *churned, "merged rollups vacuumed");
+            *churned = 0;
+        }
     }
     Ok(())
 }
@@ -132,32 +152,42 @@ async fn prune(pool: &PgPool) -> Result<(), ProjectionError> {
 
 /// Merges units in one transaction, which does not wait for its commit to reach the disk: a
 /// merge lost in a crash only leaves a key's rows unmerged, which changes no answer.
-async fn merge_all(pool: &PgPool, g: Generation, units: &[PendingUnit]) -> Result<(), sqlx::Error> {
+/// The rows written.
+async fn merge_all(
+    pool: &PgPool,
+    g: Generation,
+    units: &[PendingUnit],
+) -> Result<u64, sqlx::Error> {
     if units.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut tx = unsynced(pool).await?;
+    let mut merged = 0;
     for unit in units {
-        merge::merge_unit(&mut tx, g, unit).await?;
+        merged += merge::merge_unit(&mut tx, g, unit).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(merged)
 }
 
 /// Pre-merges weeks (in key order) in one transaction that does not wait for the disk either: a
 /// week lost in a crash is read from its days until a unit of it or of the next week is merged.
+/// The rows written.
 async fn merge_weeks(
     pool: &PgPool,
     g: Generation,
     weeks: &[(uuid::Uuid, chrono::NaiveDate)],
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     if weeks.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut tx = unsynced(pool).await?;
+    let mut written = 0;
     for (property, week) in weeks {
-        merge::merge_week(&mut tx, g, *property, *week).await?;
+        written += merge::merge_week(&mut tx, g, *property, *week).await?;
     }
-    tx.commit().await
+    tx.commit().await?;
+    Ok(written)
 }
 
 /// A transaction whose commit does not wait for the disk.
