@@ -187,7 +187,8 @@ pub async fn vacuum_due(pool: &PgPool, g: Generation, merged: u64) -> Result<boo
     }
     let tables: Vec<String> = MERGED.iter().map(|t| table(t, g)).collect();
     let rows: f64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(greatest(reltuples, 0)), 0)::float8 FROM pg_class          WHERE relname = ANY($1) AND relkind = 'r'",
+        "SELECT coalesce(sum(greatest(reltuples, 0)), 0)::float8 FROM pg_class \
+         WHERE relname = ANY($1) AND relkind = 'r'",
     )
     .bind(&tables)
     .fetch_one(pool)

@@ -114,6 +114,36 @@ const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
 /// cached state anyway (and once more when the read model has it).
 const FOLLOW_WAIT: Duration = Duration::from_secs(60);
 
+/// The lookups of the read model in flight, by key.
+type Lookups = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+/// A lookup's place in the queue of its key: the entry leaves the map with the last lookup that
+/// holds it, finished or abandoned (its request cancelled).
+struct Gate<'a> {
+    lookups: &'a Lookups,
+    key: &'a str,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<'a> Gate<'a> {
+    fn enter(lookups: &'a Lookups, key: &'a str) -> Self {
+        let mut all = lookups.lock().unwrap_or_else(|e| e.into_inner());
+        let gate = all.entry(key.to_owned()).or_default().clone();
+        Self { lookups, key, gate }
+    }
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        let mut all = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
+        // Clones are taken under this lock: only the map's and this one are left when no other
+        // lookup of the key holds it.
+        if Arc::strong_count(&self.gate) <= 2 {
+            all.remove(self.key);
+        }
+    }
+}
+
 /// What the cache says of a lookup key.
 enum Cached {
     Hit(Option<Arc<PropertyRecord>>),
@@ -128,8 +158,7 @@ pub struct Properties {
     pub(super) log: Arc<dyn EventLog>,
     pub(super) pool: PgPool,
     cache: Arc<Mutex<Cache>>,
-    /// The lookups of the read model in flight, by key.
-    lookups: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    lookups: Arc<Lookups>,
 }
 
 const COLUMNS: &str =
@@ -434,23 +463,12 @@ impl Properties {
         // One lookup of a key at a time: a burst of requests for a property this node has not
         // cached (a dashboard's reports, on a node just started) costs one statement, not one
         // each, and the others find its answer in the cache.
-        let gate = {
-            let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
-            lookups.entry(key.clone()).or_default().clone()
-        };
-        let turn = gate.lock().await;
-        let found = match self.cache_entry(&key) {
+        let gate = Gate::enter(&self.lookups, &key);
+        let _turn = gate.gate.lock().await;
+        match self.cache_entry(&key) {
             Cached::Hit(found) => Ok(found),
             Cached::Miss { changes } => self.look_up(by, value, key.clone(), changes).await,
-        };
-        drop(turn);
-        let mut lookups = self.lookups.lock().unwrap_or_else(|e| e.into_inner());
-        // Clones are taken under this lock: only the map's and this one are left when no other
-        // lookup of the key waits.
-        if Arc::strong_count(&gate) <= 2 {
-            lookups.remove(&key);
         }
-        found
     }
 
     fn cache_entry(&self, key: &str) -> Cached {
