@@ -9,6 +9,7 @@ pub mod generations;
 pub mod hits;
 pub mod imported;
 mod leadership;
+mod manager;
 pub mod merger;
 pub mod parked;
 pub mod properties;
@@ -24,8 +25,8 @@ use crate::domain::DecodeError;
 use crate::eventlog::{EventLogError, RecordedEvent, StreamFilter};
 
 pub use generations::{wait_for, Generation};
+pub use manager::ProjectionManager;
 pub use merger::RollupMerger;
-pub use runner::ProjectionManager;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
