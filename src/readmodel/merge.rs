@@ -172,6 +172,10 @@ const MERGED: [&str; 4] = [
     ROLLUP_HOURLY.table,
     ROLLUP_WEEKLY.table,
 ];
+fn merged_tables(g: Generation) -> Vec<String> {
+    MERGED.iter().map(|t| table(t, g)).collect()
+}
+
 /// Rows merged since the last vacuum below which none is due, however small the rollups.
 const VACUUM_MIN_ROWS: u64 = 100;
 
@@ -185,7 +189,7 @@ pub async fn vacuum_due(pool: &PgPool, g: Generation, merged: u64) -> Result<boo
     if merged < VACUUM_MIN_ROWS {
         return Ok(false);
     }
-    let tables: Vec<String> = MERGED.iter().map(|t| table(t, g)).collect();
+    let tables = merged_tables(g);
     let rows: f64 = sqlx::query_scalar(
         "SELECT coalesce(sum(greatest(reltuples, 0)), 0)::float8 FROM pg_class \
          WHERE relname = ANY($1) AND relkind = 'r'",
@@ -198,7 +202,7 @@ pub async fn vacuum_due(pool: &PgPool, g: Generation, merged: u64) -> Result<boo
 
 /// Vacuums generation `g`'s merged rollups; a table another node is vacuuming is skipped.
 pub async fn vacuum(pool: &PgPool, g: Generation) -> Result<(), sqlx::Error> {
-    let tables: Vec<String> = MERGED.iter().map(|t| table(t, g)).collect();
+    let tables = merged_tables(g);
     // VACUUM runs outside any transaction: a simple query of its own.
     sqlx::raw_sql(&format!("VACUUM (SKIP_LOCKED) {}", tables.join(", ")))
         .execute(pool)

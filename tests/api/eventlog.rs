@@ -31,6 +31,20 @@ fn append(stream: &str, expected: ExpectedState, events: Vec<EventData>) -> Stre
     }
 }
 
+/// An append of `events` to `stream` in a task of its own, while the caller reads.
+fn spawn_append(
+    log: &Arc<dyn EventLog>,
+    stream: &'static str,
+    events: Vec<EventData>,
+) -> actix_web::rt::task::JoinHandle<Vec<footfall::eventlog::AppendResult>> {
+    let log = log.clone();
+    actix_web::rt::spawn(async move {
+        log.append(vec![append(stream, ExpectedState::Any, events)])
+            .await
+            .unwrap()
+    })
+}
+
 pub async fn appends_get_revisions_and_positions(log: &dyn EventLog) {
     let r = log
         .append(vec![append(
@@ -314,17 +328,7 @@ pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
     );
 
     // Live: an append while the subscriber waits wakes it.
-    let writer = log.clone();
-    let live = actix_web::rt::spawn(async move {
-        writer
-            .append(vec![append(
-                "hits-s",
-                ExpectedState::Any,
-                vec![event(10), event(11)],
-            )])
-            .await
-            .unwrap()
-    });
+    let live = spawn_append(&log, "hits-s", vec![event(10), event(11)]);
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut fresh = Vec::new();
     while fresh.len() < 2 {
@@ -355,24 +359,15 @@ pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
 /// at the end of its wait.
 #[actix_web::test]
 async fn pg_a_lingering_subscription_wakes_once_enough_events_are_appended() {
-    let log = Arc::new(fresh_log().await.0);
+    let log: Arc<dyn EventLog> = Arc::new(fresh_log().await.0);
     let mut sub = log
         .subscribe(Position::START, StreamFilter::categories(&["hits"]), 100)
         .await
         .unwrap();
     assert!(sub.next(Duration::ZERO).await.unwrap().is_empty());
     for (round, n) in [(0, 3), (1, 5)] {
-        let writer = log.clone();
-        let appended = actix_web::rt::spawn(async move {
-            writer
-                .append(vec![append(
-                    "hits-l",
-                    ExpectedState::Any,
-                    (0..n).map(|i| event(10 * round + i)).collect(),
-                )])
-                .await
-                .unwrap()
-        });
+        let events = (0..n).map(|i| event(10 * round + i)).collect();
+        let appended = spawn_append(&log, "hits-l", events);
         let waited = Instant::now();
         sub.linger(n, Duration::from_secs(60)).await;
         let waited = waited.elapsed();

@@ -530,19 +530,23 @@ async fn spawn_app_without_merger() -> TestApp {
     app
 }
 
+/// Seeds 6,000 hits of [`data_set`] in three waves over the same days, each projected before the
+/// next: the rollups get several rows for many keys.
+async fn seed_in_waves(app: &TestApp) {
+    let (_, hits) = data_set(app, 6_000).await;
+    for wave in hits.chunks(2_000) {
+        app.seed(wave.to_vec()).await;
+        app.wait_projected().await;
+    }
+}
+
 #[actix_web::test]
 async fn merging_the_appended_rollups_changes_no_answer() {
     use footfall::readmodel::merge::{merge_unit, take_pending};
     use footfall::readmodel::schema::VISIT_ROLLUP_DIMENSIONS;
 
     let app = spawn_app_without_merger().await;
-    let (_, hits) = data_set(&app, 6_000).await;
-    // Three waves over the same days, each projected before the next: the rollups get several
-    // rows for many keys.
-    for wave in hits.chunks(2_000) {
-        app.seed(wave.to_vec()).await;
-        app.wait_projected().await;
-    }
+    seed_in_waves(&app).await;
     let queries = [dashboard("shop.example"), dashboard("other.example")].concat();
     let before = answers(&app, &queries).await;
     let count = |what: &str| {
@@ -598,11 +602,7 @@ async fn merging_the_appended_rollups_changes_no_answer() {
 #[actix_web::test]
 async fn the_merger_vacuums_the_rollups_it_merged() {
     let app = spawn_app().await;
-    let (_, hits) = data_set(&app, 6_000).await;
-    for wave in hits.chunks(2_000) {
-        app.seed(wave.to_vec()).await;
-        app.wait_projected().await;
-    }
+    seed_in_waves(&app).await;
     let pool = app.pool.clone();
     // Units are merged once batches have left them alone for 10 s.
     let (pending, vacuums, dead): (i64, i64, i64) =
