@@ -92,9 +92,10 @@ impl Projection for HitsProjection {
     /// rollup keeps groups of attributes together (`VISIT_ROLLUP_GROUPS`). 9: and the geography's
     /// names and the UTM term and content with them. 10: the daily rollup's weeks pre-merged
     /// (`rollup_weekly`, versioned in `rollup_weeks`); visits keyed by visitor first, without an
-    /// index of their visitors.
+    /// index of their visitors. 11: the hourly rollup's days pre-merged (`rollup_days`, versioned
+    /// by `hit_days`, which records every day a batch adds rollup rows to).
     fn schema_version(&self) -> i32 {
-        10
+        11
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

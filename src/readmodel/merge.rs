@@ -1,6 +1,7 @@
 //! Merging the appended rollups (see [`super::schema::Rollup`]): the `(property, day)`
 //! units batches have added rows to, taken off the pending list, and the statement that replaces
-//! a key's several rows by one; and the weeks of [`ROLLUP_WEEKLY`], pre-merged from their days.
+//! a key's several rows by one, and the days of [`ROLLUP_DAYS`], pre-merged from their hours; and
+//! the weeks of [`ROLLUP_WEEKLY`], pre-merged from their days.
 //! `crate::projections::merger` runs them in the background.
 
 use std::collections::BTreeMap;
@@ -11,8 +12,8 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::schema::{
-    week_version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_PENDING,
-    ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
+    day_version_sql, week_version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS,
+    ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
 };
 use crate::projections::{table, Generation};
 
@@ -77,7 +78,8 @@ pub async fn take_pending(
 /// replaced, in one statement, by one row with their counters summed and their sketches unioned,
 /// which is exactly what readers compute from them. Rows appended meanwhile are not in the
 /// statement's snapshot and stay as they are. The day rollups' rows are merged under the unit's
-/// dimensions, the hourly rollup's for the hours of the day if batches added to them.
+/// dimensions, the hourly rollup's for the hours of the day if batches added to them, and then the
+/// day's row of [`ROLLUP_DAYS`] is written from its hours.
 pub async fn merge_unit(
     conn: &mut PgConnection,
     g: Generation,
@@ -97,14 +99,43 @@ pub async fn merge_unit(
             .rows_affected();
     }
     if unit.dimensions.iter().any(|d| d == HOURS) {
-        merged += sqlx::query(&hour_merge_sql(g))
-            .bind(unit.property_id)
-            .bind(unit.day)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+        for sql in [hour_merge_sql(g), day_row_sql(g)] {
+            merged += sqlx::query(&sql)
+                .bind(unit.property_id)
+                .bind(unit.day)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
     }
     Ok(merged)
+}
+
+/// The statement of [`merge_unit`] that writes the [`ROLLUP_DAYS`] row of property `$1`'s day `$2`
+/// from its hours, with the day's version read in the same snapshot. A row written from an older
+/// snapshot (a merger on another node) never replaces a newer one.
+fn day_row_sql(g: Generation) -> String {
+    let counters = ROLLUP_HOURLY.counters.join(", ");
+    let sums: String = ROLLUP_HOURLY
+        .counters
+        .iter()
+        .map(|c| format!(", sum({c})::bigint"))
+        .collect();
+    let updates: String = ROLLUP_HOURLY
+        .counters
+        .iter()
+        .map(|c| format!(", {c} = EXCLUDED.{c}"))
+        .collect();
+    format!(
+        "INSERT INTO {days} AS d (property_id, day, version, visitors, {counters}) \
+         SELECT $1, $2, {version}, hll_union_agg(visitors){sums} FROM {hourly} \
+         WHERE property_id = $1 AND bucket >= $2::date AND bucket < $2::date + 1 HAVING count(*) > 0 \
+         ON CONFLICT (property_id, day) DO UPDATE SET version = EXCLUDED.version, \
+         visitors = EXCLUDED.visitors{updates} WHERE d.version < EXCLUDED.version",
+        days = table(ROLLUP_DAYS, g),
+        hourly = table(ROLLUP_HOURLY.table, g),
+        version = day_version_sql(&table(HIT_DAYS, g), "$1", "$2::date"),
+    )
 }
 
 /// The statement of [`merge_unit`] for a day rollup: `$1` the property, `$2` the dimensions, `$3`
@@ -166,10 +197,11 @@ fn merge_sql<const N: usize>(
 }
 
 /// The rollups whose rows merges replace, and so leave dead: what [`vacuum`] cleans.
-const MERGED: [&str; 4] = [
+const MERGED: [&str; 5] = [
     ROLLUP_DAILY.table,
     ROLLUP_VISITS.table,
     ROLLUP_HOURLY.table,
+    ROLLUP_DAYS,
     ROLLUP_WEEKLY.table,
 ];
 fn merged_tables(g: Generation) -> Vec<String> {

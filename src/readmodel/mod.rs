@@ -5,7 +5,8 @@
 //!   queries no rollup can.
 //! - `sessions`: one row per visit.
 //! - `rollup_hourly`: per property and local hour: counters, session counters (attributed to the
-//!   hour the visit started) and a HyperLogLog sketch of visitors.
+//!   hour the visit started) and a HyperLogLog sketch of visitors; `rollup_days`: the same per
+//!   day, pre-merged from the hours.
 //! - `rollup_daily`: per property, local day and one breakdown dimension value (page, event name,
 //!   hostname, custom prop): counters and a visitor sketch.
 //! - `rollup_visits`: per property, local day a visit started and the values of one group of visit

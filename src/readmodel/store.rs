@@ -231,14 +231,16 @@ impl Store {
     }
 
     /// Records, for each `(property, local day)` the batch added hits to or whose visits it
-    /// touched started on, the position of the batch's last event for the property: the day's
-    /// version (see [`HIT_DAYS`]).
+    /// touched started on (every day it adds rollup rows to), the position of the batch's last
+    /// event for the property: the day's version (see [`HIT_DAYS`]).
     async fn mark_days(&self, tx: &mut PgConnection, d: &Delta) -> Result<(), sqlx::Error> {
         let days: std::collections::BTreeSet<(PropertyId, NaiveDate)> = d
             .sessions
             .iter()
             .map(|(p, _, start_local)| (*p, start_local.date()))
             .chain(d.days.keys().map(|(p, _, day, _)| (*p, *day)))
+            .chain(d.visit_days.keys().map(|(p, _, day, _)| (*p, *day)))
+            .chain(d.hours.keys().map(|(p, hour)| (*p, hour.date())))
             .collect();
         let (mut properties, mut dates, mut positions) = (vec![], vec![], vec![]);
         for (p, day) in days {

@@ -627,7 +627,7 @@ async fn the_merger_vacuums_the_rollups_it_merged() {
 }
 
 #[actix_web::test]
-async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
+async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     use chrono::NaiveDate;
     use footfall::readmodel::merge::{merge_unit, merge_week, take_pending, weeks_to_merge};
 
@@ -682,7 +682,19 @@ async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
             1_000,
         ),
         q(json!(["visitors", "events"]), json!(["event:name"]), 10),
+        // The hourly rollup's days: a time series and totals.
         q(json!(["visitors", "pageviews"]), json!(["time:day"]), 100),
+        q(
+            json!([
+                "visitors",
+                "visits",
+                "pageviews",
+                "bounce_rate",
+                "visit_duration"
+            ]),
+            json!([]),
+            10,
+        ),
     ];
     let before = answers(&reader, &queries).await;
     assert_eq!(before[1].as_array().unwrap().len(), 400);
@@ -723,6 +735,11 @@ async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         }
     };
     let weekly = "SELECT count(*) FROM rollup_weekly_g1";
+    // Each day's row, written at the day's current version.
+    let fresh_days = "SELECT count(*) FROM rollup_days_g1 d WHERE d.version = \
+        (SELECT sum(h.position) FROM hit_days_g1 h WHERE h.property_id = d.property_id AND h.day = d.day)";
+    assert_eq!(count("SELECT count(*) FROM rollup_days_g1").await, 25);
+    assert_eq!(count(fresh_days).await, 25);
     eprintln!("{written} weekly rows written for {} weeks", weeks.len());
     assert!(written > 3 * 300);
     assert_eq!(count(weekly).await, written as i64);
@@ -737,22 +754,28 @@ async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     );
     assert_eq!(answers(&reader, &queries).await, before);
 
-    // The page breakdowns read the weeks' rows: changed there, their answers change.
-    let tamper = |by: i64| {
+    // The page breakdowns read the weeks' rows, the time series and totals the days': changed
+    // there, their answers change.
+    let tamper = |table: &'static str, by: i64| {
         let pool = app.pool.clone();
         async move {
-            sqlx::query("UPDATE rollup_weekly_g1 SET pageviews = pageviews + $1")
+            sqlx::query(&format!("UPDATE {table} SET pageviews = pageviews + $1"))
                 .bind(by)
                 .execute(&pool)
                 .await
                 .unwrap();
         }
     };
-    tamper(1_000).await;
+    tamper("rollup_weekly_g1", 1_000).await;
     let tampered = answers(&reader, &queries).await;
     assert_ne!(tampered[1], before[1]);
     assert_eq!(tampered[2..], before[2..]);
-    tamper(-1_000).await;
+    tamper("rollup_weekly_g1", -1_000).await;
+    tamper("rollup_days_g1", 1_000).await;
+    let tampered = answers(&reader, &queries).await;
+    assert_eq!(tampered[..3], before[..3]);
+    assert!(tampered[3] != before[3] && tampered[4] != before[4]);
+    tamper("rollup_days_g1", -1_000).await;
     assert_eq!(answers(&reader, &queries).await, before);
 
     // A late hit into a week already merged: the week is read from its days until it is merged
@@ -786,6 +809,13 @@ async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         .cloned();
     assert_eq!(late_page.map(|r| r["metrics"][1].clone()), Some(json!(1)));
     assert_eq!(pageviews(&late[1]), pageviews(&before[1]) + 1);
+    // The late hit's day is read from its hours until it is merged again.
+    assert_eq!(pageviews(&late[3]), pageviews(&before[3]) + 1);
+    assert_eq!(
+        late[4][0]["metrics"][2].as_i64(),
+        before[4][0]["metrics"][2].as_i64().map(|p| p + 1)
+    );
+    assert_eq!(count(fresh_days).await, 24);
     let units = merge_days().await;
     let again = weeks_to_merge(&app.pool, 1, &units, today).await.unwrap();
     // The unit's week changed; the week before it did not.
@@ -797,5 +827,6 @@ async fn the_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         .await
         .unwrap()
         .is_empty());
+    assert_eq!(count(fresh_days).await, 25);
     assert_eq!(answers(&reader, &queries).await, late);
 }

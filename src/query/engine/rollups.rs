@@ -10,14 +10,32 @@ use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
 use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
-    prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group, week_version_sql, DIM_BOT,
-    DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY, ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKLY,
-    ROLLUP_WEEKS,
+    day_version_sql, prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group,
+    week_version_sql, DIM_BOT, DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY, ROLLUP_DAYS,
+    ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
 
+/// Totals and a time series from the hourly rollup. Over whole days and by day or coarser, it reads
+/// each day's pre-merged row where that is current, and the hours of the other days
+/// ([`push_days_from`]); a generation built before the day rows reads the hours.
 pub(super) async fn hourly_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
+    let by_day = q.range.is_day_aligned()
+        && !q
+            .dimensions
+            .iter()
+            .any(|d| matches!(d, Dimension::Time(g) if g.is_sub_day()));
+    if by_day {
+        match hours(db, q, true).await {
+            Err(EngineError::Database(e)) if undefined_table(&e) => {}
+            answer => return answer,
+        }
+    }
+    hours(db, q, false).await
+}
+
+async fn hours(db: &mut PgConnection, q: &Query, by_day: bool) -> Result<Groups, EngineError> {
     let mut qb = QueryBuilder::new("SELECT ");
     for (i, d) in q.dimensions.iter().enumerate() {
         if let Dimension::Time(g) = d {
@@ -27,12 +45,50 @@ pub(super) async fn hourly_rollup(db: &mut PgConnection, q: &Query) -> Result<Gr
     qb.push(format!(
         "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events, \
          sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, sum(duration)::bigint AS m_duration, \
-         sum(session_pageviews)::bigint AS m_session_pageviews, sum(engaged)::bigint AS m_engaged FROM {}",
-        ROLLUP_HOURLY.table
+         sum(session_pageviews)::bigint AS m_session_pageviews, sum(engaged)::bigint AS m_engaged"
     ));
-    push_range(&mut qb, q, "bucket");
+    if by_day {
+        push_days_from(&mut qb, q);
+    } else {
+        qb.push(format!(" FROM {}", ROLLUP_HOURLY.table));
+        push_range(&mut qb, q, "bucket");
+    }
     push_group_by(&mut qb, q.dimensions.len());
     fetch(&mut qb, db, q.dimensions.len()).await
+}
+
+/// ` FROM` the hourly rollup's rows over the whole days of the query's range, each day's as one
+/// row where its [`ROLLUP_DAYS`] row is current (its version is the day's [`HIT_DAYS`] one), as
+/// its hours otherwise; `bucket` is the day's midnight or the hour.
+fn push_days_from(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
+    let (from, to) = (q.range.from.date(), q.range.to.date());
+    let columns = format!("visitors, {}", ROLLUP_HOURLY.counters.join(", "));
+    qb.push(format!(
+        " FROM (WITH fresh AS (SELECT * FROM {ROLLUP_DAYS} d WHERE d.property_id = "
+    ))
+    .push_bind(q.property_id)
+    .push(" AND d.day >= ")
+    .push_bind(from)
+    .push(" AND d.day < ")
+    .push_bind(to)
+    .push(format!(
+        " AND d.version = {}) SELECT day::timestamp AS bucket, {columns} FROM fresh \
+         UNION ALL SELECT bucket, {columns} FROM {} WHERE property_id = ",
+        day_version_sql(HIT_DAYS, "d.property_id", "d.day"),
+        ROLLUP_HOURLY.table
+    ))
+    .push_bind(q.property_id)
+    // The other days' hours, listed so that the index finds only their rows.
+    .push(" AND bucket = ANY(ARRAY(SELECT h FROM generate_series(")
+    .push_bind(from)
+    .push("::timestamp, ")
+    .push_bind(to)
+    .push("::timestamp - interval '1 hour', interval '1 hour') h WHERE h::date NOT IN (SELECT day FROM fresh)))) r");
+}
+
+/// Whether `e` says a table (or view) does not exist (42P01, undefined_table).
+fn undefined_table(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01"))
 }
 
 pub(super) async fn daily_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
@@ -64,8 +120,7 @@ async fn ask_prop_keys(
         query = query.bind(key);
     }
     match query.fetch_one(db).await {
-        // 42P01, undefined_table.
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(before_cap),
+        Err(e) if undefined_table(&e) => Ok(before_cap),
         answer => Ok(answer?),
     }
 }
