@@ -93,9 +93,10 @@ impl Projection for HitsProjection {
     /// names and the UTM term and content with them. 10: the daily rollup's weeks pre-merged
     /// (`rollup_weekly`, versioned in `rollup_weeks`); visits keyed by visitor first, without an
     /// index of their visitors. 11: the hourly rollup's days pre-merged (`rollup_days`, versioned
-    /// by `hit_days`, which records every day a batch adds rollup rows to).
+    /// by `hit_days`, which records every day a batch adds rollup rows to). 12: the visit rollup's
+    /// weeks pre-merged (`rollup_visits_weekly`).
     fn schema_version(&self) -> i32 {
-        11
+        12
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

@@ -1,7 +1,7 @@
 //! Merging the appended rollups (see [`super::schema::Rollup`]): the `(property, day)`
 //! units batches have added rows to, taken off the pending list, and the statement that replaces
 //! a key's several rows by one, and the days of [`ROLLUP_DAYS`], pre-merged from their hours; and
-//! the weeks of [`ROLLUP_WEEKLY`], pre-merged from their days.
+//! the weeks of [`ROLLUP_WEEKLY`] and [`ROLLUP_VISITS_WEEKLY`], pre-merged from their days.
 //! `crate::projections::merger` runs them in the background.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::schema::{
     day_version_sql, week_version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS,
-    ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
+    ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY,
+    ROLLUP_WEEKS, WEEK_MIN_ROWS, WEEK_MIN_VISIT_BYTES,
 };
 use crate::projections::{table, Generation};
 
@@ -197,12 +198,13 @@ fn merge_sql<const N: usize>(
 }
 
 /// The rollups whose rows merges replace, and so leave dead: what [`vacuum`] cleans.
-const MERGED: [&str; 5] = [
+const MERGED: [&str; 6] = [
     ROLLUP_DAILY.table,
     ROLLUP_VISITS.table,
     ROLLUP_HOURLY.table,
     ROLLUP_DAYS,
     ROLLUP_WEEKLY.table,
+    ROLLUP_VISITS_WEEKLY.table,
 ];
 fn merged_tables(g: Generation) -> Vec<String> {
     MERGED.iter().map(|t| table(t, g)).collect()
@@ -294,17 +296,19 @@ pub async fn weeks_to_merge(
     .await
 }
 
-/// Writes the [`ROLLUP_WEEKLY`] rows of `property`'s `week` from its days' [`ROLLUP_DAILY`] rows
-/// of each dimension that has [`WEEK_MIN_ROWS`] of them, with the week's version read in the same
-/// snapshot and the dimensions written. The week's version row is locked first, so that mergers
-/// on two nodes write a week one after the other (in key order, which [`weeks_to_merge`] keeps).
+/// Writes the weekly rows of `property`'s `week` from its days' rows: in [`ROLLUP_WEEKLY`], of each
+/// dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them; in [`ROLLUP_VISITS_WEEKLY`],
+/// of each group of [`ROLLUP_VISITS`] whose sketches take [`WEEK_MIN_VISIT_BYTES`]; with the
+/// week's version read in the same snapshot and the dimensions written. The week's version row is
+/// locked first, so that mergers on two nodes write a week one after the other (in key order,
+/// which [`weeks_to_merge`] keeps).
 pub async fn merge_week(
     conn: &mut PgConnection,
     g: Generation,
     property: Uuid,
     week: NaiveDate,
 ) -> Result<u64, sqlx::Error> {
-    let (weeks, weekly) = (table(ROLLUP_WEEKS, g), table(ROLLUP_WEEKLY.table, g));
+    let weeks = table(ROLLUP_WEEKS, g);
     sqlx::query(&format!(
         "INSERT INTO {weeks} (property_id, week, version, dimensions) VALUES ($1, $2, -1, '{{}}') \
          ON CONFLICT (property_id, week) DO UPDATE SET version = -1"
@@ -313,24 +317,20 @@ pub async fn merge_week(
     .bind(week)
     .execute(&mut *conn)
     .await?;
-    let keys = ROLLUP_DAILY.key_list();
-    let sums: String = ROLLUP_DAILY
-        .counters
-        .iter()
-        .map(|c| format!(", sum({c})::bigint"))
-        .collect();
     let written: i64 = sqlx::query_scalar(&format!(
-        "WITH gone AS (DELETE FROM {weekly} WHERE property_id = $1 AND day = $2), \
-         wide AS (SELECT dimension FROM {daily} WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 \
-           GROUP BY dimension HAVING count(*) >= {WEEK_MIN_ROWS}), \
-         written AS (INSERT INTO {weekly} ({keys}, visitors, {counters}) \
-           SELECT property_id, dimension, $2, value, hll_union_agg(visitors){sums} FROM {daily} \
-           WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 AND dimension IN (SELECT dimension FROM wide) \
-           GROUP BY property_id, dimension, value RETURNING 1) \
-         UPDATE {weeks} SET version = {version}, dimensions = ARRAY(SELECT dimension FROM wide ORDER BY 1) \
-         WHERE property_id = $1 AND week = $2 RETURNING (SELECT count(*) FROM written)",
-        counters = ROLLUP_DAILY.counters.join(", "),
-        daily = table(ROLLUP_DAILY.table, g),
+        "WITH {}, {} \
+         UPDATE {weeks} SET version = {version}, \
+           dimensions = ARRAY(SELECT dimension FROM wide_d UNION ALL SELECT dimension FROM wide_v ORDER BY 1) \
+         WHERE property_id = $1 AND week = $2 \
+         RETURNING (SELECT count(*) FROM written_d) + (SELECT count(*) FROM written_v)",
+        week_sql(&ROLLUP_DAILY, &ROLLUP_WEEKLY, g, "d", &format!("count(*) >= {WEEK_MIN_ROWS}")),
+        week_sql(
+            &ROLLUP_VISITS,
+            &ROLLUP_VISITS_WEEKLY,
+            g,
+            "v",
+            &format!("sum(pg_column_size(visitors)) >= {WEEK_MIN_VISIT_BYTES}")
+        ),
         version = week_version_sql(&table(HIT_DAYS, g), "$1", "$2::date"),
     ))
     .bind(property)
@@ -338,6 +338,42 @@ pub async fn merge_week(
     .fetch_one(&mut *conn)
     .await?;
     Ok(written as u64)
+}
+
+/// The common table expressions of [`merge_week`] for one day rollup (`$1` the property, `$2` the
+/// week): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the dimensions whose week's
+/// rows meet `wide` (an aggregate condition), `written_<n>` writes their weekly rows.
+fn week_sql<const N: usize>(
+    days: &Rollup<N>,
+    weekly: &Rollup<N>,
+    g: Generation,
+    n: &str,
+    wide: &str,
+) -> String {
+    let (days_table, weekly_table) = (table(days.table, g), table(weekly.table, g));
+    let values: String = days
+        .keys
+        .iter()
+        .map(|(c, _)| *c)
+        .filter(|c| !["property_id", "dimension", "day"].contains(c))
+        .map(|c| format!(", {c}"))
+        .collect();
+    let sums: String = days
+        .counters
+        .iter()
+        .map(|c| format!(", sum({c})::bigint"))
+        .collect();
+    format!(
+        "gone_{n} AS (DELETE FROM {weekly_table} WHERE property_id = $1 AND day = $2), \
+         wide_{n} AS (SELECT dimension FROM {days_table} WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 \
+           GROUP BY dimension HAVING {wide}), \
+         written_{n} AS (INSERT INTO {weekly_table} ({keys}, visitors, {counters}) \
+           SELECT property_id, dimension, $2{values}, hll_union_agg(visitors){sums} FROM {days_table} \
+           WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 AND dimension IN (SELECT dimension FROM wide_{n}) \
+           GROUP BY property_id, dimension{values} RETURNING 1)",
+        keys = days.key_list(),
+        counters = days.counters.join(", "),
+    )
 }
 
 #[cfg(test)]

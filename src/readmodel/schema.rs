@@ -91,9 +91,31 @@ pub const ROLLUP_WEEKLY: Rollup<2> = Rollup {
 };
 pub const WEEK_MIN_ROWS: i64 = 1_000;
 
-/// Per property and week of [`ROLLUP_WEEKLY`]: the week's version when its rows were written (the
-/// sum of the week's [`HIT_DAYS`] positions over its days and the partitions), and the dimensions
-/// it holds.
+/// [`ROLLUP_VISITS`] pre-merged by week, as [`ROLLUP_WEEKLY`] is [`ROLLUP_DAILY`]: per property,
+/// complete week and combination of a group's values, for the groups whose week's sketches take
+/// at least [`WEEK_MIN_VISIT_BYTES`]. A group's rows are few, but a busy property's sketches are
+/// dense (10 KB each): reading thirty days of them is what a cold visit breakdown spends its time
+/// on.
+pub const ROLLUP_VISITS_WEEKLY: Rollup<6> = Rollup {
+    table: "rollup_visits_weekly",
+    ..ROLLUP_VISITS
+};
+pub const WEEK_MIN_VISIT_BYTES: i64 = 8_192;
+
+/// The table of a day rollup's pre-merged weeks, if it has one.
+pub fn weekly_of(day_rollup: &str) -> Option<&'static str> {
+    [
+        (ROLLUP_DAILY.table, ROLLUP_WEEKLY.table),
+        (ROLLUP_VISITS.table, ROLLUP_VISITS_WEEKLY.table),
+    ]
+    .into_iter()
+    .find(|(d, _)| *d == day_rollup)
+    .map(|(_, w)| w)
+}
+
+/// Per property and week of [`ROLLUP_WEEKLY`] and [`ROLLUP_VISITS_WEEKLY`]: the week's version when
+/// its rows were written (the sum of the week's [`HIT_DAYS`] positions over its days and the
+/// partitions), and the dimensions (and visit groups) it holds.
 pub const ROLLUP_WEEKS: &str = "rollup_weeks";
 
 /// The version of the week that starts on `week` (an SQL date) of property `property`, over
@@ -191,6 +213,7 @@ pub const TABLES: &[&str] = &[
     ROLLUP_DAILY.table,
     ROLLUP_VISITS.table,
     ROLLUP_WEEKLY.table,
+    ROLLUP_VISITS_WEEKLY.table,
     ROLLUP_WEEKS,
     ROLLUP_PENDING,
 ];
@@ -445,6 +468,7 @@ pub fn ddl(g: Generation) -> Vec<String> {
     .chain(ROLLUP_DAILY.ddl(g))
     .chain(ROLLUP_VISITS.ddl(g))
     .chain(ROLLUP_WEEKLY.ddl(g))
+    .chain(ROLLUP_VISITS_WEEKLY.ddl(g))
     .collect()
 }
 

@@ -695,6 +695,18 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
             json!([]),
             10,
         ),
+        // The visit rollup's weeks: a breakdown by a group of one combination a day, and one of
+        // many.
+        q(
+            json!(["visitors", "visits", "pageviews"]),
+            json!(["visit:device"]),
+            10,
+        ),
+        q(
+            json!(["visitors", "visits", "pageviews"]),
+            json!(["visit:entry_page"]),
+            1_000,
+        ),
     ];
     let before = answers(&reader, &queries).await;
     assert_eq!(before[1].as_array().unwrap().len(), 400);
@@ -734,7 +746,8 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
                 .unwrap()
         }
     };
-    let weekly = "SELECT count(*) FROM rollup_weekly_g1";
+    let weekly = "SELECT (SELECT count(*) FROM rollup_weekly_g1) + \
+        (SELECT count(*) FROM rollup_visits_weekly_g1)";
     // Each day's row, written at the day's current version.
     let fresh_days = "SELECT count(*) FROM rollup_days_g1 d WHERE d.version = \
         (SELECT sum(h.position) FROM hit_days_g1 h WHERE h.property_id = d.property_id AND h.day = d.day)";
@@ -743,10 +756,15 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     eprintln!("{written} weekly rows written for {} weeks", weeks.len());
     assert!(written > 3 * 300);
     assert_eq!(count(weekly).await, written as i64);
+    // Of the daily rollup, only the pages have enough rows a week; every visit group has enough
+    // bytes of sketches a whole week.
     assert_eq!(
-        count("SELECT count(*) FROM rollup_weeks_g1 WHERE dimensions = '{page}'").await,
+        count(
+            "SELECT count(*) FROM rollup_weeks_g1 \
+             WHERE dimensions = '{acquisition,location,page,pages,technology}'"
+        )
+        .await,
         3,
-        "only the pages have enough rows a week"
     );
     assert!(
         to_merge().await.is_empty(),
@@ -775,7 +793,13 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     let tampered = answers(&reader, &queries).await;
     assert_eq!(tampered[..3], before[..3]);
     assert!(tampered[3] != before[3] && tampered[4] != before[4]);
+    assert_eq!(tampered[5..], before[5..]);
     tamper("rollup_days_g1", -1_000).await;
+    tamper("rollup_visits_weekly_g1", 1_000).await;
+    let tampered = answers(&reader, &queries).await;
+    assert_eq!(tampered[..5], before[..5]);
+    assert!(tampered[5] != before[5] && tampered[6] != before[6]);
+    tamper("rollup_visits_weekly_g1", -1_000).await;
     assert_eq!(answers(&reader, &queries).await, before);
 
     // A late hit into a week already merged: the week is read from its days until it is merged
@@ -792,7 +816,9 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     )])
     .await;
     app.wait_projected().await;
-    let pageviews = |answer: &Value| -> i64 {
+    // The second metric summed over the rows: pageviews by page and by day, visits by device and
+    // by entry page.
+    let second_metric = |answer: &Value| -> i64 {
         answer
             .as_array()
             .unwrap()
@@ -808,14 +834,17 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         .find(|r| r["dimensions"][0] == "/late")
         .cloned();
     assert_eq!(late_page.map(|r| r["metrics"][1].clone()), Some(json!(1)));
-    assert_eq!(pageviews(&late[1]), pageviews(&before[1]) + 1);
+    assert_eq!(second_metric(&late[1]), second_metric(&before[1]) + 1);
     // The late hit's day is read from its hours until it is merged again.
-    assert_eq!(pageviews(&late[3]), pageviews(&before[3]) + 1);
+    assert_eq!(second_metric(&late[3]), second_metric(&before[3]) + 1);
     assert_eq!(
         late[4][0]["metrics"][2].as_i64(),
         before[4][0]["metrics"][2].as_i64().map(|p| p + 1)
     );
     assert_eq!(count(fresh_days).await, 24);
+    // And its week's visits from their days.
+    assert_eq!(second_metric(&late[5]), second_metric(&before[5]) + 1);
+    assert_eq!(second_metric(&late[6]), second_metric(&before[6]) + 1);
     let units = merge_days().await;
     let again = weeks_to_merge(&app.pool, 1, &units, today).await.unwrap();
     // The unit's week changed; the week before it did not.
@@ -828,5 +857,13 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         .unwrap()
         .is_empty());
     assert_eq!(count(fresh_days).await, 25);
+    assert_eq!(answers(&reader, &queries).await, late);
+
+    // A generation built before the day rows and the visit weeks (while a rebuild to them is under
+    // way) answers the same from the hours and the days.
+    sqlx::raw_sql("DROP VIEW rollup_days; DROP VIEW rollup_visits_weekly")
+        .execute(&app.pool)
+        .await
+        .unwrap();
     assert_eq!(answers(&reader, &queries).await, late);
 }

@@ -1,6 +1,8 @@
-//! Readers of the rollups (`rollup_hourly`, `rollup_daily` with its pre-merged weeks in
-//! `rollup_weekly`, `rollup_visits`), and of the bots counted in `rollup_daily`.
+//! Readers of the rollups (`rollup_hourly` with its pre-merged days in `rollup_days`,
+//! `rollup_daily` and `rollup_visits` with their pre-merged weeks in `rollup_weekly` and
+//! `rollup_visits_weekly`), and of the bots counted in `rollup_daily`.
 
+use chrono::Duration;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
@@ -11,28 +13,32 @@ use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
     day_version_sql, prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group,
-    week_version_sql, DIM_BOT, DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY, ROLLUP_DAYS,
-    ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKLY, ROLLUP_WEEKS,
+    week_version_sql, weekly_of, DIM_BOT, DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY,
+    ROLLUP_DAYS, ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
 
 /// Totals and a time series from the hourly rollup. Over whole days and by day or coarser, it reads
 /// each day's pre-merged row where that is current, and the hours of the other days
-/// ([`push_days_from`]); a generation built before the day rows reads the hours.
+/// ([`push_days_from`]).
 pub(super) async fn hourly_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
     let by_day = q.range.is_day_aligned()
         && !q
             .dimensions
             .iter()
             .any(|d| matches!(d, Dimension::Time(g) if g.is_sub_day()));
-    if by_day {
-        match hours(db, q, true).await {
-            Err(EngineError::Database(e)) if undefined_table(&e) => {}
-            answer => return answer,
-        }
+    let answer = hours(db, q, by_day).await;
+    if by_day && predates(&answer) {
+        return hours(db, q, false).await;
     }
-    hours(db, q, false).await
+    answer
+}
+
+/// Whether a read of pre-merged rows failed for want of their table: the live generation was
+/// built before it (a rebuild to the new schema is under way). It is then read without them.
+fn predates<T>(answer: &Result<T, EngineError>) -> bool {
+    matches!(answer, Err(EngineError::Database(e)) if undefined_table(e))
 }
 
 async fn hours(db: &mut PgConnection, q: &Query, by_day: bool) -> Result<Groups, EngineError> {
@@ -154,7 +160,7 @@ pub async fn prop_keys(
         .fetch_all(db)
         .await?);
     }
-    let last_day = (range.to - chrono::Duration::seconds(1)).date();
+    let last_day = (range.to - Duration::seconds(1)).date();
     // `prop:` < dimension < `prop;`: the range of the prefix, which the index can scan.
     let upper = format!("{};", DIM_PROP_PREFIX.trim_end_matches(':'));
     Ok(sqlx::query_scalar(&format!(
@@ -279,8 +285,8 @@ impl DayRows<'_> {
 
     /// ` FROM` these rows of `property` over the whole days of `range`, then ` WHERE` and their
     /// conditions, to which more can be added with ` AND`. `by_week` (the days' rows are summed
-    /// together) reads the daily rollup's weeks that lie in the range and are pre-merged at their
-    /// current version from [`ROLLUP_WEEKLY`], and the other days from the daily rollup.
+    /// together) reads the rollup's weeks that lie in the range and are pre-merged at their
+    /// current version from its weekly table ([`weekly_of`]), and the other days by day.
     fn push_from(
         &self,
         qb: &mut QueryBuilder<'_, Postgres>,
@@ -289,15 +295,14 @@ impl DayRows<'_> {
         by_week: bool,
     ) {
         let (from, to) = (range.from.date(), range.to.date());
-        let weeks =
-            by_week && self.table == ROLLUP_DAILY.table && to - from >= chrono::Duration::days(7);
+        let weekly = weekly_of(self.table).filter(|_| by_week && to - from >= Duration::days(7));
         let same = |qb: &mut QueryBuilder<'_, Postgres>| {
             qb.push(" WHERE property_id = ")
                 .push_bind(property)
                 .push(" AND dimension = ")
                 .push_bind(self.dimension.clone());
         };
-        if !weeks {
+        let Some(weekly) = weekly else {
             qb.push(format!(" FROM {}", self.table));
             same(qb);
             qb.push(" AND day >= ")
@@ -305,7 +310,7 @@ impl DayRows<'_> {
                 .push(" AND day < ")
                 .push_bind(to);
             return;
-        }
+        };
         // The weeks in the range that hold the dimension, their rows written at the version their
         // days have now.
         let fresh = |qb: &mut QueryBuilder<'_, Postgres>| {
@@ -324,7 +329,7 @@ impl DayRows<'_> {
                 week_version_sql(HIT_DAYS, "w.property_id", "w.week")
             ));
         };
-        qb.push(format!(" FROM (SELECT * FROM {}", ROLLUP_WEEKLY.table));
+        qb.push(format!(" FROM (SELECT * FROM {weekly}"));
         same(qb);
         qb.push(" AND day = ANY(ARRAY");
         fresh(qb);
@@ -352,23 +357,39 @@ async fn day_rollup(
     paged: bool,
     values: Option<Vec<String>>,
 ) -> Result<Groups, EngineError> {
+    let by_week = !q.dimensions.iter().any(Dimension::is_time);
+    let answer = day_rows(db, q, rows, metrics, paged, values.as_deref(), by_week).await;
+    if by_week && predates(&answer) {
+        return day_rows(db, q, rows, metrics, paged, values.as_deref(), false).await;
+    }
+    answer
+}
+
+/// [`day_rollup`]'s read, of the pre-merged weeks too if `by_week`.
+async fn day_rows(
+    db: &mut PgConnection,
+    q: &Query,
+    rows: &DayRows<'_>,
+    metrics: &str,
+    paged: bool,
+    values: Option<&[String]>,
+    by_week: bool,
+) -> Result<Groups, EngineError> {
     let value = rows.value;
     let mut qb = QueryBuilder::new("SELECT ");
-    let mut by_day = false;
     for (i, d) in q.dimensions.iter().enumerate() {
         match d {
             Dimension::Time(g) => {
-                by_day = true;
                 qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
             }
             _ => qb.push(format!("{value} AS d{i}, ")),
         };
     }
     qb.push(metrics);
-    rows.push_from(&mut qb, q.property_id, &q.range, !by_day);
+    rows.push_from(&mut qb, q.property_id, &q.range, by_week);
     if let Some(values) = values {
         qb.push(format!(" AND {value} = ANY("))
-            .push_bind(values)
+            .push_bind(values.to_vec())
             .push(")");
     }
     push_group_by(&mut qb, q.dimensions.len());
