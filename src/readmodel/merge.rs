@@ -296,9 +296,10 @@ pub async fn weeks_to_merge(
     .await
 }
 
-/// Writes the weekly rows of `property`'s `week` from its days' rows: in [`ROLLUP_WEEKLY`], of each
-/// dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them; in [`ROLLUP_VISITS_WEEKLY`],
-/// of each group of [`ROLLUP_VISITS`] whose sketches take [`WEEK_MIN_VISIT_BYTES`]; with the
+/// Writes the weekly rows of `property`'s `week` from its days' rows (see [`week_sql`]): in
+/// [`ROLLUP_WEEKLY`], of each dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them; in
+/// [`ROLLUP_VISITS_WEEKLY`], of each group of [`ROLLUP_VISITS`] whose sketches take
+/// [`WEEK_MIN_VISIT_BYTES`]; with the
 /// week's version read in the same snapshot and the dimensions written. The week's version row is
 /// locked first, so that mergers on two nodes write a week one after the other (in key order,
 /// which [`weeks_to_merge`] keeps).
@@ -329,7 +330,7 @@ pub async fn merge_week(
             &ROLLUP_VISITS_WEEKLY,
             g,
             "v",
-            &format!("sum(pg_column_size(visitors)) >= {WEEK_MIN_VISIT_BYTES}")
+            &format!("sum(pg_column_size(visitors)) >= {WEEK_MIN_VISIT_BYTES}"),
         ),
         version = week_version_sql(&table(HIT_DAYS, g), "$1", "$2::date"),
     ))
@@ -342,7 +343,9 @@ pub async fn merge_week(
 
 /// The common table expressions of [`merge_week`] for one day rollup (`$1` the property, `$2` the
 /// week): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the dimensions whose week's
-/// rows meet `wide` (an aggregate condition), `written_<n>` writes their weekly rows.
+/// rows meet `wide` (an aggregate condition: enough of them to be worth it) and would at least
+/// halve (a dimension of unique values, say an order id, would only be stored twice),
+/// `written_<n>` writes their weekly rows.
 fn week_sql<const N: usize>(
     days: &Rollup<N>,
     weekly: &Rollup<N>,
@@ -351,13 +354,13 @@ fn week_sql<const N: usize>(
     wide: &str,
 ) -> String {
     let (days_table, weekly_table) = (table(days.table, g), table(weekly.table, g));
-    let values: String = days
+    let value_columns: Vec<&str> = days
         .keys
         .iter()
         .map(|(c, _)| *c)
         .filter(|c| !["property_id", "dimension", "day"].contains(c))
-        .map(|c| format!(", {c}"))
         .collect();
+    let values: String = value_columns.iter().map(|c| format!(", {c}")).collect();
     let sums: String = days
         .counters
         .iter()
@@ -366,11 +369,12 @@ fn week_sql<const N: usize>(
     format!(
         "gone_{n} AS (DELETE FROM {weekly_table} WHERE property_id = $1 AND day = $2), \
          wide_{n} AS (SELECT dimension FROM {days_table} WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 \
-           GROUP BY dimension HAVING {wide}), \
+           GROUP BY dimension HAVING {wide} AND 2 * count(DISTINCT ({})) <= count(*)), \
          written_{n} AS (INSERT INTO {weekly_table} ({keys}, visitors, {counters}) \
            SELECT property_id, dimension, $2{values}, hll_union_agg(visitors){sums} FROM {days_table} \
            WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 AND dimension IN (SELECT dimension FROM wide_{n}) \
            GROUP BY property_id, dimension{values} RETURNING 1)",
+        value_columns.join(", "),
         keys = days.key_list(),
         counters = days.counters.join(", "),
     )

@@ -80,7 +80,7 @@ pub fn day_version_sql(hit_days: &str, property: &str, day: &str) -> String {
 /// [`ROLLUP_DAILY`] pre-merged by week: per property, complete week (`day` is its Monday) and
 /// dimension value, the union of the week's seven days' rows, for the dimensions that had at least
 /// [`WEEK_MIN_ROWS`] rows that week (where reading thirty days of rows costs more than a few
-/// milliseconds: the pages of a busy property). The merger writes a week's rows once the week is
+/// milliseconds: the pages of a busy property), at least twice as many as their values. The merger writes a week's rows once the week is
 /// over in every time zone, with the week's version ([`ROLLUP_WEEKS`]); readers take a week's rows
 /// instead of its days' only while that version is current, so late hits or imports into a past
 /// week are never missed (they read its days until it is merged again). A 30-day breakdown reads
@@ -93,7 +93,8 @@ pub const WEEK_MIN_ROWS: i64 = 1_000;
 
 /// [`ROLLUP_VISITS`] pre-merged by week, as [`ROLLUP_WEEKLY`] is [`ROLLUP_DAILY`]: per property,
 /// complete week and combination of a group's values, for the groups whose week's sketches take
-/// at least [`WEEK_MIN_VISIT_BYTES`]. A group's rows are few, but a busy property's sketches are
+/// at least [`WEEK_MIN_VISIT_BYTES`], in at least twice as many rows as combinations (not the entry
+/// and exit pages of a shop of many products). A group's rows are few, but a busy property's sketches are
 /// dense (10 KB each): reading thirty days of them is what a cold visit breakdown spends its time
 /// on.
 pub const ROLLUP_VISITS_WEEKLY: Rollup<6> = Rollup {

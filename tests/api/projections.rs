@@ -635,7 +635,8 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     let p = app.register("shop.example", "UTC").await;
     let property = uuid::Uuid::parse_str(p["id"].as_str().unwrap()).unwrap();
     // 25 days from Sunday 2026-03-01: 300 hits a day over 400 pages, so each whole week has more
-    // than a thousand page rows (pre-merged) and a few event-name rows (not).
+    // than a thousand page rows (pre-merged), a few event-name rows (not), and more than a
+    // thousand rows of an order number, each its own value (not: merging would not shrink them).
     let mut next = random(7);
     let mut hits = Vec::new();
     for i in 0..25 * 300 {
@@ -647,12 +648,13 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         );
         let page = format!("https://shop.example/p{}", next(400));
         let name = if next(10) == 0 { "Signup" } else { "pageview" };
+        let order = i.to_string();
         let seed = Seed {
             visitor: next(3_000),
             at: &at,
             name,
             url: &page,
-            props: &[],
+            props: &[("order", &order)],
         };
         hits.push(hit_event(&p, &seed));
     }
@@ -696,7 +698,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
             10,
         ),
         // The visit rollup's weeks: a breakdown by a group of one combination a day, and one of
-        // many.
+        // hundreds.
         q(
             json!(["visitors", "visits", "pageviews"]),
             json!(["visit:device"]),
@@ -756,8 +758,8 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     eprintln!("{written} weekly rows written for {} weeks", weeks.len());
     assert!(written > 3 * 300);
     assert_eq!(count(weekly).await, written as i64);
-    // Of the daily rollup, only the pages have enough rows a week; every visit group has enough
-    // bytes of sketches a whole week.
+    // Of the daily rollup, only the pages are pre-merged; every visit group has enough bytes of
+    // sketches a whole week.
     assert_eq!(
         count(
             "SELECT count(*) FROM rollup_weeks_g1 \
