@@ -12,9 +12,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::schema::{
-    day_version_sql, week_version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS,
-    ROLLUP_HOURLY, ROLLUP_PENDING, ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY,
-    ROLLUP_WEEKS, WEEK_MIN_ROWS, WEEK_MIN_VISIT_BYTES,
+    version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS, ROLLUP_HOURLY, ROLLUP_PENDING,
+    ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
+    WEEK_MIN_VISIT_BYTES,
 };
 use crate::projections::{table, Generation};
 
@@ -117,11 +117,7 @@ pub async fn merge_unit(
 /// snapshot (a merger on another node) never replaces a newer one.
 fn day_row_sql(g: Generation) -> String {
     let counters = ROLLUP_HOURLY.counters.join(", ");
-    let sums: String = ROLLUP_HOURLY
-        .counters
-        .iter()
-        .map(|c| format!(", sum({c})::bigint"))
-        .collect();
+    let sums = ROLLUP_HOURLY.counter_sums();
     let updates: String = ROLLUP_HOURLY
         .counters
         .iter()
@@ -135,7 +131,7 @@ fn day_row_sql(g: Generation) -> String {
          visitors = EXCLUDED.visitors{updates} WHERE d.version < EXCLUDED.version",
         days = table(ROLLUP_DAYS, g),
         hourly = table(ROLLUP_HOURLY.table, g),
-        version = day_version_sql(&table(HIT_DAYS, g), "$1", "$2::date"),
+        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", 1),
     )
 }
 
@@ -175,11 +171,7 @@ fn merge_sql<const N: usize>(
     distinct: &[&str],
 ) -> String {
     let (t, keys) = (table(rollup.table, g), rollup.key_list());
-    let sums: String = rollup
-        .counters
-        .iter()
-        .map(|c| format!(", sum({c})::bigint"))
-        .collect();
+    let sums = rollup.counter_sums();
     let same: String = distinct
         .iter()
         .map(|c| format!(" AND r.{c} = s.{c}"))
@@ -288,7 +280,7 @@ pub async fn weeks_to_merge(
          ORDER BY 1, 2",
         weeks = table(ROLLUP_WEEKS, g),
         pending = table(ROLLUP_PENDING, g),
-        version = week_version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week"),
+        version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week", 7),
     ))
     .bind(weeks.iter().map(|w| w.0).collect::<Vec<_>>())
     .bind(weeks.iter().map(|w| w.1).collect::<Vec<_>>())
@@ -299,10 +291,9 @@ pub async fn weeks_to_merge(
 /// Writes the weekly rows of `property`'s `week` from its days' rows (see [`week_sql`]): in
 /// [`ROLLUP_WEEKLY`], of each dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them; in
 /// [`ROLLUP_VISITS_WEEKLY`], of each group of [`ROLLUP_VISITS`] whose sketches take
-/// [`WEEK_MIN_VISIT_BYTES`]; with the
-/// week's version read in the same snapshot and the dimensions written. The week's version row is
-/// locked first, so that mergers on two nodes write a week one after the other (in key order,
-/// which [`weeks_to_merge`] keeps).
+/// [`WEEK_MIN_VISIT_BYTES`]; with the week's version read in the same snapshot and the dimensions
+/// written. The week's version row is locked first, so that mergers on two nodes write a week one
+/// after the other (in key order, which [`weeks_to_merge`] keeps).
 pub async fn merge_week(
     conn: &mut PgConnection,
     g: Generation,
@@ -332,7 +323,7 @@ pub async fn merge_week(
             "v",
             &format!("sum(pg_column_size(visitors)) >= {WEEK_MIN_VISIT_BYTES}"),
         ),
-        version = week_version_sql(&table(HIT_DAYS, g), "$1", "$2::date"),
+        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", 7),
     ))
     .bind(property)
     .bind(week)
@@ -361,11 +352,7 @@ fn week_sql<const N: usize>(
         .filter(|c| !["property_id", "dimension", "day"].contains(c))
         .collect();
     let values: String = value_columns.iter().map(|c| format!(", {c}")).collect();
-    let sums: String = days
-        .counters
-        .iter()
-        .map(|c| format!(", sum({c})::bigint"))
-        .collect();
+    let sums = days.counter_sums();
     format!(
         "gone_{n} AS (DELETE FROM {weekly_table} WHERE property_id = $1 AND day = $2), \
          wide_{n} AS (SELECT dimension FROM {days_table} WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 \

@@ -62,29 +62,20 @@ pub const ROLLUP_VISITS: Rollup<6> = Rollup {
 /// [`ROLLUP_HOURLY`] pre-merged by day: per property and local day, the union of the day's hours,
 /// with the day's version ([`HIT_DAYS`]) when it was written. The merger writes a day's row each
 /// time it merges the day's hours; readers take it instead of the day's 24 hours only while its
-/// version is current, so a late hit is never missed. A 30-day total or
-/// daily series unions 30 sketches instead of up to 720 (a busy hour's is 10 KB, stored out of
-/// line: most of what a cold report reads).
+/// version is current, so a late hit is never missed. A 30-day total or daily series unions 30
+/// sketches instead of up to 720 (a busy hour's is 10 KB, stored out of line: most of what a cold
+/// report reads).
 pub const ROLLUP_DAYS: &str = "rollup_days";
-
-/// The version of property `property`'s day `day` (SQL expressions) over `hit_days` (that table,
-/// of a generation or its view): the sum of the day's positions in every partition, 0 for a day
-/// without hits.
-pub fn day_version_sql(hit_days: &str, property: &str, day: &str) -> String {
-    format!(
-        "(SELECT coalesce(sum(h.position), 0)::bigint FROM {hit_days} h \
-         WHERE h.property_id = {property} AND h.day = {day})"
-    )
-}
 
 /// [`ROLLUP_DAILY`] pre-merged by week: per property, complete week (`day` is its Monday) and
 /// dimension value, the union of the week's seven days' rows, for the dimensions that had at least
 /// [`WEEK_MIN_ROWS`] rows that week (where reading thirty days of rows costs more than a few
-/// milliseconds: the pages of a busy property), at least twice as many as their values. The merger writes a week's rows once the week is
-/// over in every time zone, with the week's version ([`ROLLUP_WEEKS`]); readers take a week's rows
-/// instead of its days' only while that version is current, so late hits or imports into a past
-/// week are never missed (they read its days until it is merged again). A 30-day breakdown reads
-/// four weeks and a few days of rows instead of thirty days.
+/// milliseconds: the pages of a busy property), at least twice as many as their values. The
+/// merger writes a week's rows once the week is over in every time zone, with the week's version
+/// ([`ROLLUP_WEEKS`]); readers take a week's rows instead of its days' only while that version is
+/// current, so late hits or imports into a past week are never missed (they read its days until
+/// it is merged again). A 30-day breakdown reads four weeks and a few days of rows instead of
+/// thirty days.
 pub const ROLLUP_WEEKLY: Rollup<2> = Rollup {
     table: "rollup_weekly",
     ..ROLLUP_DAILY
@@ -93,10 +84,10 @@ pub const WEEK_MIN_ROWS: i64 = 1_000;
 
 /// [`ROLLUP_VISITS`] pre-merged by week, as [`ROLLUP_WEEKLY`] is [`ROLLUP_DAILY`]: per property,
 /// complete week and combination of a group's values, for the groups whose week's sketches take
-/// at least [`WEEK_MIN_VISIT_BYTES`], in at least twice as many rows as combinations (not the entry
-/// and exit pages of a shop of many products). A group's rows are few, but a busy property's sketches are
-/// dense (10 KB each): reading thirty days of them is what a cold visit breakdown spends its time
-/// on.
+/// at least [`WEEK_MIN_VISIT_BYTES`], in at least twice as many rows as combinations (not the
+/// entry and exit pages of a shop of many products). A group's rows are few, but a busy property's
+/// sketches are dense (10 KB each): reading thirty days of them is what a cold visit breakdown
+/// spends its time on.
 pub const ROLLUP_VISITS_WEEKLY: Rollup<6> = Rollup {
     table: "rollup_visits_weekly",
     ..ROLLUP_VISITS
@@ -119,13 +110,14 @@ pub fn weekly_of(day_rollup: &str) -> Option<&'static str> {
 /// partitions), and the dimensions (and visit groups) it holds.
 pub const ROLLUP_WEEKS: &str = "rollup_weeks";
 
-/// The version of the week that starts on `week` (an SQL date) of property `property`, over
-/// `hit_days` (that table, of a generation or its view): the sum of the positions of its days in
-/// every partition, 0 for a week without hits. Merger and readers compare versions by it alone.
-pub fn week_version_sql(hit_days: &str, property: &str, week: &str) -> String {
+/// The version of property `property`'s `days` days from `first` (SQL expressions) over `hit_days`
+/// (that table, of a generation or its view): the sum of the positions of those days in every
+/// partition, 0 for days without hits. A day's ([`ROLLUP_DAYS`]) or a week's ([`ROLLUP_WEEKS`]);
+/// merger and readers compare versions by it alone.
+pub fn version_sql(hit_days: &str, property: &str, first: &str, days: u32) -> String {
     format!(
         "(SELECT coalesce(sum(h.position), 0)::bigint FROM {hit_days} h \
-         WHERE h.property_id = {property} AND h.day >= {week} AND h.day < {week} + 7)"
+         WHERE h.property_id = {property} AND h.day >= {first} AND h.day < {first} + {days})"
     )
 }
 
@@ -347,6 +339,14 @@ impl<const N: usize> Rollup<N> {
     pub fn key_list(&self) -> String {
         let names: Vec<&str> = self.keys.iter().map(|(c, _)| *c).collect();
         names.join(", ")
+    }
+
+    /// `, sum(<counter>)::bigint` for each counter, in order: a key's rows merged.
+    pub fn counter_sums(&self) -> String {
+        self.counters
+            .iter()
+            .map(|c| format!(", sum({c})::bigint"))
+            .collect()
     }
 
     /// Generation `g`'s table: the keys, the `visitors` sketch, then the counters; its index.

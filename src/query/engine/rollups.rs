@@ -12,9 +12,9 @@ use super::sql::{push_group_by, push_order_and_page, push_range, time_label};
 use super::EngineError;
 use crate::query::{DateRange, Dimension, Direction, Metric, OrderKey, Query};
 use crate::readmodel::schema::{
-    day_version_sql, prop_keys_refused_sql, prop_rolled_up_sql, visit_rollup_group,
-    week_version_sql, weekly_of, DIM_BOT, DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY,
-    ROLLUP_DAYS, ROLLUP_HOURLY, ROLLUP_VISITS, ROLLUP_WEEKS,
+    prop_keys_refused_sql, prop_rolled_up_sql, version_sql, visit_rollup_group, weekly_of, DIM_BOT,
+    DIM_PROP_PREFIX, HITS, HIT_DAYS, ROLLUP_DAILY, ROLLUP_DAYS, ROLLUP_HOURLY, ROLLUP_VISITS,
+    ROLLUP_WEEKS,
 };
 
 const HLL_VISITORS: &str = "round(COALESCE(hll_cardinality(hll_union_agg(visitors)), 0))::bigint";
@@ -80,7 +80,7 @@ fn push_days_from(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
     .push(format!(
         " AND d.version = {}) SELECT day::timestamp AS bucket, {columns} FROM fresh \
          UNION ALL SELECT bucket, {columns} FROM {} WHERE property_id = ",
-        day_version_sql(HIT_DAYS, "d.property_id", "d.day"),
+        version_sql(HIT_DAYS, "d.property_id", "d.day", 1),
         ROLLUP_HOURLY.table
     ))
     .push_bind(q.property_id)
@@ -213,14 +213,14 @@ async fn top_by_visitors(
     }
     for ranked in [2 * wanted + 5, candidates] {
         let fewest_events = by_events[ranked - 1].1;
-        let values = by_events[..ranked].iter().map(|(v, _)| v.clone()).collect();
+        let values: Vec<String> = by_events[..ranked].iter().map(|(v, _)| v.clone()).collect();
         let rows = day_rollup(
             db,
             q,
             &DayRows::daily(dimension.to_owned()),
             metrics,
             true,
-            Some(values),
+            Some(&values),
         )
         .await?;
         // Sketch estimates can exceed the true count by a little (0.81 % standard error): keep a
@@ -326,7 +326,7 @@ impl DayRows<'_> {
             .push_bind(self.dimension.clone())
             .push(format!(
                 " = ANY(w.dimensions) AND w.version = {})",
-                week_version_sql(HIT_DAYS, "w.property_id", "w.week")
+                version_sql(HIT_DAYS, "w.property_id", "w.week", 7)
             ));
         };
         qb.push(format!(" FROM (SELECT * FROM {weekly}"));
@@ -355,48 +355,39 @@ async fn day_rollup(
     rows: &DayRows<'_>,
     metrics: &str,
     paged: bool,
-    values: Option<Vec<String>>,
+    values: Option<&[String]>,
 ) -> Result<Groups, EngineError> {
+    let query = |by_week: bool| {
+        let value = rows.value;
+        let mut qb = QueryBuilder::new("SELECT ");
+        for (i, d) in q.dimensions.iter().enumerate() {
+            match d {
+                Dimension::Time(g) => {
+                    qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
+                }
+                _ => qb.push(format!("{value} AS d{i}, ")),
+            };
+        }
+        qb.push(metrics);
+        rows.push_from(&mut qb, q.property_id, &q.range, by_week);
+        if let Some(values) = values {
+            qb.push(format!(" AND {value} = ANY("))
+                .push_bind(values.to_vec())
+                .push(")");
+        }
+        push_group_by(&mut qb, q.dimensions.len());
+        if paged {
+            push_order_and_page(&mut qb, q);
+        }
+        qb
+    };
+    // Summed over the range, the days' rows are read by week where weeks are pre-merged.
     let by_week = !q.dimensions.iter().any(Dimension::is_time);
-    let answer = day_rows(db, q, rows, metrics, paged, values.as_deref(), by_week).await;
+    let answer = fetch(&mut query(by_week), db, q.dimensions.len()).await;
     if by_week && predates(&answer) {
-        return day_rows(db, q, rows, metrics, paged, values.as_deref(), false).await;
+        return fetch(&mut query(false), db, q.dimensions.len()).await;
     }
     answer
-}
-
-/// [`day_rollup`]'s read, of the pre-merged weeks too if `by_week`.
-async fn day_rows(
-    db: &mut PgConnection,
-    q: &Query,
-    rows: &DayRows<'_>,
-    metrics: &str,
-    paged: bool,
-    values: Option<&[String]>,
-    by_week: bool,
-) -> Result<Groups, EngineError> {
-    let value = rows.value;
-    let mut qb = QueryBuilder::new("SELECT ");
-    for (i, d) in q.dimensions.iter().enumerate() {
-        match d {
-            Dimension::Time(g) => {
-                qb.push(format!("{} AS d{i}, ", time_label(*g, "day::timestamp")))
-            }
-            _ => qb.push(format!("{value} AS d{i}, ")),
-        };
-    }
-    qb.push(metrics);
-    rows.push_from(&mut qb, q.property_id, &q.range, by_week);
-    if let Some(values) = values {
-        qb.push(format!(" AND {value} = ANY("))
-            .push_bind(values.to_vec())
-            .push(")");
-    }
-    push_group_by(&mut qb, q.dimensions.len());
-    if paged {
-        push_order_and_page(&mut qb, q);
-    }
-    fetch(&mut qb, db, q.dimensions.len()).await
 }
 
 /// Hits from bots per bot over a day-aligned range (bots are counted per local day), most first.
