@@ -84,12 +84,22 @@ fn push_days_from(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
         ROLLUP_HOURLY.table
     ))
     .push_bind(q.property_id)
-    // The other days' hours, listed so that the index finds only their rows.
-    .push(" AND bucket = ANY(ARRAY(SELECT h FROM generate_series(")
+    // The other days' hours, listed so that the index finds only their rows: the hours of the
+    // days with hits (every day with hourly rows has its version), not of the whole range, which
+    // may span millennia.
+    .push(format!(
+        " AND bucket = ANY(ARRAY(SELECT h FROM (SELECT DISTINCT day FROM {HIT_DAYS} \
+         WHERE property_id = "
+    ))
+    .push_bind(q.property_id)
+    .push(" AND day >= ")
     .push_bind(from)
-    .push("::timestamp, ")
+    .push(" AND day < ")
     .push_bind(to)
-    .push("::timestamp - interval '1 hour', interval '1 hour') h WHERE h::date NOT IN (SELECT day FROM fresh)))) r");
+    .push(
+        " AND day NOT IN (SELECT day FROM fresh)) o, generate_series(o.day::timestamp, \
+         o.day + interval '23 hours', interval '1 hour') h))) r",
+    );
 }
 
 /// Whether `e` says a table (or view) does not exist (42P01, undefined_table).
@@ -333,14 +343,20 @@ impl DayRows<'_> {
         same(qb);
         qb.push(" AND day = ANY(ARRAY");
         fresh(qb);
-        // The other days, listed so that the index finds only their rows.
+        // The other days, listed so that the index finds only their rows: the days with hits
+        // (every day with rollup rows has its version), not every day of the range, which may
+        // span millennia.
         qb.push(format!(") UNION ALL SELECT * FROM {}", self.table));
         same(qb);
-        qb.push(" AND day = ANY(ARRAY(SELECT d::date FROM generate_series(")
-            .push_bind(from)
-            .push("::timestamp, ")
-            .push_bind(to)
-            .push("::timestamp - interval '1 day', interval '1 day') d WHERE date_trunc('week', d)::date NOT IN ");
+        qb.push(format!(
+            " AND day = ANY(ARRAY(SELECT DISTINCT h.day FROM {HIT_DAYS} h WHERE h.property_id = "
+        ))
+        .push_bind(property)
+        .push(" AND h.day >= ")
+        .push_bind(from)
+        .push(" AND h.day < ")
+        .push_bind(to)
+        .push(" AND date_trunc('week', h.day)::date NOT IN ");
         fresh(qb);
         qb.push("))");
         qb.push(") r WHERE true");
