@@ -28,39 +28,45 @@ pub(super) async fn hourly_rollup(db: &mut PgConnection, q: &Query) -> Result<Gr
             .dimensions
             .iter()
             .any(|d| matches!(d, Dimension::Time(g) if g.is_sub_day()));
-    let answer = hours(db, q, by_day).await;
-    if by_day && predates(&answer) {
-        return hours(db, q, false).await;
-    }
-    answer
-}
-
-/// Whether a read of pre-merged rows failed for want of their table: the live generation was
-/// built before it (a rebuild to the new schema is under way). It is then read without them.
-fn predates<T>(answer: &Result<T, EngineError>) -> bool {
-    matches!(answer, Err(EngineError::Database(e)) if undefined_table(e))
-}
-
-async fn hours(db: &mut PgConnection, q: &Query, by_day: bool) -> Result<Groups, EngineError> {
-    let mut qb = QueryBuilder::new("SELECT ");
-    for (i, d) in q.dimensions.iter().enumerate() {
-        if let Dimension::Time(g) = d {
-            qb.push(format!("{} AS d{i}, ", time_label(*g, "bucket")));
+    let query = |by_day: bool| {
+        let mut qb = QueryBuilder::new("SELECT ");
+        for (i, d) in q.dimensions.iter().enumerate() {
+            if let Dimension::Time(g) = d {
+                qb.push(format!("{} AS d{i}, ", time_label(*g, "bucket")));
+            }
         }
+        qb.push(format!(
+            "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events, \
+             sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, sum(duration)::bigint AS m_duration, \
+             sum(session_pageviews)::bigint AS m_session_pageviews, sum(engaged)::bigint AS m_engaged"
+        ));
+        if by_day {
+            push_days_from(&mut qb, q);
+        } else {
+            qb.push(format!(" FROM {}", ROLLUP_HOURLY.table));
+            push_range(&mut qb, q, "bucket");
+        }
+        push_group_by(&mut qb, q.dimensions.len());
+        qb
+    };
+    fetch_premerged(db, q.dimensions.len(), by_day, query).await
+}
+
+/// Fetches the query `query` builds, with the pre-merged rows if `premerged`; without them where
+/// the live generation was built before their tables (a rebuild to the new schema is under way:
+/// the table is undefined).
+async fn fetch_premerged<'a>(
+    db: &mut PgConnection,
+    dims: usize,
+    premerged: bool,
+    query: impl Fn(bool) -> QueryBuilder<'a, Postgres>,
+) -> Result<Groups, EngineError> {
+    match fetch(&mut query(premerged), db, dims).await {
+        Err(EngineError::Database(e)) if premerged && undefined_table(&e) => {
+            fetch(&mut query(false), db, dims).await
+        }
+        answer => answer,
     }
-    qb.push(format!(
-        "{HLL_VISITORS} AS m_visitors, sum(pageviews)::bigint AS m_pageviews, sum(events)::bigint AS m_events, \
-         sum(visits)::bigint AS m_visits, sum(bounces)::bigint AS m_bounces, sum(duration)::bigint AS m_duration, \
-         sum(session_pageviews)::bigint AS m_session_pageviews, sum(engaged)::bigint AS m_engaged"
-    ));
-    if by_day {
-        push_days_from(&mut qb, q);
-    } else {
-        qb.push(format!(" FROM {}", ROLLUP_HOURLY.table));
-        push_range(&mut qb, q, "bucket");
-    }
-    push_group_by(&mut qb, q.dimensions.len());
-    fetch(&mut qb, db, q.dimensions.len()).await
 }
 
 /// ` FROM` the hourly rollup's rows over the whole days of the query's range, each day's as one
@@ -399,11 +405,7 @@ async fn day_rollup(
     };
     // Summed over the range, the days' rows are read by week where weeks are pre-merged.
     let by_week = !q.dimensions.iter().any(Dimension::is_time);
-    let answer = fetch(&mut query(by_week), db, q.dimensions.len()).await;
-    if by_week && predates(&answer) {
-        return fetch(&mut query(false), db, q.dimensions.len()).await;
-    }
-    answer
+    fetch_premerged(db, q.dimensions.len(), by_week, query).await
 }
 
 /// Hits from bots per bot over a day-aligned range (bots are counted per local day), most first.
