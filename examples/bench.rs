@@ -266,12 +266,10 @@ fn hits<'a>(
     target: usize,
     big: bool,
 ) -> impl Iterator<Item = HitRecorded> + 'a {
-    // Visits average ~1.6 hits; spread their starts evenly over the 30 days.
-    let visits = (target as f64 / 1.6).max(1.0) as i64;
-    let step_ms = 30 * 86_400_000 / visits;
+    // Visit starts spread evenly over the 30 days by the hits made so far (a visit's length
+    // varies, so a count of visits fixed beforehand ended the hits days early).
     let visitors = (target as u64 / 8).max(10);
     let mut made = 0usize;
-    let mut v = 0i64;
     let mut visit = Vec::new().into_iter();
     std::iter::from_fn(move || loop {
         if let Some(hit) = visit.next() {
@@ -286,8 +284,8 @@ fn hits<'a>(
             let i = 1 + rng.skewed(ids.len() as u64 - 1, 4) as usize;
             (ids[i], names[i].as_str(), 50)
         };
-        let start = base + chrono::Duration::milliseconds((v % visits) * step_ms);
-        v += 1;
+        let start =
+            base + chrono::Duration::milliseconds(30 * 86_400_000 * made as i64 / target as i64);
         let visitor = rng.skewed(visitors, 2) + if big { 0 } else { 1 << 40 };
         let mut hits = visit_hits(rng, pid, site, visitor, start, pages);
         hits.truncate(target - made);

@@ -94,9 +94,10 @@ impl Projection for HitsProjection {
     /// (`rollup_weekly`, versioned in `rollup_weeks`); visits keyed by visitor first, without an
     /// index of their visitors. 11: the hourly rollup's days pre-merged (`rollup_days`, versioned
     /// by `hit_days`, which records every day a batch adds rollup rows to). 12: the visit rollup's
-    /// weeks pre-merged (`rollup_visits_weekly`).
+    /// weeks pre-merged (`rollup_visits_weekly`). 13: the current week's days pre-merged as they
+    /// end (`rollup_weeks.days`).
     fn schema_version(&self) -> i32 {
-        12
+        13
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {

@@ -176,15 +176,15 @@ async fn merge_all(
 async fn merge_weeks(
     pool: &PgPool,
     g: Generation,
-    weeks: &[(uuid::Uuid, chrono::NaiveDate)],
+    weeks: &[merge::WeekSpan],
 ) -> Result<u64, sqlx::Error> {
     if weeks.is_empty() {
         return Ok(0);
     }
     let mut tx = unsynced(pool).await?;
     let mut written = 0;
-    for (property, week) in weeks {
-        written += merge::merge_week(&mut tx, g, *property, *week).await?;
+    for span in weeks {
+        written += merge::merge_week(&mut tx, g, span).await?;
     }
     tx.commit().await?;
     Ok(written)

@@ -12,9 +12,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::schema::{
-    version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS, ROLLUP_HOURLY, ROLLUP_PENDING,
-    ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
-    WEEK_MIN_VISIT_BYTES,
+    span_days, version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS, ROLLUP_HOURLY,
+    ROLLUP_PENDING, ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY, ROLLUP_WEEKS,
+    WEEK_MIN_ROWS, WEEK_MIN_VISIT_BYTES,
 };
 use crate::projections::{table, Generation};
 
@@ -131,7 +131,7 @@ fn day_row_sql(g: Generation) -> String {
          visitors = EXCLUDED.visitors{updates} WHERE d.version < EXCLUDED.version",
         days = table(ROLLUP_DAYS, g),
         hourly = table(ROLLUP_HOURLY.table, g),
-        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", 1),
+        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", "1"),
     )
 }
 
@@ -241,72 +241,77 @@ pub fn week_of(day: NaiveDate) -> NaiveDate {
     day - Days::new(day.weekday().num_days_from_monday().into())
 }
 
-/// Whether the week that starts on `week` is over in every time zone when it is `today` in UTC:
-/// a local date is never more than a day behind UTC's.
-pub fn week_is_over(week: NaiveDate, today: NaiveDate) -> bool {
-    week + Days::new(8) <= today
+/// A week to pre-merge from its first `days` days (see [`merge_week`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
+pub struct WeekSpan {
+    pub property_id: Uuid,
+    pub week: NaiveDate,
+    pub days: i16,
 }
 
 /// The weeks to pre-merge after merging `units` (see [`merge_week`]): of the weeks of the units
-/// and the weeks before them, those that are over, have hits, have no unit left to merge, and whose
-/// [`ROLLUP_WEEKLY`] rows are missing or stale (their version is not the week's [`HIT_DAYS`] one),
-/// each once, in key order. A busy property has units every day, so its last week is pre-merged
-/// within a day or two of its end, and again after a late hit or an import changes it; a quiet
-/// one's weeks may never be, which costs little, since it has few rows to read by day.
+/// and the weeks before them, those with days over in every time zone ([`span_days`]), with hits
+/// in those days and no unit left to merge there, whose [`ROLLUP_WEEKS`] row is missing, holds
+/// other days, or is stale (its version is not the days' [`HIT_DAYS`] one), each once, in key
+/// order. A busy property has units every day, so the days of its current week are pre-merged
+/// within a day or two of their end, and again after a late hit or an import changes them; a
+/// quiet one's weeks may never be, which costs little, since it has few rows to read by day.
 pub async fn weeks_to_merge(
     pool: &PgPool,
     g: Generation,
     units: &[PendingUnit],
     today: NaiveDate,
-) -> Result<Vec<(Uuid, NaiveDate)>, sqlx::Error> {
-    let weeks: std::collections::BTreeSet<(Uuid, NaiveDate)> = units
+) -> Result<Vec<WeekSpan>, sqlx::Error> {
+    let spans: std::collections::BTreeSet<(Uuid, NaiveDate, i16)> = units
         .iter()
         .flat_map(|u| {
             let week = week_of(u.day);
-            [(u.property_id, week), (u.property_id, week - Days::new(7))]
+            [week, week - Days::new(7)].map(|w| (u.property_id, w, span_days(w, today)))
         })
-        .filter(|(_, week)| week_is_over(*week, today))
+        .filter(|(_, _, days)| *days > 0)
         .collect();
-    if weeks.is_empty() {
+    if spans.is_empty() {
         return Ok(vec![]);
     }
     sqlx::query_as(&format!(
-        "SELECT u.property_id, u.week FROM UNNEST($1::uuid[], $2::date[]) AS u(property_id, week) \
+        "SELECT u.property_id, u.week, u.days \
+         FROM UNNEST($1::uuid[], $2::date[], $3::int2[]) AS u(property_id, week, days) \
          LEFT JOIN {weeks} w USING (property_id, week) \
          CROSS JOIN LATERAL (SELECT {version} AS version) d \
-         WHERE d.version > 0 AND w.version IS DISTINCT FROM d.version \
+         WHERE d.version > 0 AND (w.days, w.version) IS DISTINCT FROM (u.days, d.version) \
            AND NOT EXISTS (SELECT 1 FROM {pending} p WHERE p.property_id = u.property_id \
-             AND p.day >= u.week AND p.day < u.week + 7) \
+             AND p.day >= u.week AND p.day < u.week + u.days) \
          ORDER BY 1, 2",
         weeks = table(ROLLUP_WEEKS, g),
         pending = table(ROLLUP_PENDING, g),
-        version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week", 7),
+        version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week", "u.days"),
     ))
-    .bind(weeks.iter().map(|w| w.0).collect::<Vec<_>>())
-    .bind(weeks.iter().map(|w| w.1).collect::<Vec<_>>())
+    .bind(spans.iter().map(|w| w.0).collect::<Vec<_>>())
+    .bind(spans.iter().map(|w| w.1).collect::<Vec<_>>())
+    .bind(spans.iter().map(|w| w.2).collect::<Vec<_>>())
     .fetch_all(pool)
     .await
 }
 
-/// Writes the weekly rows of `property`'s `week` from its days' rows (see [`week_sql`]): in
-/// [`ROLLUP_WEEKLY`], of each dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them; in
-/// [`ROLLUP_VISITS_WEEKLY`], of each group of [`ROLLUP_VISITS`] whose sketches take
-/// [`WEEK_MIN_VISIT_BYTES`]; with the week's version read in the same snapshot and the dimensions
+/// Writes the weekly rows of a week's first `days` days from their days' rows (see [`week_sql`]):
+/// in [`ROLLUP_WEEKLY`], of each dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them;
+/// in [`ROLLUP_VISITS_WEEKLY`], of each group of [`ROLLUP_VISITS`] whose sketches take
+/// [`WEEK_MIN_VISIT_BYTES`]; with the days' version read in the same snapshot and the dimensions
 /// written. The week's version row is locked first, so that mergers on two nodes write a week one
 /// after the other (in key order, which [`weeks_to_merge`] keeps).
 pub async fn merge_week(
     conn: &mut PgConnection,
     g: Generation,
-    property: Uuid,
-    week: NaiveDate,
+    span: &WeekSpan,
 ) -> Result<u64, sqlx::Error> {
     let weeks = table(ROLLUP_WEEKS, g);
     sqlx::query(&format!(
-        "INSERT INTO {weeks} (property_id, week, version, dimensions) VALUES ($1, $2, -1, '{{}}') \
-         ON CONFLICT (property_id, week) DO UPDATE SET version = -1"
+        "INSERT INTO {weeks} (property_id, week, days, version, dimensions) VALUES ($1, $2, $3, -1, '{{}}') \
+         ON CONFLICT (property_id, week) DO UPDATE SET days = $3, version = -1"
     ))
-    .bind(property)
-    .bind(week)
+    .bind(span.property_id)
+    .bind(span.week)
+    .bind(span.days)
     .execute(&mut *conn)
     .await?;
     let written: i64 = sqlx::query_scalar(&format!(
@@ -323,17 +328,18 @@ pub async fn merge_week(
             "v",
             &format!("sum(pg_column_size(visitors)) >= {WEEK_MIN_VISIT_BYTES}"),
         ),
-        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", 7),
+        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", "$3"),
     ))
-    .bind(property)
-    .bind(week)
+    .bind(span.property_id)
+    .bind(span.week)
+    .bind(span.days)
     .fetch_one(&mut *conn)
     .await?;
     Ok(written as u64)
 }
 
 /// The common table expressions of [`merge_week`] for one day rollup (`$1` the property, `$2` the
-/// week): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the dimensions whose week's
+/// week, `$3` its days): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the dimensions whose week's
 /// rows meet `wide` (an aggregate condition: enough of them to be worth it) and would at least
 /// halve (a dimension of unique values, say an order id, would only be stored twice),
 /// `written_<n>` writes their weekly rows.
@@ -355,11 +361,11 @@ fn week_sql<const N: usize>(
     let sums = days.counter_sums();
     format!(
         "gone_{n} AS (DELETE FROM {weekly_table} WHERE property_id = $1 AND day = $2), \
-         wide_{n} AS (SELECT dimension FROM {days_table} WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 \
+         wide_{n} AS (SELECT dimension FROM {days_table} WHERE property_id = $1 AND day >= $2 AND day < $2 + $3 \
            GROUP BY dimension HAVING {wide} AND 2 * count(DISTINCT ({})) <= count(*)), \
          written_{n} AS (INSERT INTO {weekly_table} ({keys}, visitors, {counters}) \
            SELECT property_id, dimension, $2{values}, hll_union_agg(visitors){sums} FROM {days_table} \
-           WHERE property_id = $1 AND day >= $2 AND day < $2 + 7 AND dimension IN (SELECT dimension FROM wide_{n}) \
+           WHERE property_id = $1 AND day >= $2 AND day < $2 + $3 AND dimension IN (SELECT dimension FROM wide_{n}) \
            GROUP BY property_id, dimension{values} RETURNING 1)",
         value_columns.join(", "),
         keys = days.key_list(),
@@ -386,15 +392,22 @@ mod tests {
     }
 
     #[test]
-    fn a_week_is_merged_once_it_is_over_everywhere() {
+    fn a_weeks_days_are_merged_once_they_are_over_everywhere() {
         let day = |s: &str| s.parse::<NaiveDate>().unwrap();
         // 2026-03-02 is a Monday.
         assert_eq!(week_of(day("2026-03-02")), day("2026-03-02"));
         assert_eq!(week_of(day("2026-03-08")), day("2026-03-02"));
-        assert_eq!(week_of(day("2026-03-09")), day("2026-03-09"));
+        assert_eq!(week_of(day("2026-03-09")), day("2026-03-02") + Days::new(7));
+        let week = day("2026-03-02");
+        // Its Tuesday, the 3rd, ends on the 4th at 12:00 UTC twelve hours west of UTC: on the 4th
+        // only its Monday is over everywhere, not worth a span.
+        assert_eq!(span_days(week, day("2026-03-04")), 0);
+        assert_eq!(span_days(week, day("2026-03-05")), 2);
         // Its Sunday, the 8th, ends on the 9th at 12:00 UTC twelve hours west of UTC.
-        assert!(!week_is_over(day("2026-03-02"), day("2026-03-09")));
-        assert!(week_is_over(day("2026-03-02"), day("2026-03-10")));
+        assert_eq!(span_days(week, day("2026-03-09")), 6);
+        assert_eq!(span_days(week, day("2026-03-10")), 7);
+        assert_eq!(span_days(week, day("2027-03-10")), 7);
+        assert_eq!(span_days(week, day("2026-03-01")), 0);
     }
 
     #[test]

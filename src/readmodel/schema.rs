@@ -67,14 +67,15 @@ pub const ROLLUP_VISITS: Rollup<6> = Rollup {
 /// report reads).
 pub const ROLLUP_DAYS: &str = "rollup_days";
 
-/// [`ROLLUP_DAILY`] pre-merged by week: per property, complete week (`day` is its Monday) and
-/// dimension value, the union of the week's seven days' rows, for the dimensions that had at least
-/// [`WEEK_MIN_ROWS`] rows that week (where reading thirty days of rows costs more than a few
+/// [`ROLLUP_DAILY`] pre-merged by week: per property, week (`day` is its Monday) and dimension
+/// value, the union of the week's days' rows, for the dimensions that had at least
+/// [`WEEK_MIN_ROWS`] rows in those days (where reading thirty days of rows costs more than a few
 /// milliseconds: the pages of a busy property), at least twice as many as their values. The
-/// merger writes a week's rows once the week is over in every time zone, with the week's version
-/// ([`ROLLUP_WEEKS`]); readers take a week's rows instead of its days' only while that version is
-/// current, so late hits or imports into a past week are never missed (they read its days until
-/// it is merged again). A 30-day breakdown reads four weeks and a few days of rows instead of
+/// merger writes a week's rows from the days that are over in every time zone, again as each
+/// further day is over until the week is, with the days' version ([`ROLLUP_WEEKS`]); readers take
+/// a week's rows instead of its days' only while that version is current, so late hits or imports
+/// into a past week are never missed (they read its days until it is merged again). A 30-day
+/// breakdown reads four weeks, the current week's days so far and a few days of rows instead of
 /// thirty days.
 pub const ROLLUP_WEEKLY: Rollup<2> = Rollup {
     table: "rollup_weekly",
@@ -105,16 +106,28 @@ pub fn weekly_of(day_rollup: &str) -> Option<&'static str> {
     .map(|(_, w)| w)
 }
 
-/// Per property and week of [`ROLLUP_WEEKLY`] and [`ROLLUP_VISITS_WEEKLY`]: the week's version when
-/// its rows were written (the sum of the week's [`HIT_DAYS`] positions over its days and the
-/// partitions), and the dimensions (and visit groups) it holds.
+/// Per property and week of [`ROLLUP_WEEKLY`] and [`ROLLUP_VISITS_WEEKLY`]: how many of the week's
+/// days from its Monday its rows hold (`days`: 7 once the week is over; fewer for the days of the
+/// current week that are over, see [`span_days`]), their version when the rows were written (the
+/// sum of those days' [`HIT_DAYS`] positions over the partitions), and the dimensions (and visit
+/// groups) it holds.
 pub const ROLLUP_WEEKS: &str = "rollup_weeks";
+
+/// How many days from the Monday `week` the merger pre-merges when it is `today` in UTC: the days
+/// that are over in every time zone (a local date is never more than a day behind UTC's), at most
+/// the week's seven. Fewer than two are not worth a span: they are read by day.
+pub fn span_days(week: chrono::NaiveDate, today: chrono::NaiveDate) -> i16 {
+    match (today - week).num_days() - 1 {
+        n if n < 2 => 0,
+        n => n.min(7) as i16,
+    }
+}
 
 /// The version of property `property`'s `days` days from `first` (SQL expressions) over `hit_days`
 /// (that table, of a generation or its view): the sum of the positions of those days in every
 /// partition, 0 for days without hits. A day's ([`ROLLUP_DAYS`]) or a week's ([`ROLLUP_WEEKS`]);
 /// merger and readers compare versions by it alone.
-pub fn version_sql(hit_days: &str, property: &str, first: &str, days: u32) -> String {
+pub fn version_sql(hit_days: &str, property: &str, first: &str, days: &str) -> String {
     format!(
         "(SELECT coalesce(sum(h.position), 0)::bigint FROM {hit_days} h \
          WHERE h.property_id = {property} AND h.day >= {first} AND h.day < {first} + {days})"
@@ -452,8 +465,8 @@ pub fn ddl(g: Generation) -> Vec<String> {
             table(FUNNEL_DAYS, g)
         ),
         format!(
-            "CREATE TABLE {} (property_id uuid NOT NULL, week date NOT NULL, version bigint NOT NULL, \
-             dimensions text[] NOT NULL, PRIMARY KEY (property_id, week))",
+            "CREATE TABLE {} (property_id uuid NOT NULL, week date NOT NULL, days smallint NOT NULL, \
+             version bigint NOT NULL, dimensions text[] NOT NULL, PRIMARY KEY (property_id, week))",
             table(ROLLUP_WEEKS, g)
         ),
         format!(

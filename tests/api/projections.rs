@@ -629,17 +629,20 @@ async fn the_merger_vacuums_the_rollups_it_merged() {
 #[actix_web::test]
 async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     use chrono::NaiveDate;
-    use footfall::readmodel::merge::{merge_unit, merge_week, take_pending, weeks_to_merge};
+    use footfall::readmodel::merge::{
+        merge_unit, merge_week, take_pending, weeks_to_merge, WeekSpan,
+    };
 
     let app = spawn_app_without_merger().await;
     let p = app.register("shop.example", "UTC").await;
     let property = uuid::Uuid::parse_str(p["id"].as_str().unwrap()).unwrap();
-    // 25 days from Sunday 2026-03-01: 300 hits a day over 400 pages, so each whole week has more
-    // than a thousand page rows (pre-merged), a few event-name rows (not), and more than a
-    // thousand rows of an order number, each its own value (not: merging would not shrink them).
+    // 27 days from Sunday 2026-03-01: 300 hits a day over 400 pages, so each whole week (and the
+    // last week's five days) has more than a thousand page rows (pre-merged), a few event-name rows
+    // (not), and more than a thousand rows of an order number, each its own value (not: merging
+    // would not shrink them).
     let mut next = random(7);
     let mut hits = Vec::new();
-    for i in 0..25 * 300 {
+    for i in 0..27 * 300 {
         let at = format!(
             "2026-03-{:02}T{:02}:{:02}:00Z",
             1 + i / 300,
@@ -671,7 +674,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     )
     .await;
     let q = |metrics: Value, dims: Value, limit: u32| {
-        json!({"site_id": "shop.example", "metrics": metrics, "date_range": ["2026-03-01", "2026-03-25"],
+        json!({"site_id": "shop.example", "metrics": metrics, "date_range": ["2026-03-01", "2026-03-28"],
                "dimensions": dims, "pagination": {"limit": limit}})
     };
     let queries = [
@@ -714,7 +717,8 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     assert_eq!(before[1].as_array().unwrap().len(), 400);
 
     // Merge the days, then the weeks that are over by the 30th: those of 23 February (its Sunday,
-    // the 1st, too few rows to pre-merge any), and 2, 9 and 16 March.
+    // the 1st, too few rows to pre-merge any), and 2, 9 and 16 March; and the six days of the week
+    // of 23 March that are over everywhere (the 23rd to the 28th).
     let day = |s: &str| s.parse::<NaiveDate>().unwrap();
     let today = day("2026-03-30");
     let merge_days = || async {
@@ -729,15 +733,23 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     };
     let units = merge_days().await;
     let to_merge = || async { weeks_to_merge(&app.pool, 1, &units, today).await.unwrap() };
-    let weeks: Vec<_> = ["2026-02-23", "2026-03-02", "2026-03-09", "2026-03-16"]
-        .into_iter()
-        .map(|w| (property, day(w)))
-        .collect();
+    let span = |week: &str, days| WeekSpan {
+        property_id: property,
+        week: day(week),
+        days,
+    };
+    let weeks = [
+        span("2026-02-23", 7),
+        span("2026-03-02", 7),
+        span("2026-03-09", 7),
+        span("2026-03-16", 7),
+        span("2026-03-23", 6),
+    ];
     assert_eq!(to_merge().await, weeks);
     let mut conn = app.pool.acquire().await.unwrap();
     let mut written = 0;
-    for (property, week) in &weeks {
-        written += merge_week(&mut conn, 1, *property, *week).await.unwrap();
+    for week in &weeks {
+        written += merge_week(&mut conn, 1, week).await.unwrap();
     }
     let count = |sql: &'static str| {
         let pool = app.pool.clone();
@@ -753,20 +765,24 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     // Each day's row, written at the day's current version.
     let fresh_days = "SELECT count(*) FROM rollup_days_g1 d WHERE d.version = \
         (SELECT sum(h.position) FROM hit_days_g1 h WHERE h.property_id = d.property_id AND h.day = d.day)";
-    assert_eq!(count("SELECT count(*) FROM rollup_days_g1").await, 25);
-    assert_eq!(count(fresh_days).await, 25);
+    assert_eq!(count("SELECT count(*) FROM rollup_days_g1").await, 27);
+    assert_eq!(count(fresh_days).await, 27);
     eprintln!("{written} weekly rows written for {} weeks", weeks.len());
     assert!(written > 3 * 300);
     assert_eq!(count(weekly).await, written as i64);
     // Of the daily rollup, only the pages are pre-merged; every visit group has enough bytes of
-    // sketches a whole week.
+    // sketches in a whole week and in the last week's six days (five with hits).
     assert_eq!(
         count(
             "SELECT count(*) FROM rollup_weeks_g1 \
              WHERE dimensions = '{acquisition,location,page,pages,technology}'"
         )
         .await,
-        3,
+        4,
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM rollup_weeks_g1 WHERE week = '2026-03-23' AND days = 6").await,
+        1
     );
     assert!(
         to_merge().await.is_empty(),
@@ -791,6 +807,17 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     assert_ne!(tampered[1], before[1]);
     assert_eq!(tampered[2..], before[2..]);
     tamper("rollup_weekly_g1", -1_000).await;
+    // The last week's six days are read from their weekly rows too.
+    let span_rows =
+        "UPDATE rollup_weekly_g1 SET pageviews = pageviews + $1 WHERE day = '2026-03-23'";
+    for by in [1_000, -1_000] {
+        sqlx::query(span_rows)
+            .bind(by)
+            .execute(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(answers(&reader, &queries).await[1] == before[1], by < 0);
+    }
     tamper("rollup_days_g1", 1_000).await;
     let tampered = answers(&reader, &queries).await;
     assert_eq!(tampered[..3], before[..3]);
@@ -843,22 +870,42 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         late[4][0]["metrics"][2].as_i64(),
         before[4][0]["metrics"][2].as_i64().map(|p| p + 1)
     );
-    assert_eq!(count(fresh_days).await, 24);
+    assert_eq!(count(fresh_days).await, 26);
     // And its week's visits from their days.
     assert_eq!(second_metric(&late[5]), second_metric(&before[5]) + 1);
     assert_eq!(second_metric(&late[6]), second_metric(&before[6]) + 1);
     let units = merge_days().await;
     let again = weeks_to_merge(&app.pool, 1, &units, today).await.unwrap();
     // The unit's week changed; the week before it did not.
-    assert_eq!(again, [(property, day("2026-03-09"))]);
-    merge_week(&mut conn, 1, property, day("2026-03-09"))
-        .await
-        .unwrap();
+    assert_eq!(again, [span("2026-03-09", 7)]);
+    merge_week(&mut conn, 1, &again[0]).await.unwrap();
     assert!(weeks_to_merge(&app.pool, 1, &units, today)
         .await
         .unwrap()
         .is_empty());
-    assert_eq!(count(fresh_days).await, 25);
+    assert_eq!(count(fresh_days).await, 27);
+    assert_eq!(answers(&reader, &queries).await, late);
+
+    // A day later the week of 23 March is over: its rows are written again from its seven days
+    // once a unit of it or of the next week is merged (a hit on the 30th, after the range).
+    app.seed(vec![hit_event(
+        &p,
+        &Seed {
+            visitor: 99_998,
+            at: "2026-03-30T12:00:00Z",
+            name: "pageview",
+            url: "https://shop.example/next",
+            props: &[],
+        },
+    )])
+    .await;
+    app.wait_projected().await;
+    let units = merge_days().await;
+    let next_day = weeks_to_merge(&app.pool, 1, &units, day("2026-03-31"))
+        .await
+        .unwrap();
+    assert_eq!(next_day, [span("2026-03-23", 7)]);
+    merge_week(&mut conn, 1, &next_day[0]).await.unwrap();
     assert_eq!(answers(&reader, &queries).await, late);
 
     // A generation built before the day rows and the visit weeks (while a rebuild to them is under
@@ -867,5 +914,14 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         .execute(&app.pool)
         .await
         .unwrap();
+    assert_eq!(answers(&reader, &queries).await, late);
+    // And one built before the weeks held their days (all seven).
+    sqlx::raw_sql(
+        "DROP VIEW rollup_weeks; CREATE VIEW rollup_weeks AS \
+         SELECT property_id, week, version, dimensions FROM rollup_weeks_g1",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(answers(&reader, &queries).await, late);
 }

@@ -53,8 +53,8 @@ pub(super) async fn hourly_rollup(db: &mut PgConnection, q: &Query) -> Result<Gr
 }
 
 /// Fetches the query `query` builds, with the pre-merged rows if `premerged`; without them where
-/// the live generation was built before their tables (a rebuild to the new schema is under way:
-/// the table is undefined).
+/// the live generation was built before their tables or columns (a rebuild to the new schema is
+/// under way).
 async fn fetch_premerged<'a>(
     db: &mut PgConnection,
     dims: usize,
@@ -62,7 +62,7 @@ async fn fetch_premerged<'a>(
     query: impl Fn(bool) -> QueryBuilder<'a, Postgres>,
 ) -> Result<Groups, EngineError> {
     match fetch(&mut query(premerged), db, dims).await {
-        Err(EngineError::Database(e)) if premerged && undefined_table(&e) => {
+        Err(EngineError::Database(e)) if premerged && predates_schema(&e) => {
             fetch(&mut query(false), db, dims).await
         }
         answer => answer,
@@ -86,7 +86,7 @@ fn push_days_from(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
     .push(format!(
         " AND d.version = {}) SELECT day::timestamp AS bucket, {columns} FROM fresh \
          UNION ALL SELECT bucket, {columns} FROM {} WHERE property_id = ",
-        version_sql(HIT_DAYS, "d.property_id", "d.day", 1),
+        version_sql(HIT_DAYS, "d.property_id", "d.day", "1"),
         ROLLUP_HOURLY.table
     ))
     .push_bind(q.property_id)
@@ -108,9 +108,10 @@ fn push_days_from(qb: &mut QueryBuilder<'_, Postgres>, q: &Query) {
     );
 }
 
-/// Whether `e` says a table (or view) does not exist (42P01, undefined_table).
-fn undefined_table(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(e) if e.code().as_deref() == Some("42P01"))
+/// Whether `e` says a table (or view) or a column does not exist (42P01, undefined_table; 42703,
+/// undefined_column).
+fn predates_schema(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(e) if matches!(e.code().as_deref(), Some("42P01" | "42703")))
 }
 
 pub(super) async fn daily_rollup(db: &mut PgConnection, q: &Query) -> Result<Groups, EngineError> {
@@ -142,7 +143,7 @@ async fn ask_prop_keys(
         query = query.bind(key);
     }
     match query.fetch_one(db).await {
-        Err(e) if undefined_table(&e) => Ok(before_cap),
+        Err(e) if predates_schema(&e) => Ok(before_cap),
         answer => Ok(answer?),
     }
 }
@@ -301,8 +302,8 @@ impl DayRows<'_> {
 
     /// ` FROM` these rows of `property` over the whole days of `range`, then ` WHERE` and their
     /// conditions, to which more can be added with ` AND`. `by_week` (the days' rows are summed
-    /// together) reads the rollup's weeks that lie in the range and are pre-merged at their
-    /// current version from its weekly table ([`weekly_of`]), and the other days by day.
+    /// together) reads the days of the rollup's weeks that lie in the range and are pre-merged at
+    /// their current version from its weekly table ([`weekly_of`]), and the other days by day.
     fn push_from(
         &self,
         qb: &mut QueryBuilder<'_, Postgres>,
@@ -328,31 +329,32 @@ impl DayRows<'_> {
             return;
         };
         // The weeks in the range that hold the dimension, their rows written at the version their
-        // days have now.
-        let fresh = |qb: &mut QueryBuilder<'_, Postgres>| {
-            qb.push(format!(
-                "(SELECT w.week FROM {ROLLUP_WEEKS} w WHERE w.property_id = "
-            ))
-            .push_bind(property)
-            .push(" AND w.week >= ")
-            .push_bind(from)
-            .push(" AND w.week + 7 <= ")
-            .push_bind(to)
-            .push(" AND ")
-            .push_bind(self.dimension.clone())
-            .push(format!(
-                " = ANY(w.dimensions) AND w.version = {})",
-                version_sql(HIT_DAYS, "w.property_id", "w.week", 7)
-            ));
-        };
-        qb.push(format!(" FROM (SELECT * FROM {weekly}"));
+        // days have now: each week's rows hold its first `days` days.
+        qb.push(format!(
+            " FROM (WITH fresh AS (SELECT w.week, w.days FROM {ROLLUP_WEEKS} w WHERE w.property_id = "
+        ))
+        .push_bind(property)
+        .push(" AND w.week >= ")
+        .push_bind(from)
+        .push(" AND w.week + w.days <= ")
+        .push_bind(to)
+        .push(" AND ")
+        .push_bind(self.dimension.clone())
+        .push(format!(
+            " = ANY(w.dimensions) AND w.version = {}) SELECT * FROM {weekly}",
+            version_sql(HIT_DAYS, "w.property_id", "w.week", "w.days")
+        ));
         same(qb);
-        qb.push(" AND day = ANY(ARRAY");
-        fresh(qb);
+        // The range too, so that the index, not a filter, bounds the weeks read.
+        qb.push(" AND day >= ")
+            .push_bind(from)
+            .push(" AND day < ")
+            .push_bind(to)
+            .push(" AND day = ANY(ARRAY(SELECT week FROM fresh))");
         // The other days, listed so that the index finds only their rows: the days with hits
         // (every day with rollup rows has its version), not every day of the range, which may
         // span millennia.
-        qb.push(format!(") UNION ALL SELECT * FROM {}", self.table));
+        qb.push(format!(" UNION ALL SELECT * FROM {}", self.table));
         same(qb);
         qb.push(format!(
             " AND day = ANY(ARRAY(SELECT DISTINCT h.day FROM {HIT_DAYS} h WHERE h.property_id = "
@@ -362,9 +364,9 @@ impl DayRows<'_> {
         .push_bind(from)
         .push(" AND h.day < ")
         .push_bind(to)
-        .push(" AND date_trunc('week', h.day)::date NOT IN ");
-        fresh(qb);
-        qb.push("))");
+        .push(
+            " AND NOT EXISTS (SELECT 1 FROM fresh f WHERE h.day >= f.week AND h.day < f.week + f.days)))",
+        );
         qb.push(") r WHERE true");
     }
 }
@@ -426,9 +428,15 @@ async fn events_by_value(
     range: &DateRange,
     limit: Option<i64>,
 ) -> Result<Vec<(String, i64)>, EngineError> {
-    let mut qb = QueryBuilder::new("SELECT value, sum(events)::bigint AS e");
-    DayRows::daily(dimension.to_owned()).push_from(&mut qb, property_id, range, true);
-    qb.push(" GROUP BY value ORDER BY e DESC, value LIMIT ")
-        .push_bind(limit);
-    Ok(qb.build_query_as().fetch_all(&mut *db).await?)
+    let query = |by_week: bool| {
+        let mut qb = QueryBuilder::new("SELECT value, sum(events)::bigint AS e");
+        DayRows::daily(dimension.to_owned()).push_from(&mut qb, property_id, range, by_week);
+        qb.push(" GROUP BY value ORDER BY e DESC, value LIMIT ")
+            .push_bind(limit);
+        qb
+    };
+    match query(true).build_query_as().fetch_all(&mut *db).await {
+        Err(e) if predates_schema(&e) => Ok(query(false).build_query_as().fetch_all(db).await?),
+        answer => Ok(answer?),
+    }
 }
