@@ -831,20 +831,26 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     tamper("rollup_visits_weekly_g1", -1_000).await;
     assert_eq!(answers(&reader, &queries).await, before);
 
+    // One more pageview, projected.
+    let one_hit = |visitor, at, url| {
+        let hit = hit_event(
+            &p,
+            &Seed {
+                visitor,
+                at,
+                name: "pageview",
+                url,
+                props: &[],
+            },
+        );
+        async {
+            app.seed(vec![hit]).await;
+            app.wait_projected().await;
+        }
+    };
     // A late hit into a week already merged: the week is read from its days until it is merged
     // again, then from its new rows.
-    app.seed(vec![hit_event(
-        &p,
-        &Seed {
-            visitor: 99_999,
-            at: "2026-03-11T12:00:00Z",
-            name: "pageview",
-            url: "https://shop.example/late",
-            props: &[],
-        },
-    )])
-    .await;
-    app.wait_projected().await;
+    one_hit(99_999, "2026-03-11T12:00:00Z", "https://shop.example/late").await;
     // The second metric summed over the rows: pageviews by page and by day, visits by device and
     // by entry page.
     let second_metric = |answer: &Value| -> i64 {
@@ -888,18 +894,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
 
     // A day later the week of 23 March is over: its rows are written again from its seven days
     // once a unit of it or of the next week is merged (a hit on the 30th, after the range).
-    app.seed(vec![hit_event(
-        &p,
-        &Seed {
-            visitor: 99_998,
-            at: "2026-03-30T12:00:00Z",
-            name: "pageview",
-            url: "https://shop.example/next",
-            props: &[],
-        },
-    )])
-    .await;
-    app.wait_projected().await;
+    one_hit(99_998, "2026-03-30T12:00:00Z", "https://shop.example/next").await;
     let units = merge_days().await;
     let next_day = weeks_to_merge(&app.pool, 1, &units, day("2026-03-31"))
         .await
