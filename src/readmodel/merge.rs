@@ -12,9 +12,9 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::schema::{
-    span_days, version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS, ROLLUP_HOURLY,
-    ROLLUP_PENDING, ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY, ROLLUP_WEEKS,
-    WEEK_MIN_ROWS, WEEK_MIN_VISIT_BYTES,
+    version_sql, Rollup, HIT_DAYS, HOURS, ROLLUP_DAILY, ROLLUP_DAYS, ROLLUP_HOURLY, ROLLUP_PENDING,
+    ROLLUP_VISITS, ROLLUP_VISITS_WEEKLY, ROLLUP_WEEKLY, ROLLUP_WEEKS, WEEK_MIN_ROWS,
+    WEEK_MIN_VISIT_BYTES,
 };
 use crate::projections::{table, Generation};
 
@@ -241,6 +241,16 @@ pub fn week_of(day: NaiveDate) -> NaiveDate {
     day - Days::new(day.weekday().num_days_from_monday().into())
 }
 
+/// How many days from the Monday `week` the merger pre-merges when it is `today` in UTC: the days
+/// that are over in every time zone (a local date is never more than a day behind UTC's), at most
+/// the week's seven. Fewer than two are not worth a span: they are read by day.
+pub fn span_days(week: NaiveDate, today: NaiveDate) -> i16 {
+    match (today - week).num_days() - 1 {
+        n if n < 2 => 0,
+        n => n.min(7) as i16,
+    }
+}
+
 /// A week to pre-merge from its first `days` days (see [`merge_week`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
 pub struct WeekSpan {
@@ -339,10 +349,10 @@ pub async fn merge_week(
 }
 
 /// The common table expressions of [`merge_week`] for one day rollup (`$1` the property, `$2` the
-/// week, `$3` its days): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the dimensions whose week's
-/// rows meet `wide` (an aggregate condition: enough of them to be worth it) and would at least
-/// halve (a dimension of unique values, say an order id, would only be stored twice),
-/// `written_<n>` writes their weekly rows.
+/// week, `$3` its days): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the
+/// dimensions whose rows in those days meet `wide` (an aggregate condition: enough of them to be
+/// worth it) and would at least halve (a dimension of unique values, say an order id, would only
+/// be stored twice), `written_<n>` writes their weekly rows.
 fn week_sql<const N: usize>(
     days: &Rollup<N>,
     weekly: &Rollup<N>,

@@ -106,22 +106,12 @@ pub fn weekly_of(day_rollup: &str) -> Option<&'static str> {
     .map(|(_, w)| w)
 }
 
-/// Per property and week of [`ROLLUP_WEEKLY`] and [`ROLLUP_VISITS_WEEKLY`]: how many of the week's
-/// days from its Monday its rows hold (`days`: 7 once the week is over; fewer for the days of the
-/// current week that are over, see [`span_days`]), their version when the rows were written (the
-/// sum of those days' [`HIT_DAYS`] positions over the partitions), and the dimensions (and visit
-/// groups) it holds.
+/// Per property and week of [`ROLLUP_WEEKLY`] and [`ROLLUP_VISITS_WEEKLY`]: how many of the
+/// week's days from its Monday its rows hold (`days`: 7 once the week is over; fewer for the days
+/// of the current week that are over, see [`super::merge::span_days`]), their version when the
+/// rows were written (the sum of those days' [`HIT_DAYS`] positions over the partitions), and the
+/// dimensions (and visit groups) it holds.
 pub const ROLLUP_WEEKS: &str = "rollup_weeks";
-
-/// How many days from the Monday `week` the merger pre-merges when it is `today` in UTC: the days
-/// that are over in every time zone (a local date is never more than a day behind UTC's), at most
-/// the week's seven. Fewer than two are not worth a span: they are read by day.
-pub fn span_days(week: chrono::NaiveDate, today: chrono::NaiveDate) -> i16 {
-    match (today - week).num_days() - 1 {
-        n if n < 2 => 0,
-        n => n.min(7) as i16,
-    }
-}
 
 /// The version of property `property`'s `days` days from `first` (SQL expressions) over `hit_days`
 /// (that table, of a generation or its view): the sum of the positions of those days in every
