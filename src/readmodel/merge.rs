@@ -272,13 +272,17 @@ pub async fn weeks_to_merge(
     units: &[PendingUnit],
     today: NaiveDate,
 ) -> Result<Vec<WeekSpan>, sqlx::Error> {
-    let spans: std::collections::BTreeSet<(Uuid, NaiveDate, i16)> = units
+    let spans: std::collections::BTreeSet<WeekSpan> = units
         .iter()
         .flat_map(|u| {
             let week = week_of(u.day);
-            [week, week - Days::new(7)].map(|w| (u.property_id, w, span_days(w, today)))
+            [week, week - Days::new(7)].map(|week| WeekSpan {
+                property_id: u.property_id,
+                week,
+                days: span_days(week, today),
+            })
         })
-        .filter(|(_, _, days)| *days > 0)
+        .filter(|span| span.days > 0)
         .collect();
     if spans.is_empty() {
         return Ok(vec![]);
@@ -296,9 +300,9 @@ pub async fn weeks_to_merge(
         pending = table(ROLLUP_PENDING, g),
         version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week", "u.days"),
     ))
-    .bind(spans.iter().map(|w| w.0).collect::<Vec<_>>())
-    .bind(spans.iter().map(|w| w.1).collect::<Vec<_>>())
-    .bind(spans.iter().map(|w| w.2).collect::<Vec<_>>())
+    .bind(spans.iter().map(|s| s.property_id).collect::<Vec<_>>())
+    .bind(spans.iter().map(|s| s.week).collect::<Vec<_>>())
+    .bind(spans.iter().map(|s| s.days).collect::<Vec<_>>())
     .fetch_all(pool)
     .await
 }

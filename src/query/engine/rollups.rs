@@ -429,14 +429,15 @@ async fn events_by_value(
     limit: Option<i64>,
 ) -> Result<Vec<(String, i64)>, EngineError> {
     let query = |by_week: bool| {
-        let mut qb = QueryBuilder::new("SELECT value, sum(events)::bigint AS e");
+        let mut qb = QueryBuilder::new("SELECT value AS d0, sum(events)::bigint AS m_events");
         DayRows::daily(dimension.to_owned()).push_from(&mut qb, property_id, range, by_week);
-        qb.push(" GROUP BY value ORDER BY e DESC, value LIMIT ")
+        qb.push(" GROUP BY d0 ORDER BY m_events DESC, d0 LIMIT ")
             .push_bind(limit);
         qb
     };
-    match query(true).build_query_as().fetch_all(&mut *db).await {
-        Err(e) if predates_schema(&e) => Ok(query(false).build_query_as().fetch_all(db).await?),
-        answer => Ok(answer?),
-    }
+    let groups = fetch_premerged(db, 1, true, query).await?;
+    Ok(groups
+        .into_iter()
+        .map(|(mut labels, agg)| (labels.swap_remove(0), agg.events.unwrap_or(0)))
+        .collect())
 }
