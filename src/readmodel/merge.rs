@@ -75,35 +75,53 @@ pub async fn take_pending(
     Ok(merged.into_values().collect())
 }
 
-/// Merges a unit's rows in the rollups: in each, the rows of each key that has several are
-/// replaced, in one statement, by one row with their counters summed and their sketches unioned,
-/// which is exactly what readers compute from them. Rows appended meanwhile are not in the
-/// statement's snapshot and stay as they are. The day rollups' rows are merged under the unit's
-/// dimensions, the hourly rollup's for the hours of the day if batches added to them, and then the
-/// day's row of [`ROLLUP_DAYS`] is written from its hours.
-pub async fn merge_unit(
+/// Merges units' rows in the rollups: in each, the rows of each key that has several are
+/// replaced by one row with their counters summed and their sketches unioned, which is exactly
+/// what readers compute from them. Rows appended meanwhile are not in the statements' snapshot
+/// and stay as they are. The day rollups' rows are merged under each unit's dimensions, the hourly
+/// rollup's for the hours of the days batches added to them, and then those days' rows of
+/// [`ROLLUP_DAYS`] are written from their hours. One statement per table for all the units: a
+/// statement per unit and table cost about as much in round trips and executor starts as in
+/// merging.
+pub async fn merge_units(
     conn: &mut PgConnection,
     g: Generation,
-    unit: &PendingUnit,
+    units: &[PendingUnit],
 ) -> Result<u64, sqlx::Error> {
-    let mut merged = 0;
-    for sql in [
-        day_merge_sql(&ROLLUP_DAILY, g),
-        day_merge_sql(&ROLLUP_VISITS, g),
-    ] {
-        merged += sqlx::query(&sql)
-            .bind(unit.property_id)
-            .bind(&unit.dimensions)
-            .bind(unit.day)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
+    let (mut properties, mut days, mut dimensions) = (vec![], vec![], vec![]);
+    let (mut hour_properties, mut hour_days) = (vec![], vec![]);
+    for u in units {
+        for d in &u.dimensions {
+            if d == HOURS {
+                hour_properties.push(u.property_id);
+                hour_days.push(u.day);
+            } else {
+                properties.push(u.property_id);
+                days.push(u.day);
+                dimensions.push(d.as_str());
+            }
+        }
     }
-    if unit.dimensions.iter().any(|d| d == HOURS) {
+    let mut merged = 0;
+    if !properties.is_empty() {
+        for sql in [
+            day_merge_sql(&ROLLUP_DAILY, g),
+            day_merge_sql(&ROLLUP_VISITS, g),
+        ] {
+            merged += sqlx::query(&sql)
+                .bind(&properties)
+                .bind(&days)
+                .bind(&dimensions)
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
+        }
+    }
+    if !hour_properties.is_empty() {
         for sql in [hour_merge_sql(g), day_row_sql(g)] {
             merged += sqlx::query(&sql)
-                .bind(unit.property_id)
-                .bind(unit.day)
+                .bind(&hour_properties)
+                .bind(&hour_days)
                 .execute(&mut *conn)
                 .await?
                 .rows_affected();
@@ -112,9 +130,20 @@ pub async fn merge_unit(
     Ok(merged)
 }
 
-/// The statement of [`merge_unit`] that writes the [`ROLLUP_DAYS`] row of property `$1`'s day `$2`
-/// from its hours, with the day's version read in the same snapshot. A row written from an older
-/// snapshot (a merger on another node) never replaces a newer one.
+/// The `(property, day)` pairs `$1`, `$2` (as `u`) and, for each, its rows of the hourly rollup
+/// `hourly` (as `r`, with its `ctid` as `row_id`), looked up by the index pair by pair: a new
+/// generation's tables have no statistics, and a join could scan the whole table.
+fn hours_of_days(hourly: &str) -> String {
+    format!(
+        "UNNEST($1::uuid[], $2::date[]) AS u(property_id, day) CROSS JOIN LATERAL \
+         (SELECT ctid AS row_id, * FROM {hourly} r WHERE r.property_id = u.property_id \
+          AND r.bucket >= u.day AND r.bucket < u.day + 1 OFFSET 0) r"
+    )
+}
+
+/// The statement of [`merge_units`] that writes the [`ROLLUP_DAYS`] rows of the days `$1`, `$2`
+/// (properties and days) from their hours, with each day's version read in the same snapshot. A
+/// row written from an older snapshot (a merger on another node) never replaces a newer one.
 fn day_row_sql(g: Generation) -> String {
     let counters = ROLLUP_HOURLY.counters.join(", ");
     let sums = ROLLUP_HOURLY.counter_sums();
@@ -125,66 +154,51 @@ fn day_row_sql(g: Generation) -> String {
         .collect();
     format!(
         "INSERT INTO {days} AS d (property_id, day, version, visitors, {counters}) \
-         SELECT $1, $2, {version}, hll_union_agg(visitors){sums} FROM {hourly} \
-         WHERE property_id = $1 AND bucket >= $2::date AND bucket < $2::date + 1 HAVING count(*) > 0 \
+         SELECT u.property_id, u.day, {version}, hll_union_agg(visitors){sums} \
+         FROM {hours} GROUP BY u.property_id, u.day \
          ON CONFLICT (property_id, day) DO UPDATE SET version = EXCLUDED.version, \
          visitors = EXCLUDED.visitors{updates} WHERE d.version < EXCLUDED.version",
         days = table(ROLLUP_DAYS, g),
-        hourly = table(ROLLUP_HOURLY.table, g),
-        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", "1"),
+        hours = hours_of_days(&table(ROLLUP_HOURLY.table, g)),
+        version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.day", "1"),
     )
 }
 
-/// The statement of [`merge_unit`] for a day rollup: `$1` the property, `$2` the dimensions, `$3`
-/// the day.
+/// The statement of [`merge_units`] for a day rollup: `$1`, `$2`, `$3` the properties, days and
+/// dimensions of the units' rows, looked up as [`hours_of_days`] looks up hours.
 fn day_merge_sql<const N: usize>(rollup: &Rollup<N>, g: Generation) -> String {
-    let distinct: Vec<&str> = rollup
-        .keys
-        .iter()
-        .map(|(c, _)| *c)
-        .filter(|c| !["property_id", "day"].contains(c))
-        .collect();
+    let t = table(rollup.table, g);
     merge_sql(
         rollup,
-        g,
-        |r| format!("{r}property_id = $1 AND {r}dimension = ANY($2) AND {r}day = $3"),
-        &distinct,
+        &t,
+        &format!(
+            "UNNEST($1::uuid[], $2::date[], $3::text[]) AS u(property_id, day, dimension) \
+             CROSS JOIN LATERAL (SELECT ctid AS row_id, * FROM {t} r \
+               WHERE r.property_id = u.property_id AND r.dimension = u.dimension \
+               AND r.day = u.day OFFSET 0) r"
+        ),
     )
 }
 
-/// The statement of [`merge_unit`] for the hourly rollup: `$1` the property, `$2` the day.
+/// The statement of [`merge_units`] for the hourly rollup: `$1`, `$2` the properties and days.
 fn hour_merge_sql(g: Generation) -> String {
-    merge_sql(
-        &ROLLUP_HOURLY,
-        g,
-        |r| format!("{r}property_id = $1 AND {r}bucket >= $2::date AND {r}bucket < $2::date + 1"),
-        &["bucket"],
-    )
+    let t = table(ROLLUP_HOURLY.table, g);
+    merge_sql(&ROLLUP_HOURLY, &t, &hours_of_days(&t))
 }
 
-/// Replaces the rows of each key that has several, among those `unit` selects (given the rows'
-/// alias with its dot, or nothing), keys that differ within the unit only in `distinct`.
-fn merge_sql<const N: usize>(
-    rollup: &Rollup<N>,
-    g: Generation,
-    unit: impl Fn(&str) -> String,
-    distinct: &[&str],
-) -> String {
-    let (t, keys) = (table(rollup.table, g), rollup.key_list());
+/// Replaces the rows of each key that has several, among the rows `rows` selects (`FROM` items
+/// giving `r.row_id`, the row's `ctid`, and the row as `r`): deleted by their `ctid`, so the
+/// large table is never joined as a whole.
+fn merge_sql<const N: usize>(rollup: &Rollup<N>, t: &str, rows: &str) -> String {
+    let keys = rollup.key_list();
     let sums = rollup.counter_sums();
-    let same: String = distinct
-        .iter()
-        .map(|c| format!(" AND r.{c} = s.{c}"))
-        .collect();
-    let distinct = distinct.join(", ");
     format!(
-        "WITH unit AS (SELECT * FROM {t} WHERE {}), \
-         several AS (SELECT {distinct} FROM unit GROUP BY {distinct} HAVING count(*) > 1), \
-         gone AS (DELETE FROM {t} r USING several s WHERE {}{same} RETURNING r.*) \
+        "WITH unit AS (SELECT r.* FROM {rows}), \
+         several AS (SELECT {keys} FROM unit GROUP BY {keys} HAVING count(*) > 1), \
+         gone AS (DELETE FROM {t} WHERE ctid = ANY(ARRAY(SELECT u.row_id FROM unit u \
+           JOIN several s USING ({keys}))) RETURNING *) \
          INSERT INTO {t} ({keys}, visitors, {counters}) \
          SELECT {keys}, hll_union_agg(visitors){sums} FROM gone GROUP BY {keys}",
-        unit(""),
-        unit("r."),
         counters = rollup.counters.join(", "),
     )
 }

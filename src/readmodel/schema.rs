@@ -321,7 +321,7 @@ pub fn engaged_sql() -> String {
 /// A rollup table: per key, counters that add up and a HyperLogLog sketch of the visitors.
 ///
 /// A batch's rows are appended as rows of their own: a key may have several rows until merging
-/// (see [`super::merge::merge_unit`]) replaces them with one. Readers sum the counters and union
+/// (see [`super::merge::merge_units`]) replaces them with one. Readers sum the counters and union
 /// the sketches of a key's rows, so their answers are the same before and after. An append is a
 /// plain insert, several times cheaper than an upsert; most keys of a high-cardinality dimension
 /// are written once; and a busy hour's dense sketch (10 KB, stored out of line) is written once

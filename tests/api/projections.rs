@@ -542,7 +542,7 @@ async fn seed_in_waves(app: &TestApp) {
 
 #[actix_web::test]
 async fn merging_the_appended_rollups_changes_no_answer() {
-    use footfall::readmodel::merge::{merge_unit, take_pending};
+    use footfall::readmodel::merge::{merge_units, take_pending};
     use footfall::readmodel::schema::VISIT_ROLLUP_DIMENSIONS;
 
     let app = spawn_app_without_merger().await;
@@ -586,9 +586,7 @@ async fn merging_the_appended_rollups_changes_no_answer() {
         .unwrap();
     assert_eq!(units.len() as i64, pending);
     let mut conn = app.pool.acquire().await.unwrap();
-    for unit in &units {
-        merge_unit(&mut conn, 1, unit).await.unwrap();
-    }
+    merge_units(&mut conn, 1, &units).await.unwrap();
     assert_eq!(count(duplicated).await, 0);
     assert_eq!(count(rows).await, rows_before - duplicates);
     assert_eq!(count("SELECT count(*) FROM rollup_pending_g1").await, 0);
@@ -630,7 +628,7 @@ async fn the_merger_vacuums_the_rollups_it_merged() {
 async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     use chrono::NaiveDate;
     use footfall::readmodel::merge::{
-        merge_unit, merge_week, take_pending, weeks_to_merge, WeekSpan,
+        merge_units, merge_week, take_pending, weeks_to_merge, WeekSpan,
     };
 
     let app = spawn_app_without_merger().await;
@@ -726,9 +724,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
             .await
             .unwrap();
         let mut conn = app.pool.acquire().await.unwrap();
-        for unit in &units {
-            merge_unit(&mut conn, 1, unit).await.unwrap();
-        }
+        merge_units(&mut conn, 1, &units).await.unwrap();
         units
     };
     let units = merge_days().await;
