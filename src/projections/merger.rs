@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use sqlx::PgPool;
@@ -27,11 +27,15 @@ const QUIET: Duration = Duration::from_secs(10);
 /// ...or once it has been pending this long (the current day of a busy property, which a merge
 /// reads whole: merged now and then, not after every few batches).
 const AGE: Duration = Duration::from_secs(60);
-/// Units taken per generation and tick (a unit's row per partition): merging is spread out (after
-/// a rebuild of 100,000 properties, 600,000 are pending), so it never takes more than its share of
-/// the machine. Merged a statement per table for all of them, 2,048 cost about what 256 did
-/// merged one by one (a quarter of a core).
-const TAKE: i64 = 2_048;
+/// How long a pass may spend merging a generation's units and weeks: merging is spread out (after
+/// a rebuild of 100,000 properties, 600,000 units are pending; after an import of 30 days, every
+/// day of its property), so it never takes more than its share of the machine, about a quarter of
+/// a core. The merger takes more units (a unit's row per partition) while a full pass takes less
+/// than half this, and fewer while one takes more, between [`MIN_TAKE`] and [`MAX_TAKE`]: units
+/// differ in cost by a thousand times (a day of a small property, a day of a busy shop's pages).
+const BUDGET: Duration = Duration::from_millis(250);
+const MIN_TAKE: i64 = 32;
+const MAX_TAKE: i64 = 4_096;
 /// Merging waits while a generation is further behind the log than this many events (a rebuild,
 /// or a live projection catching up): it can wait, the projection cannot.
 const MAX_LAG: i64 = 20_000;
@@ -40,11 +44,16 @@ pub struct RollupMerger {
     pool: PgPool,
     log: Arc<dyn EventLog>,
     busy: bool,
-    /// Rows this node's merges have written per generation since it last vacuumed its rollups.
-    churn: Churn,
+    state: State,
 }
 
-type Churn = HashMap<Generation, u64>;
+#[derive(Default)]
+struct State {
+    /// Rows this node's merges have written per generation since it last vacuumed its rollups.
+    churn: HashMap<Generation, u64>,
+    /// Units a pass takes per generation (see [`BUDGET`]); 0 until the first pass.
+    take: i64,
+}
 
 impl RollupMerger {
     pub fn new(pool: PgPool, log: Arc<dyn EventLog>) -> Self {
@@ -52,7 +61,7 @@ impl RollupMerger {
             pool,
             log,
             busy: false,
-            churn: Churn::new(),
+            state: State::default(),
         }
     }
 
@@ -62,17 +71,17 @@ impl RollupMerger {
         }
         self.busy = true;
         let (pool, log) = (self.pool.clone(), self.log.clone());
-        let mut churn = std::mem::take(&mut self.churn);
+        let mut state = std::mem::take(&mut self.state);
         ctx.spawn(
             async move {
-                if let Err(e) = pass(&pool, &*log, &mut churn).await {
+                if let Err(e) = pass(&pool, &*log, &mut state).await {
                     tracing::warn!(error = %e, "merging rollup rows failed");
                 }
-                churn
+                state
             }
             .into_actor(self)
-            .map(|churn, act, _| {
-                act.churn = churn;
+            .map(|state, act, _| {
+                act.state = state;
                 act.busy = false;
             }),
         );
@@ -101,7 +110,7 @@ impl Actor for RollupMerger {
 /// Merges some of what is pending in every live or building generation of `hits` that is not
 /// far behind the log, then the weeks [`merge::weeks_to_merge`] finds among them; vacuums a
 /// generation's rollups once its merges have left enough dead rows ([`merge::vacuum_due`]).
-async fn pass(pool: &PgPool, log: &dyn EventLog, churn: &mut Churn) -> Result<(), ProjectionError> {
+async fn pass(pool: &PgPool, log: &dyn EventLog, state: &mut State) -> Result<(), ProjectionError> {
     let projection = hits::HitsProjection::default();
     let current = crate::projections::Projection::schema_version(&projection);
     let head = log.head().await?.position.0 as i64;
@@ -112,10 +121,12 @@ async fn pass(pool: &PgPool, log: &dyn EventLog, churn: &mut Churn) -> Result<()
         .filter(|g| head - g.position <= MAX_LAG)
         .map(|g| g.generation)
         .collect();
-    churn.retain(|g, _| generations.contains(g));
+    state.churn.retain(|g, _| generations.contains(g));
     let today = chrono::Utc::now().date_naive();
     for g in generations {
-        let units = merge::take_pending(pool, g, TAKE, QUIET, AGE).await?;
+        let take = state.take.clamp(MIN_TAKE, MAX_TAKE);
+        let started = Instant::now();
+        let units = merge::take_pending(pool, g, take, QUIET, AGE).await?;
         let merged = merge_all(pool, g, &units).await?
             + merge_weeks(
                 pool,
@@ -123,7 +134,8 @@ async fn pass(pool: &PgPool, log: &dyn EventLog, churn: &mut Churn) -> Result<()
                 &merge::weeks_to_merge(pool, g, &units, today).await?,
             )
             .await?;
-        let churned = churn.entry(g).or_default();
+        state.take = next_take(take, units.len() as i64, started.elapsed());
+        let churned = state.churn.entry(g).or_default();
         *churned += merged;
         if merge::vacuum_due(pool, g, *churned).await? {
             merge::vacuum(pool, g).await?;
@@ -132,6 +144,19 @@ async fn pass(pool: &PgPool, log: &dyn EventLog, churn: &mut Churn) -> Result<()
         }
     }
     Ok(())
+}
+
+/// The units the next pass takes, after one that took `took` of `take` in `elapsed` (see
+/// [`BUDGET`]). A pass that took half its limit or more counts as full (a unit usually has a row
+/// in each of a few partitions).
+fn next_take(take: i64, took: i64, elapsed: Duration) -> i64 {
+    if elapsed > BUDGET {
+        (take / 2).max(MIN_TAKE)
+    } else if elapsed < BUDGET / 2 && took * 2 >= take {
+        (take * 2).min(MAX_TAKE)
+    } else {
+        take
+    }
 }
 
 /// Drops the funnel answers kept per day that no query computed for a month, in every generation
@@ -198,4 +223,24 @@ async fn unsynced(
         .execute(&mut *tx)
         .await?;
     Ok(tx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_units_a_pass_takes_follow_its_time_budget() {
+        let ms = Duration::from_millis;
+        // A full pass well within the budget doubles, up to the most.
+        assert_eq!(next_take(256, 200, ms(40)), 512);
+        assert_eq!(next_take(MAX_TAKE, MAX_TAKE, ms(40)), MAX_TAKE);
+        // One that found fewer units than half its limit keeps it: nothing is waiting.
+        assert_eq!(next_take(256, 100, ms(40)), 256);
+        // Between half the budget and the budget it stays.
+        assert_eq!(next_take(256, 256, ms(200)), 256);
+        // Over the budget it halves, down to the least.
+        assert_eq!(next_take(2_048, 2_048, ms(13_500)), 1_024);
+        assert_eq!(next_take(MIN_TAKE, MIN_TAKE, ms(900)), MIN_TAKE);
+    }
 }
