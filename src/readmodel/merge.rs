@@ -409,10 +409,14 @@ mod tests {
     fn merging_replaces_a_keys_rows_by_their_sum_and_union() {
         assert_eq!(
             day_merge_sql(&ROLLUP_DAILY, 3),
-            "WITH unit AS (SELECT * FROM rollup_daily_g3 WHERE property_id = $1 AND dimension = ANY($2) AND day = $3), \
-             several AS (SELECT dimension, value FROM unit GROUP BY dimension, value HAVING count(*) > 1), \
-             gone AS (DELETE FROM rollup_daily_g3 r USING several s WHERE r.property_id = $1 AND r.dimension = ANY($2) \
-             AND r.day = $3 AND r.dimension = s.dimension AND r.value = s.value RETURNING r.*) \
+            "WITH unit AS (SELECT r.* FROM UNNEST($1::uuid[], $2::date[], $3::text[]) \
+             AS u(property_id, day, dimension) CROSS JOIN LATERAL (SELECT ctid AS row_id, * \
+             FROM rollup_daily_g3 r WHERE r.property_id = u.property_id \
+             AND r.dimension = u.dimension AND r.day = u.day OFFSET 0) r), \
+             several AS (SELECT property_id, dimension, day, value FROM unit \
+             GROUP BY property_id, dimension, day, value HAVING count(*) > 1), \
+             gone AS (DELETE FROM rollup_daily_g3 WHERE ctid = ANY(ARRAY(SELECT u.row_id FROM unit u \
+             JOIN several s USING (property_id, dimension, day, value))) RETURNING *) \
              INSERT INTO rollup_daily_g3 (property_id, dimension, day, value, visitors, pageviews, events) \
              SELECT property_id, dimension, day, value, hll_union_agg(visitors), sum(pageviews)::bigint, \
              sum(events)::bigint FROM gone GROUP BY property_id, dimension, day, value"
@@ -442,11 +446,14 @@ mod tests {
     fn merging_the_hours_of_a_day_replaces_each_hours_rows_by_one() {
         assert_eq!(
             hour_merge_sql(3),
-            "WITH unit AS (SELECT * FROM rollup_hourly_g3 WHERE property_id = $1 AND bucket >= $2::date \
-             AND bucket < $2::date + 1), \
-             several AS (SELECT bucket FROM unit GROUP BY bucket HAVING count(*) > 1), \
-             gone AS (DELETE FROM rollup_hourly_g3 r USING several s WHERE r.property_id = $1 \
-             AND r.bucket >= $2::date AND r.bucket < $2::date + 1 AND r.bucket = s.bucket RETURNING r.*) \
+            "WITH unit AS (SELECT r.* FROM UNNEST($1::uuid[], $2::date[]) AS u(property_id, day) \
+             CROSS JOIN LATERAL (SELECT ctid AS row_id, * FROM rollup_hourly_g3 r \
+             WHERE r.property_id = u.property_id AND r.bucket >= u.day AND r.bucket < u.day + 1 \
+             OFFSET 0) r), \
+             several AS (SELECT property_id, bucket FROM unit GROUP BY property_id, bucket \
+             HAVING count(*) > 1), \
+             gone AS (DELETE FROM rollup_hourly_g3 WHERE ctid = ANY(ARRAY(SELECT u.row_id FROM unit u \
+             JOIN several s USING (property_id, bucket))) RETURNING *) \
              INSERT INTO rollup_hourly_g3 (property_id, bucket, visitors, pageviews, events, visits, \
              bounces, duration, session_pageviews, engaged) \
              SELECT property_id, bucket, hll_union_agg(visitors), sum(pageviews)::bigint, \
