@@ -210,10 +210,7 @@ async fn merge_weeks(
         return Ok(0);
     }
     let mut tx = unsynced(pool).await?;
-    let mut written = 0;
-    for span in weeks {
-        written += merge::merge_week(&mut tx, g, span).await?;
-    }
+    let written = merge::merge_weeks(&mut tx, g, weeks).await?;
     tx.commit().await?;
     Ok(written)
 }

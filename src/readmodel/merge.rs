@@ -265,7 +265,7 @@ pub fn span_days(week: NaiveDate, today: NaiveDate) -> i16 {
     }
 }
 
-/// A week to pre-merge from its first `days` days (see [`merge_week`]).
+/// A week to pre-merge from its first `days` days (see [`merge_weeks`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, sqlx::FromRow)]
 pub struct WeekSpan {
     pub property_id: Uuid,
@@ -273,7 +273,7 @@ pub struct WeekSpan {
     pub days: i16,
 }
 
-/// The weeks to pre-merge after merging `units` (see [`merge_week`]): of the weeks of the units
+/// The weeks to pre-merge after merging `units` (see [`merge_weeks`]): of the weeks of the units
 /// and the weeks before them, those with days over in every time zone ([`span_days`]), with hits
 /// in those days and no unit left to merge there, whose [`ROLLUP_WEEKS`] row is missing, holds
 /// other days, or is stale (its version is not the days' [`HIT_DAYS`] one), each once, in key
@@ -321,33 +321,45 @@ pub async fn weeks_to_merge(
     .await
 }
 
-/// Writes the weekly rows of a week's first `days` days from their days' rows (see [`week_sql`]):
+/// Writes the weekly rows of weeks' first `days` days from their days' rows (see [`week_sql`]):
 /// in [`ROLLUP_WEEKLY`], of each dimension of [`ROLLUP_DAILY`] that has [`WEEK_MIN_ROWS`] of them;
 /// in [`ROLLUP_VISITS_WEEKLY`], of each group of [`ROLLUP_VISITS`] whose sketches take
 /// [`WEEK_MIN_VISIT_BYTES`]; with the days' version read in the same snapshot and the dimensions
-/// written. The week's version row is locked first, so that mergers on two nodes write a week one
-/// after the other (in key order, which [`weeks_to_merge`] keeps).
-pub async fn merge_week(
+/// written. The weeks' version rows are locked first, in key order (which [`weeks_to_merge`]
+/// keeps), so that mergers on two nodes write a week one after the other. Two statements for all
+/// the weeks: a pass that merges the units of thousands of properties has a week or two of each.
+pub async fn merge_weeks(
     conn: &mut PgConnection,
     g: Generation,
-    span: &WeekSpan,
+    spans: &[WeekSpan],
 ) -> Result<u64, sqlx::Error> {
+    if spans.is_empty() {
+        return Ok(0);
+    }
     let weeks = table(ROLLUP_WEEKS, g);
+    let properties: Vec<Uuid> = spans.iter().map(|s| s.property_id).collect();
+    let starts: Vec<NaiveDate> = spans.iter().map(|s| s.week).collect();
+    let days: Vec<i16> = spans.iter().map(|s| s.days).collect();
     sqlx::query(&format!(
-        "INSERT INTO {weeks} (property_id, week, days, version, dimensions) VALUES ($1, $2, $3, -1, '{{}}') \
-         ON CONFLICT (property_id, week) DO UPDATE SET days = $3, version = -1"
+        "INSERT INTO {weeks} (property_id, week, days, version, dimensions) \
+         SELECT property_id, week, days, -1, '{{}}' \
+         FROM UNNEST($1::uuid[], $2::date[], $3::int2[]) AS u(property_id, week, days) \
+         ON CONFLICT (property_id, week) DO UPDATE SET days = EXCLUDED.days, version = -1"
     ))
-    .bind(span.property_id)
-    .bind(span.week)
-    .bind(span.days)
+    .bind(&properties)
+    .bind(&starts)
+    .bind(&days)
     .execute(&mut *conn)
     .await?;
+    let of_week = "x.property_id = u.property_id AND x.week = u.week";
     let written: i64 = sqlx::query_scalar(&format!(
-        "WITH {}, {} \
-         UPDATE {weeks} SET version = {version}, \
-           dimensions = ARRAY(SELECT dimension FROM wide_d UNION ALL SELECT dimension FROM wide_v ORDER BY 1) \
-         WHERE property_id = $1 AND week = $2 \
-         RETURNING (SELECT count(*) FROM written_d) + (SELECT count(*) FROM written_v)",
+        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::date[], $3::int2[]) AS u(property_id, week, days)), \
+         {}, {}, \
+         versions AS (UPDATE {weeks} w SET version = {version}, \
+           dimensions = ARRAY(SELECT dimension FROM wide_d x WHERE {of_week} \
+             UNION ALL SELECT dimension FROM wide_v x WHERE {of_week} ORDER BY 1) \
+           FROM u WHERE w.property_id = u.property_id AND w.week = u.week) \
+         SELECT (SELECT count(*) FROM written_d) + (SELECT count(*) FROM written_v)",
         week_sql(&ROLLUP_DAILY, &ROLLUP_WEEKLY, g, "d", &format!("count(*) >= {WEEK_MIN_ROWS}")),
         week_sql(
             &ROLLUP_VISITS,
@@ -356,21 +368,22 @@ pub async fn merge_week(
             "v",
             &format!("sum(pg_column_size(visitors)) >= {WEEK_MIN_VISIT_BYTES}"),
         ),
-        version = version_sql(&table(HIT_DAYS, g), "$1", "$2::date", "$3"),
+        version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week", "u.days"),
     ))
-    .bind(span.property_id)
-    .bind(span.week)
-    .bind(span.days)
+    .bind(&properties)
+    .bind(&starts)
+    .bind(&days)
     .fetch_one(&mut *conn)
     .await?;
     Ok(written as u64)
 }
 
-/// The common table expressions of [`merge_week`] for one day rollup (`$1` the property, `$2` the
-/// week, `$3` its days): `gone_<n>` deletes the week's weekly rows, `wide_<n>` names the
-/// dimensions whose rows in those days meet `wide` (an aggregate condition: enough of them to be
-/// worth it) and would at least halve (a dimension of unique values, say an order id, would only
-/// be stored twice), `written_<n>` writes their weekly rows.
+/// The common table expressions of [`merge_weeks`] for one day rollup, over the weeks `u`
+/// (`property_id`, `week`, `days`): `gone_<n>` deletes the weeks' weekly rows, `wide_<n>` names,
+/// per week, the dimensions whose rows in those days meet `wide` (an aggregate condition: enough
+/// of them to be worth it) and would at least halve (a dimension of unique values, say an order
+/// id, would only be stored twice), `written_<n>` writes their weekly rows. Each week's rows are
+/// looked up by the index, week by week.
 fn week_sql<const N: usize>(
     days: &Rollup<N>,
     weekly: &Rollup<N>,
@@ -385,16 +398,21 @@ fn week_sql<const N: usize>(
         .map(|(c, _)| *c)
         .filter(|c| !["property_id", "dimension", "day"].contains(c))
         .collect();
-    let values: String = value_columns.iter().map(|c| format!(", {c}")).collect();
+    let values: String = value_columns.iter().map(|c| format!(", r.{c}")).collect();
     let sums = days.counter_sums();
     format!(
-        "gone_{n} AS (DELETE FROM {weekly_table} WHERE property_id = $1 AND day = $2), \
-         wide_{n} AS (SELECT dimension FROM {days_table} WHERE property_id = $1 AND day >= $2 AND day < $2 + $3 \
-           GROUP BY dimension HAVING {wide} AND 2 * count(DISTINCT ({})) <= count(*)), \
+        "gone_{n} AS (DELETE FROM {weekly_table} x USING u \
+           WHERE x.property_id = u.property_id AND x.day = u.week), \
+         wide_{n} AS (SELECT u.property_id, u.week, r.dimension FROM u CROSS JOIN LATERAL \
+           (SELECT dimension FROM {days_table} WHERE property_id = u.property_id \
+              AND day >= u.week AND day < u.week + u.days \
+            GROUP BY dimension HAVING {wide} AND 2 * count(DISTINCT ({})) <= count(*)) r), \
          written_{n} AS (INSERT INTO {weekly_table} ({keys}, visitors, {counters}) \
-           SELECT property_id, dimension, $2{values}, hll_union_agg(visitors){sums} FROM {days_table} \
-           WHERE property_id = $1 AND day >= $2 AND day < $2 + $3 AND dimension IN (SELECT dimension FROM wide_{n}) \
-           GROUP BY property_id, dimension{values} RETURNING 1)",
+           SELECT r.property_id, r.dimension, w.week{values}, hll_union_agg(r.visitors){sums} \
+           FROM wide_{n} w JOIN u ON u.property_id = w.property_id AND u.week = w.week \
+           CROSS JOIN LATERAL (SELECT * FROM {days_table} WHERE property_id = w.property_id \
+             AND dimension = w.dimension AND day >= w.week AND day < w.week + u.days OFFSET 0) r \
+           GROUP BY r.property_id, r.dimension, w.week{values} RETURNING 1)",
         value_columns.join(", "),
         keys = days.key_list(),
         counters = days.counters.join(", "),

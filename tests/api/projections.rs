@@ -628,7 +628,7 @@ async fn the_merger_vacuums_the_rollups_it_merged() {
 async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     use chrono::NaiveDate;
     use footfall::readmodel::merge::{
-        merge_units, merge_week, take_pending, weeks_to_merge, WeekSpan,
+        merge_units, merge_weeks, take_pending, weeks_to_merge, WeekSpan,
     };
 
     let app = spawn_app_without_merger().await;
@@ -743,10 +743,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     ];
     assert_eq!(to_merge().await, weeks);
     let mut conn = app.pool.acquire().await.unwrap();
-    let mut written = 0;
-    for week in &weeks {
-        written += merge_week(&mut conn, 1, week).await.unwrap();
-    }
+    let written = merge_weeks(&mut conn, 1, &weeks).await.unwrap();
     let count = |sql: &'static str| {
         let pool = app.pool.clone();
         async move {
@@ -880,7 +877,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     let again = weeks_to_merge(&app.pool, 1, &units, today).await.unwrap();
     // The unit's week changed; the week before it did not.
     assert_eq!(again, [span("2026-03-09", 7)]);
-    merge_week(&mut conn, 1, &again[0]).await.unwrap();
+    merge_weeks(&mut conn, 1, &again).await.unwrap();
     assert!(weeks_to_merge(&app.pool, 1, &units, today)
         .await
         .unwrap()
@@ -896,7 +893,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
         .await
         .unwrap();
     assert_eq!(next_day, [span("2026-03-23", 7)]);
-    merge_week(&mut conn, 1, &next_day[0]).await.unwrap();
+    merge_weeks(&mut conn, 1, &next_day).await.unwrap();
     assert_eq!(answers(&reader, &queries).await, late);
 
     // A generation built before the day rows and the visit weeks (while a rebuild to them is under
