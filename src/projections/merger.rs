@@ -34,8 +34,7 @@ const AGE: Duration = Duration::from_secs(60);
 /// a core. The merger takes more units (a unit's row per partition) while a full pass takes less
 /// than half this, and fewer while one takes more, between [`MIN_TAKE`] and [`MAX_TAKE`]: units
 /// differ in cost by a thousand times (a day of a small property, a day of a busy shop's pages).
-/// It never takes fewer than it took before it adapted (256 a tick): a pass also pre-merges the
-/// units' weeks, a statement each, which a few units of many properties make the larger part.
+/// It never takes fewer than the 256 a tick it took before it adapted.
 const BUDGET: Duration = Duration::from_millis(250);
 const MIN_TAKE: i64 = 256;
 const MAX_TAKE: i64 = 4_096;
