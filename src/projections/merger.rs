@@ -53,7 +53,8 @@ pub struct RollupMerger {
 struct State {
     /// Rows this node's merges have written per generation since it last vacuumed its rollups.
     churn: HashMap<Generation, u64>,
-    /// Units a pass takes per generation (see [`BUDGET`]); 0 (the least) until the first pass.
+    /// Pending rows a pass takes per generation (see [`BUDGET`]); 0 (the least) until the first
+    /// pass.
     take: i64,
 }
 
@@ -127,7 +128,7 @@ async fn pass(pool: &PgPool, log: &dyn EventLog, state: &mut State) -> Result<()
     let today = chrono::Utc::now().date_naive();
     for g in generations {
         let take = state.take.clamp(MIN_TAKE, MAX_TAKE);
-        let units = merge::take_pending(pool, g, take, QUIET, AGE).await?;
+        let (units, rows) = merge::take_pending(pool, g, take, QUIET, AGE).await?;
         // Taking them costs about the same however many: it scans the pending list.
         let started = Instant::now();
         let merged = merge_all(pool, g, &units).await?
@@ -137,7 +138,7 @@ async fn pass(pool: &PgPool, log: &dyn EventLog, state: &mut State) -> Result<()
                 &merge::weeks_to_merge(pool, g, &units, today).await?,
             )
             .await?;
-        state.take = next_take(take, units.len() as i64, started.elapsed());
+        state.take = next_take(take, rows, started.elapsed());
         let churned = state.churn.entry(g).or_default();
         *churned += merged;
         if merge::vacuum_due(pool, g, *churned).await? {
@@ -149,13 +150,12 @@ async fn pass(pool: &PgPool, log: &dyn EventLog, state: &mut State) -> Result<()
     Ok(())
 }
 
-/// The units the next pass takes, after one that took `took` of `take` in `elapsed` (see
-/// [`BUDGET`]). A pass that took half its limit or more counts as full (a unit usually has a row
-/// in each of a few partitions).
+/// The pending rows the next pass takes, after one that took `took` of `take` in `elapsed` (see
+/// [`BUDGET`]).
 fn next_take(take: i64, took: i64, elapsed: Duration) -> i64 {
     if elapsed > BUDGET {
         (take / 2).max(MIN_TAKE)
-    } else if elapsed < BUDGET / 2 && took * 2 >= take {
+    } else if elapsed < BUDGET / 2 && took >= take {
         (take * 2).min(MAX_TAKE)
     } else {
         take
@@ -233,10 +233,10 @@ mod tests {
     fn the_units_a_pass_takes_follow_its_time_budget() {
         let ms = Duration::from_millis;
         // A full pass well within the budget doubles, up to the most.
-        assert_eq!(next_take(512, 400, ms(40)), 1_024);
+        assert_eq!(next_take(512, 512, ms(40)), 1_024);
         assert_eq!(next_take(MAX_TAKE, MAX_TAKE, ms(40)), MAX_TAKE);
-        // One that found fewer units than half its limit keeps it: nothing is waiting.
-        assert_eq!(next_take(512, 200, ms(40)), 512);
+        // One that found fewer rows than its limit keeps it: nothing more is waiting.
+        assert_eq!(next_take(512, 511, ms(40)), 512);
         // Between half the budget and the budget it stays.
         assert_eq!(next_take(512, 512, ms(200)), 512);
         // Over the budget it halves, down to the least.

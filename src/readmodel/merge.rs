@@ -32,14 +32,15 @@ pub struct PendingUnit {
 /// property: a merge reads the whole unit, so such a day is merged now and then). Concurrent
 /// mergers (on other nodes) take different units. A unit whose merge then fails keeps its
 /// duplicate rows until a batch adds to it again, which costs reads a little and changes no
-/// answer.
+/// answer. With the units, the rows of the list they were (a unit has one per partition that
+/// added to it): `limit` when more are waiting.
 pub async fn take_pending(
     pool: &PgPool,
     g: Generation,
     limit: i64,
     quiet: Duration,
     age: Duration,
-) -> Result<Vec<PendingUnit>, sqlx::Error> {
+) -> Result<(Vec<PendingUnit>, i64), sqlx::Error> {
     let t = table(ROLLUP_PENDING, g);
     let mut tx = pool.begin().await?;
     // Losing this in a crash only leaves the units' rows unmerged.
@@ -58,6 +59,7 @@ pub async fn take_pending(
     .fetch_all(&mut *tx)
     .await?;
     tx.commit().await?;
+    let rows = units.len() as i64;
     // Partitions record their units apart: a unit is merged once, for all of them.
     let mut merged: BTreeMap<(Uuid, NaiveDate), PendingUnit> = BTreeMap::new();
     for u in units {
@@ -72,7 +74,7 @@ pub async fn take_pending(
         unit.dimensions.sort();
         unit.dimensions.dedup();
     }
-    Ok(merged.into_values().collect())
+    Ok((merged.into_values().collect(), rows))
 }
 
 /// Merges units' rows in the rollups: in each, the rows of each key that has several are

@@ -581,10 +581,11 @@ async fn merging_the_appended_rollups_changes_no_answer() {
     );
     assert!(duplicates > 0 && pending > 0 && count(hours_duplicated).await > 0);
 
-    let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
+    let pending_rows = count("SELECT count(*) FROM rollup_pending_g1").await;
+    let (units, taken) = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(units.len() as i64, pending);
+    assert_eq!((units.len() as i64, taken), (pending, pending_rows));
     let mut conn = app.pool.acquire().await.unwrap();
     merge_units(&mut conn, 1, &units).await.unwrap();
     assert_eq!(count(duplicated).await, 0);
@@ -720,7 +721,7 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     let day = |s: &str| s.parse::<NaiveDate>().unwrap();
     let today = day("2026-03-30");
     let merge_days = || async {
-        let units = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
+        let (units, _) = take_pending(&app.pool, 1, 10_000, Duration::ZERO, Duration::ZERO)
             .await
             .unwrap();
         let mut conn = app.pool.acquire().await.unwrap();
