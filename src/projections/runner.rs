@@ -150,10 +150,26 @@ async fn run(
     let mut conn = lead(pool, slot, team).await?;
     let _leading = team.leading(slot);
     let leader = take_lease(slot, &mut conn).await?;
-    // The lease is renewed beside the work, in the runner's own future: both end together.
-    tokio::select! {
-        ended = project(slot, log, conn, team) => ended,
-        ended = renew_lease(pool, slot, leader) => ended,
+    // The lease is renewed beside the work, in a task of its own that ends with it: a task
+    // dropped with two pool queries in flight (when the runtime shuts down, as at the end of every
+    // test) panicked in the second connection's drop while unwinding from the first, and aborted.
+    let renewal = {
+        let (pool, slot) = (pool.clone(), slot.clone());
+        AbortOnDrop(tokio::task::spawn_local(async move {
+            renew_lease::<()>(&pool, &slot, leader).await
+        }))
+    };
+    let ended = project(slot, log, conn, team).await;
+    drop(renewal);
+    ended
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
