@@ -303,6 +303,7 @@ pub async fn weeks_to_merge(
     if spans.is_empty() {
         return Ok(vec![]);
     }
+    let (properties, starts, days) = span_columns(&spans);
     sqlx::query_as(&format!(
         "SELECT u.property_id, u.week, u.days \
          FROM UNNEST($1::uuid[], $2::date[], $3::int2[]) AS u(property_id, week, days) \
@@ -316,11 +317,24 @@ pub async fn weeks_to_merge(
         pending = table(ROLLUP_PENDING, g),
         version = version_sql(&table(HIT_DAYS, g), "u.property_id", "u.week", "u.days"),
     ))
-    .bind(spans.iter().map(|s| s.property_id).collect::<Vec<_>>())
-    .bind(spans.iter().map(|s| s.week).collect::<Vec<_>>())
-    .bind(spans.iter().map(|s| s.days).collect::<Vec<_>>())
+    .bind(properties)
+    .bind(starts)
+    .bind(days)
     .fetch_all(pool)
     .await
+}
+
+/// Weeks' properties, Mondays and days, as the three arrays statements bind.
+fn span_columns<'a>(
+    spans: impl IntoIterator<Item = &'a WeekSpan>,
+) -> (Vec<Uuid>, Vec<NaiveDate>, Vec<i16>) {
+    let (mut properties, mut starts, mut days) = (vec![], vec![], vec![]);
+    for s in spans {
+        properties.push(s.property_id);
+        starts.push(s.week);
+        days.push(s.days);
+    }
+    (properties, starts, days)
 }
 
 /// Writes the weekly rows of weeks' first `days` days from their days' rows (see [`week_sql`]):
@@ -339,9 +353,7 @@ pub async fn merge_weeks(
         return Ok(0);
     }
     let weeks = table(ROLLUP_WEEKS, g);
-    let properties: Vec<Uuid> = spans.iter().map(|s| s.property_id).collect();
-    let starts: Vec<NaiveDate> = spans.iter().map(|s| s.week).collect();
-    let days: Vec<i16> = spans.iter().map(|s| s.days).collect();
+    let (properties, starts, days) = span_columns(spans);
     sqlx::query(&format!(
         "INSERT INTO {weeks} (property_id, week, days, version, dimensions) \
          SELECT property_id, week, days, -1, '{{}}' \
