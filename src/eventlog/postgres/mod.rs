@@ -121,6 +121,21 @@ fn category(stream: &str) -> &str {
     stream.split('-').next().unwrap_or(stream)
 }
 
+/// The batch rows of one append, column by column.
+#[derive(Default)]
+struct Batches<'a> {
+    first: Vec<i64>,
+    last: Vec<i64>,
+    category: Vec<&'a str>,
+    /// Every batch's stream names, a batch's from `names_from` to `names_to`.
+    names: Vec<&'a str>,
+    names_from: Vec<i32>,
+    names_to: Vec<i32>,
+    /// Every batch's event ids, in position order.
+    event_ids: Vec<Uuid>,
+    records: Vec<Vec<u8>>,
+}
+
 /// A stored batch row, before its records are decoded.
 struct BatchRow {
     first_position: i64,
@@ -252,66 +267,70 @@ impl EventLog for PgEventLog {
         {
             return Err(EventLogError::InvalidStream(bad.stream.clone()));
         }
-        let mut tx = self.pool.begin().await.map_err(unavailable)?;
+        // An append is four round trips, each of which waits for a scheduled backend on a busy
+        // machine: the lock, the claim, the writes and the commit.
+        //
         // An acknowledgement promises durability whatever the server's default, and a held lock
         // or a stuck statement fails the append (nothing written) instead of hanging it. The
         // append's statements are point lookups and inserts, whose plans do not depend on their
         // parameters: they reuse one generic plan per connection, where the pool's default (every
         // statement planned for its parameters, which the log's reads need) would plan each of
-        // them on every append.
-        sqlx::query(
-            "SELECT set_config('synchronous_commit', 'on', true), \
-                    set_config('lock_timeout', $1, true), set_config('statement_timeout', $2, true), \
-                    set_config('plan_cache_mode', 'force_generic_plan', true)",
-        )
-        .bind(format!("{}ms", self.timeouts.lock.as_millis()))
-        .bind(format!("{}ms", self.timeouts.statement.as_millis()))
-        .execute(&mut *tx)
-        .await
-        .map_err(unavailable)?;
-        // The lock that serialises appenders; held until commit.
-        let head: i64 = sqlx::query_scalar("SELECT position FROM event_log_head FOR UPDATE")
-            .fetch_one(&mut *tx)
+        // them on every append. The head's row lock serialises appenders until commit; it is
+        // taken in a statement of its own, so that every later statement's snapshot sees what
+        // the appends before this one committed.
+        let mut tx = self
+            .pool
+            .begin_with(format!(
+                "BEGIN; SELECT set_config('synchronous_commit', 'on', true), \
+                 set_config('lock_timeout', '{}ms', true), set_config('statement_timeout', '{}ms', true), \
+                 set_config('plan_cache_mode', 'force_generic_plan', true); \
+                 SELECT 1 FROM event_log_head FOR UPDATE",
+                self.timeouts.lock.as_millis(),
+                self.timeouts.statement.as_millis()
+            ))
             .await
             .map_err(unavailable)?;
 
-        // The ids the log does not hold yet; the others are idempotent retries.
+        // The head, the ids the log does not hold yet (the others are idempotent retries), and
+        // the revisions of the streams.
         let ids: Vec<Uuid> = appends
             .iter()
             .flat_map(|a| a.events.iter().map(|e| e.id))
             .collect();
-        let fresh_ids: HashSet<Uuid> = sqlx::query_scalar(
-            "INSERT INTO event_ids (event_id) SELECT * FROM UNNEST($1::uuid[]) \
-             ON CONFLICT DO NOTHING RETURNING event_id",
+        let names: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
+        let claimed = sqlx::query(
+            "WITH fresh AS (INSERT INTO event_ids (event_id) SELECT * FROM UNNEST($1::uuid[]) \
+             ON CONFLICT DO NOTHING RETURNING event_id) \
+             SELECT (SELECT position FROM event_log_head) AS head, \
+                    ARRAY(SELECT event_id FROM fresh) AS fresh, s.names, s.revisions \
+             FROM (SELECT array_agg(stream_id) AS names, array_agg(revision) AS revisions \
+                   FROM event_streams WHERE stream_id = ANY($2)) s",
         )
         .bind(&ids)
-        .fetch_all(&mut *tx)
+        .bind(&names)
+        .fetch_one(&mut *tx)
         .await
-        .map_err(unavailable)?
-        .into_iter()
-        .collect();
+        .map_err(unavailable)?;
+        let head: i64 = claimed.try_get("head").map_err(unavailable)?;
+        let fresh_ids: HashSet<Uuid> = claimed
+            .try_get::<Vec<Uuid>, _>("fresh")
+            .map_err(unavailable)?
+            .into_iter()
+            .collect();
         let mut seen: HashSet<Uuid> = ids
             .iter()
             .filter(|id| !fresh_ids.contains(id))
             .copied()
             .collect();
-
-        let names: Vec<&str> = appends.iter().map(|a| a.stream.as_str()).collect();
-        let mut revisions: HashMap<String, Option<u64>> =
-            sqlx::query("SELECT stream_id, revision FROM event_streams WHERE stream_id = ANY($1)")
-                .bind(&names)
-                .fetch_all(&mut *tx)
-                .await
-                .map_err(unavailable)?
-                .iter()
-                .map(|r| {
-                    Ok((
-                        r.try_get("stream_id")?,
-                        Some(r.try_get::<i64, _>("revision")? as u64),
-                    ))
-                })
-                .collect::<Result<_, sqlx::Error>>()
-                .map_err(unavailable)?;
+        let existing: Option<Vec<String>> = claimed.try_get("names").map_err(unavailable)?;
+        let existing_revisions: Option<Vec<i64>> =
+            claimed.try_get("revisions").map_err(unavailable)?;
+        let mut revisions: HashMap<String, Option<u64>> = existing
+            .unwrap_or_default()
+            .into_iter()
+            .zip(existing_revisions.unwrap_or_default())
+            .map(|(name, revision)| (name, Some(revision as u64)))
+            .collect();
 
         // The new events in position order, each with its stream's index in `appends`.
         let mut new: Vec<(usize, u64, &EventData)> = Vec::new();
@@ -356,41 +375,24 @@ impl EventLog for PgEventLog {
             return Ok(results);
         }
 
-        // Stream revisions, and the numbers batches name streams by.
-        let (touched, last): (Vec<&str>, Vec<i64>) = revisions
-            .iter()
-            .filter_map(|(s, r)| r.map(|r| (s.as_str(), r as i64)))
-            .unzip();
-        let numbers: HashMap<String, i64> = sqlx::query_as(
-            "INSERT INTO event_streams (stream_id, revision) SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
-             ON CONFLICT (stream_id) DO UPDATE SET revision = EXCLUDED.revision \
-             RETURNING stream_id, stream_no",
-        )
-        .bind(&touched)
-        .bind(&last)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .collect();
-
         // One batch per run of events of one category, so that subscriptions to a category skip
-        // the others' batches.
+        // the others' batches. A batch names its streams by number, which the statement below
+        // looks up (or assigns) as it writes the streams' revisions: each batch's stream names
+        // are a slice of one array, its event ids a slice of another.
+        let mut rows = Batches::default();
         let mut first = head + 1;
         for run in
             new.chunk_by(|a, b| category(&appends[a.0].stream) == category(&appends[b.0].stream))
         {
-            let mut streams: Vec<i64> = Vec::new();
+            let names_from = rows.names.len();
+            let mut streams: Vec<&str> = Vec::new();
             let mut records = Vec::with_capacity(run.len());
             for (i, revision, e) in run {
-                let no = numbers
-                    .get(&appends[*i].stream)
-                    .copied()
-                    .ok_or_else(|| EventLogError::Unavailable("a stream got no number".into()))?;
-                let stream = match streams.iter().position(|s| *s == no) {
+                let name = appends[*i].stream.as_str();
+                let stream = match streams.iter().position(|s| *s == name) {
                     Some(at) => at,
                     None => {
-                        streams.push(no);
+                        streams.push(name);
                         streams.len() - 1
                     }
                 };
@@ -401,42 +403,61 @@ impl EventLog for PgEventLog {
                     schema_version: e.schema_version,
                     data: &e.data,
                 });
+                rows.event_ids.push(e.id);
             }
-            let event_ids: Vec<Uuid> = run.iter().map(|(_, _, e)| e.id).collect();
             let last = first + run.len() as i64 - 1;
-            sqlx::query(
-                "INSERT INTO event_batches (first_position, last_position, category, streams, event_ids, records) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(first)
-            .bind(last)
-            .bind(category(&appends[run[0].0].stream))
-            .bind(&streams)
-            .bind(&event_ids)
-            .bind(batch::encode(&records))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+            rows.first.push(first);
+            rows.last.push(last);
+            rows.category.push(category(&appends[run[0].0].stream));
+            rows.names.extend(streams);
+            // Slices are 1-based and inclusive.
+            rows.names_from.push(names_from as i32 + 1);
+            rows.names_to.push(rows.names.len() as i32);
+            rows.records.push(batch::encode(&records));
             first = last + 1;
         }
-
-        sqlx::query("UPDATE event_log_head SET position = $1")
-            .bind(position as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        let (touched, last): (Vec<&str>, Vec<i64>) = revisions
+            .iter()
+            .filter_map(|(s, r)| r.map(|r| (s.as_str(), r as i64)))
+            .unzip();
         let mut categories: Vec<&str> = new
             .iter()
             .map(|(i, _, _)| category(&appends[*i].stream))
             .collect();
         categories.sort_unstable();
         categories.dedup();
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(format!("{position} {}", categories.join(",")))
-            .execute(&mut *tx)
-            .await
-            .map_err(unavailable)?;
+        sqlx::query(
+            "WITH s AS (INSERT INTO event_streams (stream_id, revision) \
+                 SELECT * FROM UNNEST($1::text[], $2::bigint[]) \
+                 ON CONFLICT (stream_id) DO UPDATE SET revision = EXCLUDED.revision \
+                 RETURNING stream_id, stream_no), \
+             b AS (INSERT INTO event_batches (first_position, last_position, category, streams, event_ids, records) \
+                 SELECT r.first, r.last, r.category, \
+                        ARRAY(SELECT s.stream_no FROM unnest(($6::text[])[r.names_from:r.names_to]) \
+                              WITH ORDINALITY AS n(name, i) JOIN s ON s.stream_id = n.name ORDER BY n.i), \
+                        ($9::uuid[])[(r.first - $10)::int : (r.last - $10)::int], r.records \
+                 FROM UNNEST($3::bigint[], $4::bigint[], $5::text[], $7::int[], $8::int[], $11::bytea[]) \
+                      AS r(first, last, category, names_from, names_to, records)), \
+             h AS (UPDATE event_log_head SET position = $12) \
+             SELECT pg_notify($13, $14)",
+        )
+        .bind(&touched)
+        .bind(&last)
+        .bind(&rows.first)
+        .bind(&rows.last)
+        .bind(&rows.category)
+        .bind(&rows.names)
+        .bind(&rows.names_from)
+        .bind(&rows.names_to)
+        .bind(&rows.event_ids)
+        .bind(head)
+        .bind(&rows.records)
+        .bind(position as i64)
+        .bind(CHANNEL)
+        .bind(format!("{position} {}", categories.join(",")))
+        .execute(&mut *tx)
+        .await
+        .map_err(unavailable)?;
         // Everything before COMMIT failing means nothing was written; COMMIT itself failing on a
         // lost connection leaves it open whether the server committed.
         tx.commit().await.map_err(|e| match e {
