@@ -3,7 +3,8 @@
 //! Requests queue in the actor's bounded mailbox. The actor gathers them into one batch, bounded by
 //! event count and by a few milliseconds of waiting, appends the batch in one transaction and only
 //! then acks every request in it. While a batch is being written the actor takes no new messages,
-//! so the next batch fills up in the mailbox. A full mailbox is refused at once ([`submit`] returns
+//! so the next batch fills up in the mailbox, and is written as soon as the last one is done: only
+//! a request that finds the actor idle waits for companions. A full mailbox is refused at once ([`submit`] returns
 //! [`AppendRejected::Overloaded`]), which the API turns into `503` with `Retry-After`.
 //!
 //! Guarantees, which make every answer true:
@@ -162,7 +163,7 @@ impl Appender {
                 }
             }
         };
-        ctx.wait(write.into_actor(self).map(move |outcome, _, _| {
+        ctx.wait(write.into_actor(self).map(move |outcome, _, ctx| {
             match outcome {
                 Ok(_) => {
                     metrics::counter!(telemetry::HITS_APPENDED).increment(events as u64);
@@ -175,6 +176,9 @@ impl Appender {
             for request in batch {
                 let _ = request.reply.send(outcome);
             }
+            // Requests that queued during this append have waited for one already: they go next,
+            // without gathering for `max_wait` (this runs once the mailbox is read).
+            ctx.notify(FlushQueued);
         }));
     }
 }
@@ -219,6 +223,21 @@ impl Handler<AppendEvents> for Appender {
                 act.timer = None;
                 act.flush(ctx);
             }));
+        }
+    }
+}
+
+/// Appends the requests that queued while the last batch was written.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct FlushQueued;
+
+impl Handler<FlushQueued> for Appender {
+    type Result = ();
+
+    fn handle(&mut self, _: FlushQueued, ctx: &mut Self::Context) {
+        if !self.pending.is_empty() {
+            self.flush(ctx);
         }
     }
 }

@@ -672,3 +672,88 @@ async fn extreme_dates_and_offsets_are_clear_400s() {
         .await;
     assert_eq!(res.status, 400, "{}", res.text);
 }
+
+/// Requests that queue while a batch is written go into the next batch as soon as it is done:
+/// only a request that finds the appender idle waits for companions. Here that wait is a minute,
+/// and the request that queued behind a batch held up by the log's lock is acked within seconds
+/// of the lock's release.
+#[actix_web::test]
+async fn requests_queued_behind_a_batch_are_written_next_without_waiting_for_companions() {
+    use actix::Actor;
+    use footfall::config::AppenderConfig;
+    use footfall::eventlog::appender::{submit, Appender};
+    use std::sync::Arc;
+
+    let (log, pool) = crate::helpers::fresh_log().await;
+    let log = Arc::new(log);
+    let timeout = Duration::from_secs(60);
+    let appender = Appender::new(
+        log.clone(),
+        AppenderConfig {
+            max_batch: 2,
+            max_wait: timeout,
+            queue_capacity: 16,
+            ack_timeout: timeout,
+        },
+    )
+    .start();
+    let mut locker = pool.acquire().await.unwrap().detach();
+    sqlx::query("BEGIN").execute(&mut locker).await.unwrap();
+    sqlx::query("SELECT 1 FROM event_log_head FOR UPDATE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let hit = |n: usize| {
+        let event = EventData {
+            id: uuid::Uuid::now_v7(),
+            event_type: "Test".into(),
+            schema_version: 1,
+            data: format!("{{\"n\":{n}}}").into_bytes(),
+        };
+        vec![("test-q".to_owned(), event)]
+    };
+    // The first two fill a batch, which waits for the lock; each is queued on its first poll.
+    let mut batched = Box::pin(futures_util::future::join(
+        submit(&appender, hit(0), timeout),
+        submit(&appender, hit(1), timeout),
+    ));
+    assert!(futures_util::future::poll_immediate(&mut batched)
+        .await
+        .is_none());
+    eventually(
+        Duration::from_secs(20),
+        "the batch waiting for the log's lock",
+        || {
+            let pool = pool.clone();
+            async move {
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                (waiting > 0).then_some(())
+            }
+        },
+    )
+    .await;
+    let mut queued = Box::pin(submit(&appender, hit(2), timeout));
+    assert!(futures_util::future::poll_immediate(&mut queued)
+        .await
+        .is_none());
+    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    let released = std::time::Instant::now();
+
+    let (first, second) = batched.await;
+    let third = actix_web::rt::time::timeout(Duration::from_secs(20), queued)
+        .await
+        .expect("the queued request waited for companions");
+    eprintln!(
+        "acked 3 of 3 sent, the last {} ms after the lock's release",
+        released.elapsed().as_millis()
+    );
+    assert!(first.is_ok() && second.is_ok() && third.is_ok());
+    let stored = log.read_stream("test-q", 0, 10).await.unwrap().len();
+    assert_eq!(stored, 3, "sent 3, acked 3, stored {stored}");
+}
