@@ -267,27 +267,32 @@ impl EventLog for PgEventLog {
         {
             return Err(EventLogError::InvalidStream(bad.stream.clone()));
         }
-        // An append is four round trips, each of which waits for a scheduled backend on a busy
-        // machine: the lock, the claim, the writes and the commit.
+        // An append is five round trips, each of which waits for a scheduled backend on a busy
+        // machine: the transaction, the lock, the claim, the writes and the commit.
         //
         // An acknowledgement promises durability whatever the server's default, and a held lock
         // or a stuck statement fails the append (nothing written) instead of hanging it. The
         // append's statements are point lookups and inserts, whose plans do not depend on their
         // parameters: they reuse one generic plan per connection, where the pool's default (every
         // statement planned for its parameters, which the log's reads need) would plan each of
-        // them on every append. The head's row lock serialises appenders until commit; it is
-        // taken in a statement of its own, so that every later statement's snapshot sees what
-        // the appends before this one committed.
+        // them on every append.
         let mut tx = self
             .pool
             .begin_with(format!(
                 "BEGIN; SELECT set_config('synchronous_commit', 'on', true), \
                  set_config('lock_timeout', '{}ms', true), set_config('statement_timeout', '{}ms', true), \
-                 set_config('plan_cache_mode', 'force_generic_plan', true); \
-                 SELECT 1 FROM event_log_head FOR UPDATE",
+                 set_config('plan_cache_mode', 'force_generic_plan', true)",
                 self.timeouts.lock.as_millis(),
                 self.timeouts.statement.as_millis()
             ))
+            .await
+            .map_err(unavailable)?;
+        // The lock that serialises appenders, held until commit. It is a statement of its own: a
+        // statement that failed after BEGIN in the one above (a lock timeout) would leave the
+        // connection in a failed transaction that the pool does not roll back; and every later
+        // statement's snapshot sees what the appends before this one committed.
+        sqlx::query("SELECT 1 FROM event_log_head FOR UPDATE")
+            .execute(&mut *tx)
             .await
             .map_err(unavailable)?;
 
