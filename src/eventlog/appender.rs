@@ -4,8 +4,9 @@
 //! event count and by a few milliseconds of waiting, appends the batch in one transaction and only
 //! then acks every request in it. While a batch is being written the actor takes no new messages,
 //! so the next batch fills up in the mailbox, and is written as soon as the last one is done: only
-//! a request that finds the actor idle waits for companions. A full mailbox is refused at once ([`submit`] returns
-//! [`AppendRejected::Overloaded`]), which the API turns into `503` with `Retry-After`.
+//! a request that finds the actor idle waits for companions. A full mailbox is refused at once
+//! ([`submit`] returns [`AppendRejected::Overloaded`]), which the API turns into `503` with
+//! `Retry-After`.
 //!
 //! Guarantees, which make every answer true:
 //! - a request is acked `Ok` only after its events committed, all of them in one transaction;
