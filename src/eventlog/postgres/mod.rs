@@ -121,7 +121,11 @@ fn category(stream: &str) -> &str {
     stream.split('-').next().unwrap_or(stream)
 }
 
-/// The batch rows of one append, column by column.
+/// The batch rows of one append, column by column: one batch per run of events of one category,
+/// so that subscriptions to a category skip the others' batches. A batch names its streams by
+/// number, which the append's last statement looks up (or assigns) as it writes the streams'
+/// revisions: each batch's stream names are a slice of one array, its event ids a slice of
+/// another.
 #[derive(Default)]
 struct Batches<'a> {
     first: Vec<i64>,
@@ -134,6 +138,51 @@ struct Batches<'a> {
     /// Every batch's event ids, in position order.
     event_ids: Vec<Uuid>,
     records: Vec<Vec<u8>>,
+}
+
+impl<'a> Batches<'a> {
+    /// The rows of the `new` events (each with its stream's index in `appends` and its revision,
+    /// in position order) after the log's `head`.
+    fn of(appends: &'a [StreamAppend], new: &[(usize, u64, &'a EventData)], head: i64) -> Self {
+        let mut rows = Self::default();
+        let mut first = head + 1;
+        for run in
+            new.chunk_by(|a, b| category(&appends[a.0].stream) == category(&appends[b.0].stream))
+        {
+            let names_from = rows.names.len();
+            let mut streams: Vec<&str> = Vec::new();
+            let mut records = Vec::with_capacity(run.len());
+            for (i, revision, e) in run {
+                let name = appends[*i].stream.as_str();
+                let stream = match streams.iter().position(|s| *s == name) {
+                    Some(at) => at,
+                    None => {
+                        streams.push(name);
+                        streams.len() - 1
+                    }
+                };
+                records.push(batch::Record {
+                    stream,
+                    revision: *revision,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    data: &e.data,
+                });
+                rows.event_ids.push(e.id);
+            }
+            let last = first + run.len() as i64 - 1;
+            rows.first.push(first);
+            rows.last.push(last);
+            rows.category.push(category(&appends[run[0].0].stream));
+            rows.names.extend(streams);
+            // Slices are 1-based and inclusive.
+            rows.names_from.push(names_from as i32 + 1);
+            rows.names_to.push(rows.names.len() as i32);
+            rows.records.push(batch::encode(&records));
+            first = last + 1;
+        }
+        rows
+    }
 }
 
 /// A stored batch row, before its records are decoded.
@@ -380,47 +429,7 @@ impl EventLog for PgEventLog {
             return Ok(results);
         }
 
-        // One batch per run of events of one category, so that subscriptions to a category skip
-        // the others' batches. A batch names its streams by number, which the statement below
-        // looks up (or assigns) as it writes the streams' revisions: each batch's stream names
-        // are a slice of one array, its event ids a slice of another.
-        let mut rows = Batches::default();
-        let mut first = head + 1;
-        for run in
-            new.chunk_by(|a, b| category(&appends[a.0].stream) == category(&appends[b.0].stream))
-        {
-            let names_from = rows.names.len();
-            let mut streams: Vec<&str> = Vec::new();
-            let mut records = Vec::with_capacity(run.len());
-            for (i, revision, e) in run {
-                let name = appends[*i].stream.as_str();
-                let stream = match streams.iter().position(|s| *s == name) {
-                    Some(at) => at,
-                    None => {
-                        streams.push(name);
-                        streams.len() - 1
-                    }
-                };
-                records.push(batch::Record {
-                    stream,
-                    revision: *revision,
-                    event_type: &e.event_type,
-                    schema_version: e.schema_version,
-                    data: &e.data,
-                });
-                rows.event_ids.push(e.id);
-            }
-            let last = first + run.len() as i64 - 1;
-            rows.first.push(first);
-            rows.last.push(last);
-            rows.category.push(category(&appends[run[0].0].stream));
-            rows.names.extend(streams);
-            // Slices are 1-based and inclusive.
-            rows.names_from.push(names_from as i32 + 1);
-            rows.names_to.push(rows.names.len() as i32);
-            rows.records.push(batch::encode(&records));
-            first = last + 1;
-        }
+        let rows = Batches::of(&appends, &new, head);
         let (touched, last): (Vec<&str>, Vec<i64>) = revisions
             .iter()
             .filter_map(|(s, r)| r.map(|r| (s.as_str(), r as i64)))
