@@ -434,10 +434,7 @@ impl EventLog for PgEventLog {
             .iter()
             .filter_map(|(s, r)| r.map(|r| (s.as_str(), r as i64)))
             .unzip();
-        let mut categories: Vec<&str> = new
-            .iter()
-            .map(|(i, _, _)| category(&appends[*i].stream))
-            .collect();
+        let mut categories = rows.category.clone();
         categories.sort_unstable();
         categories.dedup();
         sqlx::query(
