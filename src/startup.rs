@@ -10,7 +10,7 @@ use actix_web::dev::{Server, Service};
 use actix_web::http::ConnectionType;
 use actix_web::{web, App, HttpServer};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{Executor, PgPool};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::api::{self, AppState};
@@ -56,13 +56,23 @@ pub fn geo_db(config: &Config) -> Result<Option<std::sync::Arc<GeoDb>>, StartupE
     Ok(Some(std::sync::Arc::new(db)))
 }
 
-/// A database pool of `size` connections to `url`, with the configured timeouts.
+/// How many blocks ahead a query's bitmap heap scans ask the kernel for (`effective_io_concurrency`,
+/// PostgreSQL's default 1). A cold breakdown reads its rows from about a thousand scattered blocks
+/// of a rollup: one at a time, the current days' page rows of the quick profile's busiest property
+/// took 33 ms to read; asking for them ahead, 10-16 ms. Set on each query connection rather than in
+/// its startup options: a server without `posix_fadvise` (macOS) refuses any value but 0, and then
+/// keeps its own.
+const QUERY_PREFETCH: &str = "SET effective_io_concurrency = 128";
+
+/// A database pool of `size` connections to `url`, with the configured timeouts; `prefetch` for
+/// the query pools ([`QUERY_PREFETCH`]).
 fn pool_on(
     config: &Config,
     workload: &str,
     url: &str,
     size: u32,
     settings: &[(&str, String)],
+    prefetch: bool,
 ) -> Result<PgPool, StartupError> {
     let options: PgConnectOptions = url
         .parse::<PgConnectOptions>()
@@ -84,6 +94,16 @@ fn pool_on(
     Ok(PgPoolOptions::new()
         .max_connections(size)
         .acquire_timeout(config.db_timeout)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                if prefetch {
+                    if let Err(e) = conn.execute(QUERY_PREFETCH).await {
+                        tracing::debug!(error = %e, "the server keeps its effective_io_concurrency");
+                    }
+                }
+                Ok(())
+            })
+        })
         .connect_lazy_with(options))
 }
 
@@ -95,6 +115,7 @@ pub fn pool(config: &Config) -> Result<PgPool, StartupError> {
         &config.database_url,
         config.pools.admin,
         &[],
+        false,
     )
 }
 
@@ -119,7 +140,7 @@ impl Pools {
             config.query_timeout.as_millis().to_string(),
         )];
         Ok(Self {
-            append: pool_on(config, "append", primary, sizes.append, &[])?,
+            append: pool_on(config, "append", primary, sizes.append, &[], false)?,
             // A node frozen inside a transaction (the manager's, holding the generations lock;
             // the merger's) holds up the other nodes' switches and merges: its session ends after
             // 30 s, as a frozen leader's does.
@@ -129,12 +150,13 @@ impl Pools {
                 primary,
                 sizes.project,
                 &[("idle_in_transaction_session_timeout", "30s".into())],
+                false,
             )?,
-            query: pool_on(config, "query", primary, sizes.query, &query)?,
+            query: pool_on(config, "query", primary, sizes.query, &query, true)?,
             replicas: config
                 .query_database_urls
                 .iter()
-                .map(|url| pool_on(config, "query", url, sizes.query, &query))
+                .map(|url| pool_on(config, "query", url, sizes.query, &query, true))
                 .collect::<Result<_, _>>()?,
             admin: pool(config)?,
         })
