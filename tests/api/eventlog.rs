@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use footfall::eventlog::postgres::PgEventLog;
+use footfall::eventlog::postgres::{analyze_if_stale, PgEventLog};
 use footfall::eventlog::{
     EventData, EventLog, EventLogError, ExpectedState, Position, StreamAppend, StreamFilter,
 };
@@ -863,4 +863,45 @@ async fn a_log_of_json_rows_is_converted_into_record_batches() {
         .contains_all(&[("hits-1".to_owned(), ids[2])])
         .await
         .unwrap());
+}
+
+/// The log's statistics are refreshed once a tenth of it (at least 1,000 batches) is new, for the
+/// columns its reads' conditions name only, and not again until as much more is new.
+#[actix_web::test]
+async fn pg_the_logs_statistics_are_refreshed_as_it_grows_for_the_columns_reads_filter_on() {
+    let (log, pool) = fresh_log().await;
+    let stats = |pool: PgPool| async move {
+        let columns: Vec<String> = sqlx::query_scalar(
+            "SELECT attname::text FROM pg_stats WHERE tablename = 'event_batches' ORDER BY 1",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        let rows: f32 =
+            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'event_batches'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        (columns, rows)
+    };
+    let analyze = || async { analyze_if_stale(&pool).await.unwrap() };
+    assert!(!analyze().await, "an empty log is not stale");
+    const BATCHES: usize = 1_100;
+    for n in 0..BATCHES {
+        log.append(vec![append("test-s", ExpectedState::Any, vec![event(n)])])
+            .await
+            .unwrap();
+    }
+    // The server counts the inserted rows once their transactions' statistics are flushed.
+    crate::helpers::eventually(Duration::from_secs(30), "the log found stale", || async {
+        analyze().await.then_some(())
+    })
+    .await;
+    let (columns, rows) = stats(pool.clone()).await;
+    assert_eq!(rows, BATCHES as f32);
+    assert_eq!(
+        columns,
+        ["category", "first_position", "last_position", "streams"]
+    );
+    assert!(!analyze().await, "analysed again with nothing new");
 }

@@ -666,19 +666,28 @@ impl Subscription for PgSubscription {
     }
 }
 
-/// Refreshes the planner's statistics of the log once a tenth of it (at least 100,000 events) is
+/// Refreshes the planner's statistics of the log once a tenth of it (at least 1,000 batches) is
 /// new since the last analysis. Autovacuum does it too, but can fall far behind a bulk load; a log
 /// without statistics gets subscription reads planned as scans of the whole log.
+///
+/// Only the columns the reads' conditions name are analysed: the others (the records, the event
+/// ids) are what made an analysis long (345–577 ms of a backend for 17,297 batches, against 59 ms
+/// for these four), and ran every few seconds under ingest. Such an analysis leaves
+/// `n_mod_since_analyze` as it was, so what is new is counted against the rows it counted
+/// (`reltuples`); the log only grows.
 pub async fn analyze_if_stale(pool: &PgPool) -> Result<bool, sqlx::Error> {
     let stale: Option<bool> = sqlx::query_scalar(
-        "SELECT n_mod_since_analyze > GREATEST(1000, n_live_tup / 10) \
-         FROM pg_stat_user_tables WHERE relid = 'event_batches'::regclass",
+        "SELECT s.n_live_tup - GREATEST(c.reltuples, 0) > GREATEST(1000, s.n_live_tup / 10) \
+         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid \
+         WHERE s.relid = 'event_batches'::regclass",
     )
     .fetch_optional(pool)
     .await?;
     if stale != Some(true) {
         return Ok(false);
     }
-    sqlx::query("ANALYZE event_batches").execute(pool).await?;
+    sqlx::query("ANALYZE event_batches (first_position, last_position, category, streams)")
+        .execute(pool)
+        .await?;
     Ok(true)
 }
