@@ -300,6 +300,66 @@ async fn generation_2_goes_live(app: &TestApp) {
     .await;
 }
 
+/// A generation's partitions share the analysis of its tables, each when the log it has read
+/// doubles: a partition that holds none of the events (all from one visitor of the other) still
+/// analyses its share before the rebuild is switched in.
+#[actix_web::test]
+async fn a_rebuild_analyses_every_table_when_one_partition_holds_every_event() {
+    let app = spawn_app_with(&[("FOOTFALL_PROJECTION_PARTITIONS", "2")]).await;
+    let p = app.register("shop.example", "UTC").await;
+    let visitor = (1..)
+        .find(|v| footfall::projections::runner::partition_of(*v, 2) == 1)
+        .unwrap();
+    let hits = (0..2_500u64)
+        .map(|i| {
+            let at = format!(
+                "2026-03-01T{:02}:{:02}:{:02}Z",
+                i / 3600,
+                (i / 60) % 60,
+                i % 60
+            );
+            hit_event(
+                &p,
+                &Seed {
+                    visitor,
+                    at: &at,
+                    name: "pageview",
+                    url: "https://shop.example/",
+                    props: &[],
+                },
+            )
+        })
+        .collect();
+    app.seed(hits).await;
+    app.wait_projected().await;
+    let res = app
+        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
+        .await;
+    assert_eq!(res.status, 202, "{}", res.text);
+    generation_2_goes_live(&app).await;
+    let tables: Vec<String> = footfall::readmodel::schema::TABLES
+        .iter()
+        .map(|t| format!("{t}_g2"))
+        .collect();
+    // Statistics reach the views a moment after the analysing transactions end.
+    let analysed = eventually(Duration::from_secs(10), "every table analysed", || {
+        let (pool, tables) = (app.pool.clone(), tables.clone());
+        async move {
+            let analysed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_stat_user_tables \
+                 WHERE relname = ANY($1) AND last_analyze IS NOT NULL",
+            )
+            .bind(&tables)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+            (analysed == tables.len() as i64).then_some(analysed)
+        }
+    })
+    .await;
+    eprintln!("{analysed} of {} tables analysed", tables.len());
+}
+
 /// `n` pageviews of 1,000 visitors on 2026-03-01, one a second.
 fn pageviews_of_a_day(p: &Value, n: u64) -> Vec<footfall::domain::HitRecorded> {
     (0..n)
