@@ -332,11 +332,7 @@ async fn a_rebuild_analyses_every_table_when_one_partition_holds_every_event() {
         .collect();
     app.seed(hits).await;
     app.wait_projected().await;
-    let res = app
-        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
-        .await;
-    assert_eq!(res.status, 202, "{}", res.text);
-    generation_2_goes_live(&app).await;
+    app.rebuild_hits().await;
     let tables: Vec<String> = footfall::readmodel::schema::TABLES
         .iter()
         .map(|t| format!("{t}_g2"))
@@ -395,11 +391,7 @@ async fn a_rebuild_analyses_its_tables_once_caught_up() {
     // Three full batches of 20,000 events and a tail.
     app.seed(pageviews_of_a_day(&p, 65_000)).await;
     app.wait_projected().await;
-    let res = app
-        .admin_post("/api/admin/projections/hits/rebuild", &json!({}))
-        .await;
-    assert_eq!(res.status, 202, "{}", res.text);
-    generation_2_goes_live(&app).await;
+    app.rebuild_hits().await;
     let analyses = |table: &'static str| {
         let pool = app.pool.clone();
         async move {
