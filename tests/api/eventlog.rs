@@ -870,20 +870,6 @@ async fn a_log_of_json_rows_is_converted_into_record_batches() {
 #[actix_web::test]
 async fn pg_the_logs_statistics_are_refreshed_as_it_grows_for_the_columns_reads_filter_on() {
     let (log, pool) = fresh_log().await;
-    let stats = |pool: PgPool| async move {
-        let columns: Vec<String> = sqlx::query_scalar(
-            "SELECT attname::text FROM pg_stats WHERE tablename = 'event_batches' ORDER BY 1",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        let rows: f32 =
-            sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'event_batches'")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-        (columns, rows)
-    };
     let analyze = || async { analyze_if_stale(&pool).await.unwrap() };
     assert!(!analyze().await, "an empty log is not stale");
     const BATCHES: usize = 1_100;
@@ -897,7 +883,17 @@ async fn pg_the_logs_statistics_are_refreshed_as_it_grows_for_the_columns_reads_
         analyze().await.then_some(())
     })
     .await;
-    let (columns, rows) = stats(pool.clone()).await;
+    let rows: f32 =
+        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE relname = 'event_batches'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let columns: Vec<String> = sqlx::query_scalar(
+        "SELECT attname::text FROM pg_stats WHERE tablename = 'event_batches' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
     assert_eq!(rows, BATCHES as f32);
     assert_eq!(
         columns,

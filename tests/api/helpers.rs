@@ -56,13 +56,11 @@ pub async fn spawn_app_with(settings: &[(&str, &str)]) -> TestApp {
     spawn_app_on(fresh_database().await, settings).await
 }
 
-/// Starts footfall on an existing database, with extra environment settings.
-pub async fn spawn_app_on(database_url: String, settings: &[(&str, &str)]) -> TestApp {
-    if std::env::var_os("TEST_LOG").is_some() {
-        footfall::telemetry::init_logs(false);
-    }
+/// The configuration a test's footfall runs with on `database_url`, with extra environment
+/// settings.
+pub fn config_on(database_url: &str, settings: &[(&str, &str)]) -> Config {
     let mut env: HashMap<String, String> = [
-        ("DATABASE_URL", database_url.as_str()),
+        ("DATABASE_URL", database_url),
         ("FOOTFALL_LISTEN", "127.0.0.1:0"),
         ("FOOTFALL_ADMIN_TOKEN", ADMIN_TOKEN),
         ("FOOTFALL_WORKERS", "2"),
@@ -75,7 +73,15 @@ pub async fn spawn_app_on(database_url: String, settings: &[(&str, &str)]) -> Te
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
     );
-    let config = Config::load(None, &env).unwrap();
+    Config::load(None, &env).unwrap()
+}
+
+/// Starts footfall on an existing database, with extra environment settings.
+pub async fn spawn_app_on(database_url: String, settings: &[(&str, &str)]) -> TestApp {
+    if std::env::var_os("TEST_LOG").is_some() {
+        footfall::telemetry::init_logs(false);
+    }
+    let config = config_on(&database_url, settings);
     let app = Application::build(config).await.unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     actix_web::rt::spawn(app.run_until_stopped());

@@ -310,27 +310,8 @@ async fn a_rebuild_analyses_every_table_when_one_partition_holds_every_event() {
     let visitor = (1..)
         .find(|v| footfall::projections::runner::partition_of(*v, 2) == 1)
         .unwrap();
-    let hits = (0..2_500u64)
-        .map(|i| {
-            let at = format!(
-                "2026-03-01T{:02}:{:02}:{:02}Z",
-                i / 3600,
-                (i / 60) % 60,
-                i % 60
-            );
-            hit_event(
-                &p,
-                &Seed {
-                    visitor,
-                    at: &at,
-                    name: "pageview",
-                    url: "https://shop.example/",
-                    props: &[],
-                },
-            )
-        })
-        .collect();
-    app.seed(hits).await;
+    app.seed(pageviews_of_a_day_by(&p, 2_500, |_| visitor))
+        .await;
     app.wait_projected().await;
     app.rebuild_hits().await;
     let tables: Vec<String> = footfall::readmodel::schema::TABLES
@@ -358,6 +339,15 @@ async fn a_rebuild_analyses_every_table_when_one_partition_holds_every_event() {
 
 /// `n` pageviews of 1,000 visitors on 2026-03-01, one a second.
 fn pageviews_of_a_day(p: &Value, n: u64) -> Vec<footfall::domain::HitRecorded> {
+    pageviews_of_a_day_by(p, n, |i| i % 1000)
+}
+
+/// `n` pageviews on 2026-03-01, one a second, the `i`-th of visitor `visitor(i)`.
+fn pageviews_of_a_day_by(
+    p: &Value,
+    n: u64,
+    visitor: impl Fn(u64) -> u64,
+) -> Vec<footfall::domain::HitRecorded> {
     (0..n)
         .map(|i| {
             let at = format!(
@@ -369,7 +359,7 @@ fn pageviews_of_a_day(p: &Value, n: u64) -> Vec<footfall::domain::HitRecorded> {
             hit_event(
                 p,
                 &Seed {
-                    visitor: i % 1000,
+                    visitor: visitor(i),
                     at: &at,
                     name: "pageview",
                     url: "https://shop.example/",

@@ -822,15 +822,7 @@ async fn the_top_of_a_large_breakdown_is_exact() {
 #[actix_web::test]
 async fn query_connections_read_ahead_and_the_others_keep_the_servers_setting() {
     let url = crate::helpers::fresh_database().await;
-    let env: std::collections::HashMap<String, String> = [
-        ("DATABASE_URL", url.as_str()),
-        ("FOOTFALL_ADMIN_TOKEN", ADMIN_TOKEN),
-    ]
-    .iter()
-    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-    .collect();
-    let config = footfall::config::Config::load(None, &env).unwrap();
-    let pools = footfall::startup::Pools::new(&config).unwrap();
+    let pools = footfall::startup::Pools::new(&crate::helpers::config_on(&url, &[])).unwrap();
     let show = |pool: sqlx::PgPool| async move {
         sqlx::query_scalar::<_, String>("SHOW effective_io_concurrency")
             .fetch_one(&pool)
