@@ -145,13 +145,20 @@ impl Pools {
             append: pool_on(config, "append", primary, sizes.append, &[], false)?,
             // A node frozen inside a transaction (the manager's, holding the generations lock;
             // the merger's) holds up the other nodes' switches and merges: its session ends after
-            // 30 s, as a frozen leader's does.
+            // 30 s, as a frozen leader's does. Its commits do not wait for the disk: all it writes
+            // is derived from the log, and each transaction holds its checkpoint (a runner's) or
+            // the list of what it merged (the merger's) with its writes, so a commit lost in a
+            // crash (at most the last few hundred milliseconds') is done again, exactly once.
+            // PostgreSQL waits for the disk anyway where a transaction drops tables.
             project: pool_on(
                 config,
                 "project",
                 primary,
                 sizes.project,
-                &[("idle_in_transaction_session_timeout", "30s".into())],
+                &[
+                    ("idle_in_transaction_session_timeout", "30s".into()),
+                    ("synchronous_commit", "off".into()),
+                ],
                 false,
             )?,
             query: pool_on(config, "query", primary, sizes.query, &query, true)?,

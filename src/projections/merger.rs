@@ -180,8 +180,8 @@ async fn prune(pool: &PgPool) -> Result<(), ProjectionError> {
     Ok(())
 }
 
-/// Merges units in one transaction, which does not wait for its commit to reach the disk: a
-/// merge lost in a crash only leaves a key's rows unmerged, which changes no answer.
+/// Merges units in one transaction (on the project pool, whose commits do not wait for the disk:
+/// a merge lost in a crash only leaves a key's rows unmerged, which changes no answer).
 /// The rows written.
 async fn merge_all(
     pool: &PgPool,
@@ -191,14 +191,14 @@ async fn merge_all(
     if units.is_empty() {
         return Ok(0);
     }
-    let mut tx = unsynced(pool).await?;
+    let mut tx = pool.begin().await?;
     let merged = merge::merge_units(&mut tx, g, units).await?;
     tx.commit().await?;
     Ok(merged)
 }
 
-/// Pre-merges weeks (in key order) in one transaction that does not wait for the disk either: a
-/// week lost in a crash is read from its days until a unit of it or of the next week is merged.
+/// Pre-merges weeks (in key order) in one transaction: a week lost in a crash is read from its
+/// days until a unit of it or of the next week is merged.
 /// The rows written.
 async fn merge_weeks(
     pool: &PgPool,
@@ -208,21 +208,10 @@ async fn merge_weeks(
     if weeks.is_empty() {
         return Ok(0);
     }
-    let mut tx = unsynced(pool).await?;
+    let mut tx = pool.begin().await?;
     let written = merge::merge_weeks(&mut tx, g, weeks).await?;
     tx.commit().await?;
     Ok(written)
-}
-
-/// A transaction whose commit does not wait for the disk.
-async fn unsynced(
-    pool: &PgPool,
-) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
 }
 
 #[cfg(test)]

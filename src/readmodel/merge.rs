@@ -42,11 +42,9 @@ pub async fn take_pending(
     age: Duration,
 ) -> Result<(Vec<PendingUnit>, i64), sqlx::Error> {
     let t = table(ROLLUP_PENDING, g);
+    // Losing this in a crash (the merger's pool does not wait for the disk) only leaves the
+    // units' rows unmerged.
     let mut tx = pool.begin().await?;
-    // Losing this in a crash only leaves the units' rows unmerged.
-    sqlx::query("SET LOCAL synchronous_commit = off")
-        .execute(&mut *tx)
-        .await?;
     let units: Vec<PendingUnit> = sqlx::query_as(&format!(
         "DELETE FROM {t} WHERE (property_id, day, partition) IN (SELECT property_id, day, partition FROM {t} \
            WHERE last_at < now() - make_interval(secs => $2) OR first_at < now() - make_interval(secs => $3) \

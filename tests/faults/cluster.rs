@@ -10,7 +10,8 @@ use crate::http::Conn;
 use crate::load::{Load, Outcome, Record, Tally};
 use crate::nginx::{Nginx, Upstreams};
 use crate::{
-    check, cluster, print_log_warnings, serial, server_log, setup, ACKS_BETWEEN_FAULTS, CLIENTS,
+    check, check_read_model, cluster, print_log_warnings, serial, server_log, setup,
+    ACKS_BETWEEN_FAULTS, CLIENTS,
 };
 
 /// How soon a standby project node must take over from a leader that died or froze.
@@ -62,22 +63,6 @@ fn check_takeover(db: &Db, node: &Server, fault: &str, name: &str, failures: &mu
         failures,
         took.as_ref().is_ok_and(|t| *t <= TAKEOVER),
         || format!("takeover after {fault}: {took:?} (limit {TAKEOVER:?})"),
-    );
-}
-
-/// Exactly once across takeovers: every hit of `domain` in the log is in the read model once.
-fn check_read_model(db: &Db, domain: &str, in_log: i64, name: &str, failures: &mut Vec<String>) {
-    let caught_up = db.wait_projections_caught_up(Duration::from_secs(90));
-    check(failures, caught_up.is_ok(), || format!("{caught_up:?}"));
-    let (rows, pageviews, positions) = db.hits_in_read_model(domain);
-    eprintln!(
-        "[{name}] hits in the log: {in_log}; in the read model: {rows} rows at {positions} \
-         positions, {pageviews} pageviews in the hourly rollup"
-    );
-    check(
-        failures,
-        (rows, pageviews, positions) == (in_log, in_log, in_log),
-        || format!("read model ({rows}, {pageviews}, {positions}) != log {in_log}"),
     );
 }
 

@@ -221,6 +221,12 @@ impl Cluster {
         self.ctl("stop", &["-m", "fast"]);
     }
 
+    /// Stops the cluster as a crash would (`-m immediate`): what commits had not yet written to
+    /// the disk is lost, and it recovers from its WAL when it starts.
+    pub fn crash(&self) {
+        self.ctl("stop", &["-m", "immediate"]);
+    }
+
     /// Starts the cluster; returns once it accepts connections.
     pub fn start(&self) {
         self.ctl("start", &[]);
