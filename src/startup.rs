@@ -271,7 +271,7 @@ impl Application {
         // The appender has a thread of its own. On the main thread, beside the projection runners
         // (reading and decoding batches of the log, encoding their writes) and the merger, its
         // batches queued behind whatever they were doing: at 5,000 hits/s that thread is busy
-        // about 60 % of the time (requests' p99 there: median 52 ms, against 38 on a thread of its
+        // about 60 % of the time (requests' p99 there: median 51 ms, against 38 on a thread of its
         // own; BENCHMARKS.md).
         let appender_thread = Arbiter::new();
         let appender = {

@@ -956,24 +956,3 @@ async fn the_days_and_weeks_pre_merged_change_no_answer_and_miss_no_late_hit() {
     .unwrap();
     assert_eq!(answers(&reader, &queries).await, late);
 }
-
-/// What the project pool writes is derived from the log (a crash that loses its last commits loses
-/// their checkpoints with them: see `tests/faults`), so its commits do not wait for the disk; the
-/// other pools keep the server's setting (appends set it on in their own transactions anyway).
-#[actix_web::test]
-async fn projection_connections_commit_without_waiting_for_the_disk() {
-    let url = crate::helpers::fresh_database().await;
-    let pools = footfall::startup::Pools::new(&crate::helpers::config_on(&url, &[])).unwrap();
-    let show = |pool: sqlx::PgPool| async move {
-        sqlx::query_scalar::<_, String>("SHOW synchronous_commit")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-    };
-    let server = show(sqlx::PgPool::connect(&url).await.unwrap()).await;
-    assert_eq!(server, "on", "the test server's default");
-    assert_eq!(show(pools.project.clone()).await, "off");
-    assert_eq!(show(pools.append.clone()).await, server);
-    assert_eq!(show(pools.query.clone()).await, server);
-    assert_eq!(show(pools.admin.clone()).await, server);
-}

@@ -816,21 +816,35 @@ async fn the_top_of_a_large_breakdown_is_exact() {
     }
 }
 
-/// Query connections ask the kernel for the blocks their bitmap scans will read
-/// (`effective_io_concurrency`: a cold breakdown's rows lie in scattered blocks); the other pools'
-/// connections keep the server's setting.
+/// Each pool's connections set what their workload needs and keep the server's other settings:
+/// query connections ask the kernel for the blocks their bitmap scans will read
+/// (`effective_io_concurrency`: a cold breakdown's rows lie in scattered blocks); project
+/// connections commit without waiting for the disk (all they write is derived from the log, and a
+/// crash that loses their last commits loses their checkpoints with them: see `tests/faults`;
+/// appends set it on in their own transactions whatever the pool says).
 #[actix_web::test]
-async fn query_connections_read_ahead_and_the_others_keep_the_servers_setting() {
+async fn each_pool_sets_what_its_workload_needs_and_keeps_the_servers_other_settings() {
     let url = crate::helpers::fresh_database().await;
     let pools = footfall::startup::Pools::new(&crate::helpers::config_on(&url, &[])).unwrap();
     let show = |pool: sqlx::PgPool| async move {
-        sqlx::query_scalar::<_, String>("SHOW effective_io_concurrency")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
+        let mut settings = Vec::new();
+        for setting in ["effective_io_concurrency", "synchronous_commit"] {
+            let value: String = sqlx::query_scalar(&format!("SHOW {setting}"))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            settings.push(value);
+        }
+        settings
     };
     let server = show(sqlx::PgPool::connect(&url).await.unwrap()).await;
-    assert_eq!(show(pools.query.clone()).await, "128");
+    assert_eq!(server[1], "on", "the test server's default");
+    let (read_ahead, unsynced) = (
+        vec!["128".to_owned(), server[1].clone()],
+        vec![server[0].clone(), "off".to_owned()],
+    );
+    assert_eq!(show(pools.query.clone()).await, read_ahead);
+    assert_eq!(show(pools.project.clone()).await, unsynced);
     assert_eq!(show(pools.append.clone()).await, server);
-    assert_eq!(show(pools.project.clone()).await, server);
+    assert_eq!(show(pools.admin.clone()).await, server);
 }
