@@ -229,7 +229,10 @@ impl EventLog for KurrentEventLog {
             {
                 continue;
             }
-            out.push(recorded(event));
+            let event = recorded(event);
+            if filter.keeps(&event.as_ref()) {
+                out.push(event);
+            }
             if out.len() == limit {
                 break;
             }
@@ -271,13 +274,22 @@ impl EventLog for KurrentEventLog {
         let mut subscription = self.client.subscribe_to_all(&options).await;
         let (tx, rx) = mpsc::channel(batch_size.max(1) * 2);
         tokio::spawn(async move {
+            // The server filters by category; the selection is applied here, and the events it
+            // passes over still move the subscription's position.
+            let kept = |e: RecordedEvent| {
+                if filter.keeps(&e.as_ref()) {
+                    Pumped::Event(e)
+                } else {
+                    Pumped::Passed(e.position)
+                }
+            };
             loop {
                 let item = match subscription.next_subscription_event().await {
                     Ok(SubscriptionEvent::EventAppeared(e)) => match e.event.as_ref() {
                         Some(ev)
                             if !ev.stream_id().starts_with('$') && ev.position.commit > after.0 =>
                         {
-                            Ok(Pumped::Event(recorded(ev)))
+                            Ok(kept(recorded(ev)))
                         }
                         _ => continue,
                     },

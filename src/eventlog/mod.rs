@@ -7,6 +7,7 @@ pub mod appender;
 pub mod kurrentdb;
 pub mod postgres;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -100,15 +101,57 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// Decodes (and upcasts) the stored data into a domain event.
     pub fn decode(&self) -> Result<Event, DecodeError> {
-        Event::decode(&self.event_type, self.schema_version, &self.data)
+        self.as_ref().decode()
+    }
+
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            stream: &self.stream,
+            event_type: &self.event_type,
+            schema_version: self.schema_version,
+            data: &self.data,
+        }
     }
 }
 
-/// Which streams a read of `$all` or a subscription sees: those whose id starts with
-/// `<category>-` for one of the categories. Empty means every stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A stored event's stream, type and data, borrowed from where the log keeps them: what a
+/// [`StreamFilter`]'s selection looks at before the event is copied out.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRef<'a> {
+    pub stream: &'a str,
+    pub event_type: &'a str,
+    pub schema_version: u16,
+    pub data: &'a [u8],
+}
+
+impl EventRef<'_> {
+    /// Decodes (and upcasts) the data into a domain event.
+    pub fn decode(&self) -> Result<Event, DecodeError> {
+        Event::decode(self.event_type, self.schema_version, self.data)
+    }
+}
+
+/// Which events of its streams a reader keeps: a partition of a projection's events.
+pub type Selection = Arc<dyn Fn(&EventRef<'_>) -> bool + Send + Sync>;
+
+/// Which events a read of `$all` or a subscription sees: those of the streams whose id starts
+/// with `<category>-` for one of the categories (empty means every stream) that its selection, if
+/// it has one, keeps. The adapter applies the selection to each event where it is stored, before
+/// copying it out: a projection's partition reads the whole log but materialises only its share.
+/// A read's `limit` counts the events it keeps; a subscription's position passes the others.
+#[derive(Clone, Default)]
 pub struct StreamFilter {
     pub categories: Vec<String>,
+    pub selection: Option<Selection>,
+}
+
+impl std::fmt::Debug for StreamFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamFilter")
+            .field("categories", &self.categories)
+            .field("selection", &self.selection.is_some())
+            .finish()
+    }
 }
 
 impl StreamFilter {
@@ -119,7 +162,21 @@ impl StreamFilter {
     pub fn categories(categories: &[&str]) -> Self {
         Self {
             categories: categories.iter().map(|c| (*c).to_owned()).collect(),
+            selection: None,
         }
+    }
+
+    /// The same streams, keeping only the events `selection` keeps.
+    pub fn selecting(self, selection: Selection) -> Self {
+        Self {
+            selection: Some(selection),
+            ..self
+        }
+    }
+
+    /// Whether a read keeps this event: its stream matches and the selection keeps it.
+    pub fn keeps(&self, e: &EventRef<'_>) -> bool {
+        self.matches(e.stream) && self.selection.as_ref().is_none_or(|keep| keep(e))
     }
 
     pub fn matches(&self, stream: &str) -> bool {

@@ -17,7 +17,7 @@ use crate::domain::enrich::{is_bot, Client, Page, Visit};
 use crate::domain::hit::{ENGAGEMENT, PAGEVIEW};
 use crate::domain::session::{sessionize, Session, SessionHit, SESSION_TIMEOUT};
 use crate::domain::{Event, HitRecorded, PropertyId};
-use crate::eventlog::{RecordedEvent, StreamFilter};
+use crate::eventlog::{EventRef, RecordedEvent, StreamFilter};
 use crate::readmodel::rows::{
     Delta, HitRow, HourDelta, HourKey, PropKeys, SessionKey, Site, VisitDelta, VisitKey,
 };
@@ -62,11 +62,11 @@ impl Projection for HitsProjection {
         true
     }
 
-    fn partition_key(&self, e: &RecordedEvent) -> Option<u64> {
+    fn partition_key(&self, e: &EventRef<'_>) -> Option<u64> {
         if e.event_type != Event::HIT_RECORDED {
             return None;
         }
-        crate::domain::codec::peek_visitor_key(&e.data)
+        crate::domain::codec::peek_visitor_key(e.data)
             .filter(|_| e.schema_version == 2)
             .or_else(|| match e.decode() {
                 Ok(Event::HitRecorded(h)) => Some(h.visitor_key.as_u64()),

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use sqlx::PgConnection;
 
 use crate::domain::DecodeError;
-use crate::eventlog::{EventLogError, RecordedEvent, StreamFilter};
+use crate::eventlog::{EventLogError, EventRef, RecordedEvent, StreamFilter};
 
 pub use generations::{wait_for, Generation};
 pub use manager::ProjectionManager;
@@ -71,7 +71,7 @@ pub trait Projection: Send + Sync + 'static {
 
     /// For a partitioned projection: the key that picks the one partition folding `e` (see
     /// [`runner::partition_of`]), or `None` for an event every partition folds.
-    fn partition_key(&self, _e: &RecordedEvent) -> Option<u64> {
+    fn partition_key(&self, _e: &EventRef<'_>) -> Option<u64> {
         None
     }
 }

@@ -22,7 +22,7 @@ use sqlx::{PgConnection, PgPool};
 use super::generations::Generation;
 use super::leadership::{lead, renew_lease, take_lease, Team, RETRY_INTERVAL};
 use super::{parked, Projection, ProjectionError, ProjectionWriter};
-use crate::eventlog::{EventLog, Position, RecordedEvent, StreamFilter};
+use crate::eventlog::{EventLog, EventRef, Position, RecordedEvent, StreamFilter};
 use crate::telemetry;
 
 /// Events per batch at most. Live batches are what arrived since the last one; a backlog (a rebuild)
@@ -56,12 +56,24 @@ impl Slot {
     }
 
     /// Whether this slot folds `e`.
-    fn owns(&self, e: &RecordedEvent) -> bool {
+    fn owns(&self, e: &EventRef<'_>) -> bool {
         self.partitions <= 1
             || self
                 .projection
                 .partition_key(e)
                 .is_none_or(|key| partition_of(key, self.partitions) == self.partition)
+    }
+
+    /// What the slot reads of the log: its projection's streams, and of a partitioned
+    /// generation's events only its partition's, chosen where the log stores them (each
+    /// partition reads the whole log, but copies out and decodes only its share).
+    fn filter(&self) -> StreamFilter {
+        let filter = self.projection.filter();
+        if self.partitions <= 1 {
+            return filter;
+        }
+        let slot = self.clone();
+        filter.selecting(Arc::new(move |e| slot.owns(e)))
     }
 
     /// The advisory lock that makes one node at a time run this slot. Partition 0 keeps the key
@@ -193,9 +205,7 @@ async fn project(
         "projection runner leading"
     );
     let mut writer = projection.writer(generation, slot.partition);
-    let mut subscription = log
-        .subscribe(start, projection.filter(), BATCH_SIZE)
-        .await?;
+    let mut subscription = log.subscribe(start, slot.filter(), BATCH_SIZE).await?;
     let mut rate = Rate::new(start);
     // Tables are analysed each time the log read doubles, counted from its start: a runner that
     // resumes a large generation (after a restart) does not analyse it again and again while it
@@ -231,10 +241,10 @@ async fn project(
             events.extend(subscription.next(Duration::ZERO).await?);
         }
         let Some(last) = events.last() else {
-            // Caught up: record how far the log was read (events of other streams included),
-            // which also confirms the generation is still wanted and that the leader's
-            // connection, holding the lock, is alive. A rebuild analyses its tables before it
-            // says so (see [`Statistics`]).
+            // Caught up: record how far the log was read (other streams' and partitions' events
+            // included), which also confirms the generation is still wanted and that the
+            // leader's connection, holding the lock, is alive. A rebuild analyses its tables
+            // before it says so (see [`Statistics`]).
             let position = subscription.position();
             stats
                 .after_batch(&mut conn, slot, position, Reading::CaughtUp)
@@ -250,10 +260,6 @@ async fn project(
         let started = Instant::now();
         let (read, last_position, last_recorded_at) =
             (events.len(), last.position, last.recorded_at);
-        let mut mine = events;
-        if slot.partitions > 1 {
-            mine.retain(|e| slot.owns(e));
-        }
         let reading = if read >= BATCH_SIZE {
             Reading::Backlog
         } else {
@@ -273,13 +279,13 @@ async fn project(
         // ahead and then dropped (the runner retired, yielding or failing) is simply read again.
         let applied = if reading == Reading::Backlog {
             let (applied, next) = tokio::join!(
-                batch.apply_or_park(&mine, last_position),
+                batch.apply_or_park(&events, last_position),
                 subscription.next(Duration::ZERO)
             );
             ahead = Some(next?);
             applied?
         } else {
-            batch.apply_or_park(&mine, last_position).await?
+            batch.apply_or_park(&events, last_position).await?
         };
         if !applied {
             return Ok(Ended::Retired);
@@ -397,7 +403,7 @@ async fn replay_parked(
             .await?;
         let Some(event) = events
             .first()
-            .filter(|e| e.position.0 == position && slot.owns(e))
+            .filter(|e| e.position.0 == position && slot.owns(&e.as_ref()))
         else {
             continue;
         };

@@ -288,6 +288,65 @@ pub async fn filters_select_categories(log: &dyn EventLog) {
     assert_eq!(only(&["property", "hitsother"]).await.len(), 2);
 }
 
+/// A filter's selection (a projection's partition) keeps its share of its streams' events: a
+/// read's limit counts the events it keeps, and a subscription passes over the others.
+pub async fn selections_keep_their_share_of_the_events(log: Arc<dyn EventLog>) {
+    log.append(vec![
+        append("hits-sel", ExpectedState::Any, (0..10).map(event).collect()),
+        append("property-sel", ExpectedState::Any, vec![event(10)]),
+    ])
+    .await
+    .unwrap();
+    let n = |data: &[u8]| serde_json::from_slice::<serde_json::Value>(data).unwrap()["n"].as_u64();
+    let even = StreamFilter::categories(&["hits"])
+        .selecting(Arc::new(move |e| n(e.data).is_some_and(|n| n % 2 == 0)));
+    let numbers = |events: &[footfall::eventlog::RecordedEvent]| -> Vec<u64> {
+        events.iter().filter_map(|e| n(&e.data)).collect()
+    };
+
+    let first = log.read_all(Position::START, 3, &even).await.unwrap();
+    assert_eq!(
+        numbers(&first),
+        vec![0, 2, 4],
+        "the limit counts kept events"
+    );
+    let all = log.read_all(Position::START, 100, &even).await.unwrap();
+    assert_eq!(numbers(&all), vec![0, 2, 4, 6, 8]);
+    assert!(all.iter().all(|e| e.stream == "hits-sel"));
+    let rest = log.read_all(first[2].position, 100, &even).await.unwrap();
+    assert_eq!(numbers(&rest), vec![6, 8]);
+
+    let last_hit = log
+        .read_all(Position::START, 100, &StreamFilter::categories(&["hits"]))
+        .await
+        .unwrap()
+        .last()
+        .unwrap()
+        .position;
+    let mut sub = log.subscribe(Position::START, even, 2).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.len() < 5 {
+        assert!(Instant::now() < deadline, "the kept events did not arrive");
+        let batch = sub.next(Duration::from_millis(100)).await.unwrap();
+        assert!(batch.len() <= 2);
+        seen.extend(batch);
+    }
+    assert_eq!(numbers(&seen), vec![0, 2, 4, 6, 8]);
+    // Caught up: the events passed over after the last kept one are behind it.
+    while sub.position() < last_hit {
+        assert!(
+            Instant::now() < deadline,
+            "the subscription did not pass the odd events"
+        );
+        assert!(sub
+            .next(Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
 pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
     log.append(vec![append(
         "hits-s",
@@ -527,6 +586,11 @@ async fn pg_filters_select_categories() {
 }
 
 #[actix_web::test]
+async fn pg_selections_keep_their_share_of_the_events() {
+    selections_keep_their_share_of_the_events(Arc::new(fresh_log().await.0)).await;
+}
+
+#[actix_web::test]
 async fn pg_subscriptions_catch_up_then_follow() {
     subscriptions_catch_up_then_follow(Arc::new(fresh_log().await.0)).await;
 }
@@ -713,7 +777,8 @@ mod kurrentdb {
         expected_state_conflicts_are_typed_and_atomic_per_stream(&*shared).await;
         appends_are_idempotent_by_event_id(&*shared).await;
         contains_all_tells_whether_every_event_is_in_the_log(&*shared).await;
-        subscriptions_catch_up_then_follow(shared).await;
+        subscriptions_catch_up_then_follow(shared.clone()).await;
+        selections_keep_their_share_of_the_events(shared).await;
     }
 
     /// EventStoreDB appends each stream on its own: the single-stream part of the check.

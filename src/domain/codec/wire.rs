@@ -101,16 +101,18 @@ impl<'a> Reader<'a> {
             .ok_or(CodecError::Truncated)
     }
 
-    fn utf8(&mut self, n: usize) -> Result<String, CodecError> {
-        let bytes = self.take(n)?;
-        std::str::from_utf8(bytes)
-            .map(str::to_owned)
-            .map_err(|_| CodecError::InvalidUtf8)
+    fn utf8(&mut self, n: usize) -> Result<&'a str, CodecError> {
+        std::str::from_utf8(self.take(n)?).map_err(|_| CodecError::InvalidUtf8)
+    }
+
+    /// A length-prefixed UTF-8 string, borrowed from the input.
+    pub(crate) fn str_ref(&mut self) -> Result<&'a str, CodecError> {
+        let n = self.len()?;
+        self.utf8(n)
     }
 
     pub(crate) fn str(&mut self) -> Result<String, CodecError> {
-        let n = self.len()?;
-        self.utf8(n)
+        self.str_ref().map(str::to_owned)
     }
 
     pub(super) fn tagged(&mut self, known: &[&str]) -> Result<String, CodecError> {
@@ -121,9 +123,9 @@ impl<'a> Reader<'a> {
         // `v ≥ known.len()` here; `utf8` checks the length against the input before allocating.
         let text_len = v - known.len();
         let s = self.utf8(text_len)?;
-        if known.contains(&s.as_str()) {
+        if known.contains(&s) {
             return Err(CodecError::Invalid("known value written as text"));
         }
-        Ok(s)
+        Ok(s.to_owned())
     }
 }

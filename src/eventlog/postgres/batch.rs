@@ -73,18 +73,9 @@ pub fn encode(records: &[Record<'_>]) -> Vec<u8> {
     out
 }
 
-/// One event of a batch, as read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredRecord {
-    pub stream: usize,
-    pub revision: u64,
-    pub event_type: String,
-    pub schema_version: u16,
-    pub data: Vec<u8>,
-}
-
-/// Decodes a batch; `streams` is how many streams the row lists (record indexes are checked).
-pub fn decode(bytes: &[u8], streams: usize) -> Result<Vec<StoredRecord>, BatchError> {
+/// Decodes a batch; `streams` is how many streams the row lists (record indexes are checked). The
+/// records borrow their types and data from `bytes`: a reader copies out only those it keeps.
+pub fn decode(bytes: &[u8], streams: usize) -> Result<Vec<Record<'_>>, BatchError> {
     let mut r = Reader::new(bytes);
     let format = r.byte()?;
     if format != FORMAT {
@@ -96,7 +87,7 @@ pub fn decode(bytes: &[u8], streams: usize) -> Result<Vec<StoredRecord>, BatchEr
     let type_count = r.len()?;
     let mut types = Vec::with_capacity(type_count);
     for _ in 0..type_count {
-        types.push(r.str()?);
+        types.push(r.str_ref()?);
     }
     let count = r.len()?;
     // A count no larger than the remaining input: no allocation beyond what the input can hold.
@@ -107,15 +98,14 @@ pub fn decode(bytes: &[u8], streams: usize) -> Result<Vec<StoredRecord>, BatchEr
             return Err(BatchError::Invalid("stream index"));
         }
         let revision = r.varint()?;
-        let event_type = types
+        let event_type = *types
             .get(index(&mut r)?)
-            .ok_or(BatchError::Invalid("type index"))?
-            .clone();
+            .ok_or(BatchError::Invalid("type index"))?;
         let schema_version =
             u16::try_from(r.varint()?).map_err(|_| BatchError::Invalid("schema version"))?;
         let len = r.len()?;
-        let data = r.take(len)?.to_vec();
-        out.push(StoredRecord {
+        let data = r.take(len)?;
+        out.push(Record {
             stream,
             revision,
             event_type,
@@ -159,20 +149,7 @@ mod tests {
             },
         ];
         let bytes = encode(&records);
-        let back = decode(&bytes, 2).unwrap();
-        assert_eq!(back.len(), 3);
-        for (r, b) in records.iter().zip(&back) {
-            assert_eq!(
-                (r.stream, r.revision, r.event_type, r.schema_version, r.data),
-                (
-                    b.stream,
-                    b.revision,
-                    b.event_type.as_str(),
-                    b.schema_version,
-                    b.data.as_slice()
-                )
-            );
-        }
+        assert_eq!(decode(&bytes, 2).unwrap(), records);
         assert_eq!(
             decode(&bytes, 1).unwrap_err(),
             BatchError::Invalid("stream index")

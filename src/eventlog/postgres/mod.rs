@@ -19,7 +19,7 @@ use uuid::Uuid;
 use wakers::Wakers;
 
 use super::{
-    AppendResult, EventData, EventLog, EventLogError, ExpectedState, LogHead, Position,
+    AppendResult, EventData, EventLog, EventLogError, EventRef, ExpectedState, LogHead, Position,
     RecordedEvent, StreamAppend, StreamFilter, Subscription,
 };
 
@@ -263,11 +263,12 @@ impl PgEventLog {
             .map_err(unavailable)
     }
 
-    /// The events of batch rows, in position order; `keep` chooses which.
+    /// The events of batch rows, in position order; `keep` chooses which (from each event, its
+    /// revision and position), before any is copied out of its row.
     async fn events_of(
         &self,
         rows: &[BatchRow],
-        mut keep: impl FnMut(&str, u64, u64) -> bool,
+        mut keep: impl FnMut(&EventRef<'_>, u64, u64) -> bool,
     ) -> Result<Vec<RecordedEvent>, EventLogError> {
         let numbers: Vec<i64> = rows
             .iter()
@@ -288,7 +289,13 @@ impl PgEventLog {
                     EventLogError::Unavailable("a batch names an unknown stream".into())
                 })?;
                 let position = row.first_position as u64 + i as u64;
-                if !keep(stream, record.revision, position) {
+                let event = EventRef {
+                    stream,
+                    event_type: record.event_type,
+                    schema_version: record.schema_version,
+                    data: record.data,
+                };
+                if !keep(&event, record.revision, position) {
                     continue;
                 }
                 out.push(RecordedEvent {
@@ -296,9 +303,9 @@ impl PgEventLog {
                     revision: record.revision,
                     position: Position(position),
                     id: *id,
-                    event_type: record.event_type,
+                    event_type: record.event_type.to_owned(),
                     schema_version: record.schema_version,
-                    data: record.data,
+                    data: record.data.to_vec(),
                     recorded_at: row.recorded_at,
                 });
             }
@@ -534,7 +541,9 @@ impl EventLog for PgEventLog {
             let Some(last) = rows.last() else { break };
             after = last.first_position;
             let events = self
-                .events_of(&rows, |s, revision, _| s == stream && revision >= from)
+                .events_of(&rows, |e, revision, _| {
+                    e.stream == stream && revision >= from
+                })
                 .await?;
             out.extend(events);
         }
@@ -570,8 +579,8 @@ impl EventLog for PgEventLog {
             let Some(last) = rows.last() else { break };
             from = last.first_position + last.event_ids.len() as i64 - 1;
             let events = self
-                .events_of(&rows, |stream, _, position| {
-                    position > after.0 && filter.matches(stream)
+                .events_of(&rows, |e, _, position| {
+                    position > after.0 && filter.keeps(e)
                 })
                 .await?;
             out.extend(events);

@@ -25,30 +25,29 @@ pub(super) async fn listen(pool: &PgPool, wakers: &Wakers) -> Result<(), sqlx::E
 }
 
 /// Wakes subscriptions when the log grows in their categories: one watch of the head per distinct
-/// filter. A subscription to other categories than an append's sleeps through it (and its runner
+/// set of categories. A subscription to other categories than an append's sleeps through it (and its runner
 /// neither reads nor records a checkpoint); its poll interval still bounds how far it lags.
 #[derive(Default)]
-pub(super) struct Wakers(std::sync::Mutex<Vec<(StreamFilter, watch::Sender<u64>)>>);
+pub(super) struct Wakers(std::sync::Mutex<Vec<(Vec<String>, watch::Sender<u64>)>>);
 
 impl Wakers {
     pub(super) fn subscribe(&self, filter: &StreamFilter) -> watch::Receiver<u64> {
         let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, sender)) = all.iter().find(|(f, _)| f == filter) {
+        if let Some((_, sender)) = all.iter().find(|(c, _)| *c == filter.categories) {
             return sender.subscribe();
         }
         let sender = watch::Sender::new(0);
         let receiver = sender.subscribe();
-        all.push((filter.clone(), sender));
+        all.push((filter.categories.clone(), sender));
         receiver
     }
 
     /// The log's head reached `position` with an append to `categories` (`None`: unknown).
     pub(super) fn appended(&self, position: u64, categories: Option<&[&str]>) {
         let all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        for (filter, sender) in all.iter() {
-            let concerned = filter.categories.is_empty()
-                || categories
-                    .is_none_or(|cs| cs.iter().any(|c| filter.categories.iter().any(|f| f == c)));
+        for (watched, sender) in all.iter() {
+            let concerned = watched.is_empty()
+                || categories.is_none_or(|cs| cs.iter().any(|c| watched.iter().any(|w| w == c)));
             if concerned {
                 sender.send_if_modified(|h| {
                     let newer = position > *h;
