@@ -178,8 +178,9 @@ pub fn fold(
     let mut delta = Delta::default();
     let mut before: HashMap<SessionKey, Option<Session>> = HashMap::new();
     let mut after: BTreeMap<SessionKey, Session> = BTreeMap::new();
-    // User agents repeat: each is checked against the bot lists once per batch.
+    // User agents repeat: each is checked against the bot lists, and parsed, once per batch.
     let mut bots: HashMap<&str, Option<String>> = HashMap::new();
+    let mut clients: HashMap<&str, Client> = HashMap::new();
 
     for (position, event) in events {
         let hit: &HitRecorded = match event {
@@ -258,7 +259,11 @@ pub fn fold(
                 page: &page.pathname,
             },
             site.session_timeout,
-            || Visit::of(hit, &site.domain),
+            || {
+                Visit::of(hit, &site.domain, |ua| {
+                    clients.entry(ua).or_insert_with(|| Client::of(ua)).clone()
+                })
+            },
         );
         before
             .entry((pid, session.id))

@@ -78,12 +78,18 @@ impl Visit {
         "city_name",
     ];
 
-    pub fn of(hit: &HitRecorded, own_domain: &str) -> Self {
+    /// A visit's attributes from its first hit; `client_of` parses the user agent: [`Client::of`],
+    /// or a memo of it (user agents repeat).
+    pub fn of<'a>(
+        hit: &'a HitRecorded,
+        own_domain: &str,
+        client_of: impl FnOnce(&'a str) -> Client,
+    ) -> Self {
         Self {
             acquisition: Acquisition::of(&hit.url, hit.referrer.as_deref(), own_domain),
             client: match &hit.device {
                 Some(device) => Client::reported(device),
-                None => Client::of(hit.user_agent.as_deref().unwrap_or("")),
+                None => client_of(hit.user_agent.as_deref().unwrap_or("")),
             },
             geo: hit.geo.clone(),
         }
