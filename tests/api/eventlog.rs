@@ -345,6 +345,15 @@ pub async fn selections_keep_their_share_of_the_events(log: Arc<dyn EventLog>) {
             .unwrap()
             .is_empty());
     }
+
+    // The other selection gets the other share; a read without one, every event.
+    let odd = StreamFilter::categories(&["hits"])
+        .selecting(Arc::new(move |e| n(e.data).is_some_and(|n| n % 2 == 1)));
+    let odds = log.read_all(Position::START, 100, &odd).await.unwrap();
+    assert_eq!(numbers(&odds), vec![1, 3, 5, 7, 9]);
+    let hits = StreamFilter::categories(&["hits"]);
+    let every = log.read_all(first[0].position, 100, &hits).await.unwrap();
+    assert_eq!(numbers(&every), (1..10).collect::<Vec<_>>());
 }
 
 pub async fn subscriptions_catch_up_then_follow(log: Arc<dyn EventLog>) {
