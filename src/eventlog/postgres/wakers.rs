@@ -1,4 +1,4 @@
-//! How subscriptions learn that the log grew: one watch of the head per distinct filter, fed by
+//! How subscriptions learn that the log grew: one watch of the head per set of categories, fed by
 //! this process's appends and by NOTIFY from the others.
 
 use sqlx::postgres::PgListener;
@@ -25,8 +25,9 @@ pub(super) async fn listen(pool: &PgPool, wakers: &Wakers) -> Result<(), sqlx::E
 }
 
 /// Wakes subscriptions when the log grows in their categories: one watch of the head per distinct
-/// set of categories. A subscription to other categories than an append's sleeps through it (and its runner
-/// neither reads nor records a checkpoint); its poll interval still bounds how far it lags.
+/// set of categories. A subscription to other categories than an append's sleeps through it (and
+/// its runner neither reads nor records a checkpoint); its poll interval still bounds how far it
+/// lags.
 #[derive(Default)]
 pub(super) struct Wakers(std::sync::Mutex<Vec<(Vec<String>, watch::Sender<u64>)>>);
 
