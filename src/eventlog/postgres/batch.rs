@@ -12,8 +12,17 @@
 //! | records | varint count, then each: varint index into the row's `streams`, varint revision, varint index into the type names, varint schema version, varint data length + data |
 //!
 //! Varints are unsigned LEB128. A new layout gets a new format version; readers keep every old one.
+//!
+//! Here too are the rows themselves: an append's ([`Batches`], one per run of events of one
+//! category) and a stored one as read ([`BatchRow`]).
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::PgRow;
+use sqlx::Row;
+use uuid::Uuid;
 
 use crate::domain::codec::{put_str, put_varint, CodecError, Reader};
+use crate::eventlog::{EventData, StreamAppend};
 
 const FORMAT: u8 = 1;
 
@@ -118,6 +127,103 @@ pub fn decode(bytes: &[u8], streams: usize) -> Result<Vec<Record<'_>>, BatchErro
     }
     Ok(out)
 }
+
+/// A stream's category: the part of its name before the first `-` (`hits-<id>` → `hits`).
+pub(super) fn category(stream: &str) -> &str {
+    stream.split('-').next().unwrap_or(stream)
+}
+
+/// The batch rows of one append, column by column: one batch per run of events of one category,
+/// so that subscriptions to a category skip the others' batches. A batch names its streams by
+/// number, which the append's last statement looks up (or assigns) as it writes the streams'
+/// revisions: each batch's stream names are a slice of one array, its event ids a slice of
+/// another.
+#[derive(Default)]
+pub(super) struct Batches<'a> {
+    pub(super) first: Vec<i64>,
+    pub(super) last: Vec<i64>,
+    pub(super) category: Vec<&'a str>,
+    /// Every batch's stream names, a batch's from `names_from` to `names_to`.
+    pub(super) names: Vec<&'a str>,
+    pub(super) names_from: Vec<i32>,
+    pub(super) names_to: Vec<i32>,
+    /// Every batch's event ids, in position order.
+    pub(super) event_ids: Vec<Uuid>,
+    pub(super) records: Vec<Vec<u8>>,
+}
+
+impl<'a> Batches<'a> {
+    /// The rows of the `new` events (each with its stream's index in `appends` and its revision,
+    /// in position order) after the log's `head`.
+    pub(super) fn of(
+        appends: &'a [StreamAppend],
+        new: &[(usize, u64, &'a EventData)],
+        head: i64,
+    ) -> Self {
+        let mut rows = Self::default();
+        let mut first = head + 1;
+        for run in
+            new.chunk_by(|a, b| category(&appends[a.0].stream) == category(&appends[b.0].stream))
+        {
+            let names_from = rows.names.len();
+            let mut streams: Vec<&str> = Vec::new();
+            let mut records = Vec::with_capacity(run.len());
+            for (i, revision, e) in run {
+                let name = appends[*i].stream.as_str();
+                let stream = match streams.iter().position(|s| *s == name) {
+                    Some(at) => at,
+                    None => {
+                        streams.push(name);
+                        streams.len() - 1
+                    }
+                };
+                records.push(Record {
+                    stream,
+                    revision: *revision,
+                    event_type: &e.event_type,
+                    schema_version: e.schema_version,
+                    data: &e.data,
+                });
+                rows.event_ids.push(e.id);
+            }
+            let last = first + run.len() as i64 - 1;
+            rows.first.push(first);
+            rows.last.push(last);
+            rows.category.push(category(&appends[run[0].0].stream));
+            rows.names.extend(streams);
+            // Slices are 1-based and inclusive.
+            rows.names_from.push(names_from as i32 + 1);
+            rows.names_to.push(rows.names.len() as i32);
+            rows.records.push(encode(&records));
+            first = last + 1;
+        }
+        rows
+    }
+}
+
+/// A stored batch row, before its records are decoded.
+pub(super) struct BatchRow {
+    pub(super) first_position: i64,
+    pub(super) streams: Vec<i64>,
+    pub(super) event_ids: Vec<Uuid>,
+    pub(super) recorded_at: DateTime<Utc>,
+    pub(super) records: Vec<u8>,
+}
+
+impl BatchRow {
+    pub(super) fn of(row: &PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            first_position: row.try_get("first_position")?,
+            streams: row.try_get("streams")?,
+            event_ids: row.try_get("event_ids")?,
+            recorded_at: row.try_get("recorded_at")?,
+            records: row.try_get("records")?,
+        })
+    }
+}
+
+pub(super) const SELECT_BATCHES: &str =
+    "SELECT first_position, streams, event_ids, recorded_at, records FROM event_batches";
 
 #[cfg(test)]
 mod tests {

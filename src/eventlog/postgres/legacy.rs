@@ -5,7 +5,7 @@
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::{batch, category};
+use super::batch::{self, category};
 
 /// Events converted per transaction.
 const CHUNK: i64 = 20_000;

@@ -11,8 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::postgres::PgRow;
+use batch::{BatchRow, Batches, SELECT_BATCHES};
 use sqlx::{PgPool, Row};
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -115,99 +114,6 @@ fn satisfies(expected: ExpectedState, actual: Option<u64>) -> bool {
         ExpectedState::Revision(r) => actual == Some(r),
     }
 }
-
-/// A stream's category: the part of its name before the first `-` (`hits-<id>` → `hits`).
-fn category(stream: &str) -> &str {
-    stream.split('-').next().unwrap_or(stream)
-}
-
-/// The batch rows of one append, column by column: one batch per run of events of one category,
-/// so that subscriptions to a category skip the others' batches. A batch names its streams by
-/// number, which the append's last statement looks up (or assigns) as it writes the streams'
-/// revisions: each batch's stream names are a slice of one array, its event ids a slice of
-/// another.
-#[derive(Default)]
-struct Batches<'a> {
-    first: Vec<i64>,
-    last: Vec<i64>,
-    category: Vec<&'a str>,
-    /// Every batch's stream names, a batch's from `names_from` to `names_to`.
-    names: Vec<&'a str>,
-    names_from: Vec<i32>,
-    names_to: Vec<i32>,
-    /// Every batch's event ids, in position order.
-    event_ids: Vec<Uuid>,
-    records: Vec<Vec<u8>>,
-}
-
-impl<'a> Batches<'a> {
-    /// The rows of the `new` events (each with its stream's index in `appends` and its revision,
-    /// in position order) after the log's `head`.
-    fn of(appends: &'a [StreamAppend], new: &[(usize, u64, &'a EventData)], head: i64) -> Self {
-        let mut rows = Self::default();
-        let mut first = head + 1;
-        for run in
-            new.chunk_by(|a, b| category(&appends[a.0].stream) == category(&appends[b.0].stream))
-        {
-            let names_from = rows.names.len();
-            let mut streams: Vec<&str> = Vec::new();
-            let mut records = Vec::with_capacity(run.len());
-            for (i, revision, e) in run {
-                let name = appends[*i].stream.as_str();
-                let stream = match streams.iter().position(|s| *s == name) {
-                    Some(at) => at,
-                    None => {
-                        streams.push(name);
-                        streams.len() - 1
-                    }
-                };
-                records.push(batch::Record {
-                    stream,
-                    revision: *revision,
-                    event_type: &e.event_type,
-                    schema_version: e.schema_version,
-                    data: &e.data,
-                });
-                rows.event_ids.push(e.id);
-            }
-            let last = first + run.len() as i64 - 1;
-            rows.first.push(first);
-            rows.last.push(last);
-            rows.category.push(category(&appends[run[0].0].stream));
-            rows.names.extend(streams);
-            // Slices are 1-based and inclusive.
-            rows.names_from.push(names_from as i32 + 1);
-            rows.names_to.push(rows.names.len() as i32);
-            rows.records.push(batch::encode(&records));
-            first = last + 1;
-        }
-        rows
-    }
-}
-
-/// A stored batch row, before its records are decoded.
-struct BatchRow {
-    first_position: i64,
-    streams: Vec<i64>,
-    event_ids: Vec<Uuid>,
-    recorded_at: DateTime<Utc>,
-    records: Vec<u8>,
-}
-
-impl BatchRow {
-    fn of(row: &PgRow) -> Result<Self, sqlx::Error> {
-        Ok(Self {
-            first_position: row.try_get("first_position")?,
-            streams: row.try_get("streams")?,
-            event_ids: row.try_get("event_ids")?,
-            recorded_at: row.try_get("recorded_at")?,
-            records: row.try_get("records")?,
-        })
-    }
-}
-
-const SELECT_BATCHES: &str =
-    "SELECT first_position, streams, event_ids, recorded_at, records FROM event_batches";
 
 impl PgEventLog {
     /// Stream names by `stream_no`, from a cache of the immutable mapping.
