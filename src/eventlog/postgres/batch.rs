@@ -201,24 +201,31 @@ impl<'a> Batches<'a> {
     }
 }
 
-/// A stored batch row, before its records are decoded.
+/// A stored batch row, before its records are decoded. The records stay in the row as received
+/// (a backlog's rows are about a megabyte each): they are decoded borrowing from it.
 pub(super) struct BatchRow {
     pub(super) first_position: i64,
     pub(super) streams: Vec<i64>,
     pub(super) event_ids: Vec<Uuid>,
     pub(super) recorded_at: DateTime<Utc>,
-    pub(super) records: Vec<u8>,
+    row: PgRow,
 }
 
 impl BatchRow {
-    pub(super) fn of(row: &PgRow) -> Result<Self, sqlx::Error> {
+    pub(super) fn of(row: PgRow) -> Result<Self, sqlx::Error> {
+        // The records are checked here, so that reading them later cannot fail.
+        row.try_get::<&[u8], _>("records")?;
         Ok(Self {
             first_position: row.try_get("first_position")?,
             streams: row.try_get("streams")?,
             event_ids: row.try_get("event_ids")?,
             recorded_at: row.try_get("recorded_at")?,
-            records: row.try_get("records")?,
+            row,
         })
+    }
+
+    pub(super) fn records(&self) -> &[u8] {
+        self.row.try_get("records").unwrap_or_default()
     }
 }
 

@@ -163,7 +163,7 @@ impl PgEventLog {
             .fetch_all(&self.pool)
             .await
             .map_err(unavailable)?
-            .iter()
+            .into_iter()
             .map(BatchRow::of)
             .collect::<Result<Vec<_>, _>>()
             .map_err(unavailable)
@@ -181,9 +181,9 @@ impl PgEventLog {
             .flat_map(|r| r.streams.iter().copied())
             .collect();
         let names = self.stream_names(&numbers).await.map_err(unavailable)?;
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.iter().map(|r| r.event_ids.len()).sum());
         for row in rows {
-            let records = batch::decode(&row.records, row.streams.len())
+            let records = batch::decode(row.records(), row.streams.len())
                 .map_err(|e| EventLogError::Unavailable(Box::new(e)))?;
             if records.len() != row.event_ids.len() {
                 return Err(EventLogError::Unavailable(
