@@ -16,6 +16,7 @@ pub const APPEND_FAILURES: &str = "footfall_append_failures_total";
 pub const APPEND_QUEUE_FULL: &str = "footfall_append_queue_full_total";
 pub const PROJECTION_EVENTS: &str = "footfall_projection_events_total";
 pub const PROJECTION_PARKED: &str = "footfall_projection_parked_events_total";
+pub const PROJECTION_PREPARED_AHEAD: &str = "footfall_projection_batches_prepared_ahead_total";
 pub const PROJECTION_BATCH_DURATION: &str = "footfall_projection_batch_duration_seconds";
 pub const PROJECTION_LAG_EVENTS: &str = "footfall_projection_lag_events";
 pub const PROJECTION_LAG_SECONDS: &str = "footfall_projection_lag_seconds";
@@ -109,6 +110,11 @@ fn describe() {
         PROJECTION_PARKED,
         Unit::Count,
         "Events a projection parked because their data could not be applied, by projection."
+    );
+    describe_counter!(
+        PROJECTION_PREPARED_AHEAD,
+        Unit::Count,
+        "Batches of a backlog a projection's writer prepared (folded) while it wrote the batch before, by projection."
     );
     describe_counter!(
         PROJECTION_EVENTS,

@@ -17,7 +17,7 @@ use crate::domain::enrich::{is_bot, Client, Page, Visit};
 use crate::domain::hit::{ENGAGEMENT, PAGEVIEW};
 use crate::domain::session::{sessionize, Session, SessionHit, SESSION_TIMEOUT};
 use crate::domain::{Event, HitRecorded, PropertyId};
-use crate::eventlog::{EventRef, RecordedEvent, StreamFilter};
+use crate::eventlog::{EventRef, Position, RecordedEvent, StreamFilter};
 use crate::readmodel::rows::{
     Delta, HitRow, HourDelta, HourKey, PropKeys, SessionKey, Site, VisitDelta, VisitKey,
 };
@@ -103,12 +103,16 @@ impl Projection for HitsProjection {
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {
         Box::new(Writer {
             store: Store::new(g, partition),
-            sites: HashMap::new(),
-            prop_keys: PropKeys::new(self.max_prop_keys),
-            prop_keys_bytes: 0,
-            sessions: HashMap::new(),
-            sessions_bytes: 0,
-            complete: None,
+            caches: Caches {
+                sites: HashMap::new(),
+                prop_keys: PropKeys::new(self.max_prop_keys),
+                prop_keys_bytes: 0,
+                prop_keys_complete: false,
+                sessions: HashMap::new(),
+                sessions_bytes: 0,
+                complete: None,
+            },
+            ahead: None,
         })
     }
 }
@@ -175,7 +179,10 @@ pub fn fold(
     mut latest: HashMap<(PropertyId, i64), Session>,
     mut earlier: HashMap<(PropertyId, i64), Vec<Session>>,
 ) -> Delta {
-    let mut delta = Delta::default();
+    let mut delta = Delta {
+        hits: Vec::with_capacity(events.len()),
+        ..Delta::default()
+    };
     let mut before: HashMap<SessionKey, Option<Session>> = HashMap::new();
     let mut after: BTreeMap<SessionKey, Session> = BTreeMap::new();
     // User agents repeat: each is checked against the bot lists, and parsed, once per batch.
@@ -489,10 +496,16 @@ fn props_json(props: &[(String, String)]) -> String {
 
 struct Writer {
     store: Store,
+    caches: Caches,
+    /// The next batch, folded while this one was written (the caches hold its outcome).
+    ahead: Option<Folded>,
+}
+
+/// What a writer remembers between batches, so that most batches need no lookup. It holds only
+/// committed state or state of the batches in hand: after any error the runner drops the writer.
+struct Caches {
     sites: HashMap<PropertyId, Site>,
-    /// Each visitor's latest visit as this writer wrote it, so most batches need no lookup. It
-    /// holds only committed state or state of the open batch: after any error the runner drops
-    /// the writer.
+    /// Each visitor's latest visit as this writer folded it.
     sessions: HashMap<(PropertyId, i64), Session>,
     /// About the bytes `sessions` holds.
     sessions_bytes: usize,
@@ -500,6 +513,9 @@ struct Writer {
     prop_keys: PropKeys,
     /// About the bytes `prop_keys` holds.
     prop_keys_bytes: usize,
+    /// Whether `prop_keys` holds the keys of every property this partition has stored keys for
+    /// (as `complete` says of the visits, until this cache overflows).
+    prop_keys_complete: bool,
     /// Whether `sessions` holds every visitor this partition has stored, so that a visitor it
     /// lacks has no visit yet (a rebuild's writer, from the start, until the cache overflows).
     /// Unknown until the first batch.
@@ -528,44 +544,97 @@ fn session_bytes(s: &Session) -> usize {
         + 64
 }
 
-#[async_trait]
-impl ProjectionWriter for Writer {
-    async fn apply(
+/// A batch folded ahead, while the batch before it was written.
+struct Folded {
+    first: Position,
+    last: Position,
+    len: usize,
+    delta: Delta,
+}
+
+impl Folded {
+    fn of(&self, events: &[RecordedEvent]) -> bool {
+        events.len() == self.len
+            && events.first().map(|e| e.position) == Some(self.first)
+            && events.last().map(|e| e.position) == Some(self.last)
+    }
+}
+
+impl Writer {
+    /// Folds a batch from the state the database and the caches hold.
+    async fn load_and_fold(
         &mut self,
         tx: &mut PgConnection,
         events: &[RecordedEvent],
-    ) -> Result<(), ProjectionError> {
+    ) -> Result<Delta, ProjectionError> {
+        let (store, c) = (&mut self.store, &mut self.caches);
         let events = decode_all(events)?;
-        let unknown = properties_of(&events, |h| !self.sites.contains_key(&h.property_id));
-        self.sites
-            .extend(self.store.load_sites(tx, &unknown).await?);
+        let unknown = properties_of(&events, |h| !c.sites.contains_key(&h.property_id));
+        c.sites.extend(store.load_sites(tx, &unknown).await?);
         let unknown = properties_of(&events, |h| {
-            !h.props.is_empty() && !self.prop_keys.by_property.contains_key(&h.property_id)
+            !h.props.is_empty() && !c.prop_keys.by_property.contains_key(&h.property_id)
         });
-        self.prop_keys_bytes += 64 * unknown.len();
-        self.prop_keys
+        c.prop_keys_bytes += 64 * unknown.len();
+        c.prop_keys
             .by_property
-            .extend(self.store.load_prop_keys(tx, &unknown).await?);
+            .extend(store.load_prop_keys(tx, &unknown).await?);
         let keys = visitors(&events);
-        if self.complete.is_none() {
-            self.complete = Some(!self.store.applied_any(tx).await?);
+        if c.complete.is_none() {
+            c.complete = Some(!store.applied_any(tx).await?);
+            c.prop_keys_complete = c.complete == Some(true);
         }
         let missing: Vec<_> = keys
             .iter()
-            .filter(|k| self.complete != Some(true) && !self.sessions.contains_key(k))
+            .filter(|k| c.complete != Some(true) && !c.sessions.contains_key(k))
             .copied()
             .collect();
-        let mut latest = self.store.load_latest_sessions(tx, &missing).await?;
-        latest.extend(
-            keys.iter()
-                .filter_map(|k| self.sessions.get(k).map(|s| (*k, s.clone()))),
-        );
-        let earlier = self
-            .store
-            .load_earlier_sessions(tx, &late_hits(&events))
-            .await?;
-        // The fold is pure CPU work (tens of milliseconds for a large batch): it runs on the
-        // blocking pool, so the actors and connections sharing this thread are not held up.
+        let mut latest = store.load_latest_sessions(tx, &missing).await?;
+        latest.extend(c.cached(&keys));
+        let earlier = store.load_earlier_sessions(tx, &late_hits(&events)).await?;
+        c.fold(events, latest, earlier).await
+    }
+}
+
+impl Caches {
+    /// The decoded events of a batch whose fold needs nothing from the database: every property
+    /// and prop key it names and every visitor it continues is here, and no hit is late.
+    fn foldable(&self, events: &[RecordedEvent]) -> Option<Vec<(u64, Event)>> {
+        // An event that does not decode is for the batch's own turn to report (and park).
+        let events = decode_all(events).ok()?;
+        let known = events.iter().all(|(_, e)| match e {
+            Event::HitRecorded(h) => {
+                self.sites.contains_key(&h.property_id)
+                    && (h.props.is_empty()
+                        || self.prop_keys_complete
+                        || self.prop_keys.by_property.contains_key(&h.property_id))
+                    && (self.complete == Some(true)
+                        || self
+                            .sessions
+                            .contains_key(&(h.property_id, h.visitor_key.as_u64() as i64)))
+            }
+            _ => true,
+        });
+        (known && late_hits(&events).is_empty()).then_some(events)
+    }
+
+    /// The latest visits of these visitors that the cache holds.
+    fn cached<'a>(
+        &'a self,
+        keys: &'a [(PropertyId, i64)],
+    ) -> impl Iterator<Item = ((PropertyId, i64), Session)> + 'a {
+        keys.iter()
+            .filter_map(|k| self.sessions.get(k).map(|s| (*k, s.clone())))
+    }
+
+    /// The fold, on the blocking pool: it is pure CPU work (tens of milliseconds for a large
+    /// batch), so the actors and connections sharing this thread are not held up. The caches
+    /// take what it changed.
+    async fn fold(
+        &mut self,
+        events: Vec<(u64, Event)>,
+        latest: HashMap<(PropertyId, i64), Session>,
+        earlier: HashMap<(PropertyId, i64), Vec<Session>>,
+    ) -> Result<Delta, ProjectionError> {
         let mut sites = std::mem::take(&mut self.sites);
         let mut keys = std::mem::replace(&mut self.prop_keys, PropKeys::new(0));
         let (mut delta, sites, keys) = tokio::task::spawn_blocking(move || {
@@ -575,16 +644,13 @@ impl ProjectionWriter for Writer {
         .await?;
         self.sites = sites;
         self.prop_keys = keys;
-        self.store.write(tx, &delta).await?;
-        metrics::counter!(crate::telemetry::PROPS_NOT_ROLLED_UP).increment(delta.props_refused);
         self.prop_keys_bytes += delta
             .prop_keys
             .iter()
             .map(|(_, k)| k.len() + 32)
             .sum::<usize>();
         if self.prop_keys_bytes > MAX_CACHED_PROP_KEY_BYTES {
-            self.prop_keys.by_property.clear();
-            self.prop_keys_bytes = 0;
+            self.forget_prop_keys();
         }
         for (key, session) in std::mem::take(&mut delta.latest) {
             self.sessions_bytes += session_bytes(&session);
@@ -593,11 +659,88 @@ impl ProjectionWriter for Writer {
             }
         }
         if self.sessions_bytes > MAX_CACHED_SESSION_BYTES {
-            self.sessions.clear();
-            self.sessions_bytes = 0;
-            self.complete = Some(false);
+            self.forget_sessions();
         }
-        Ok(())
+        Ok(delta)
+    }
+
+    fn forget_prop_keys(&mut self) {
+        self.prop_keys.by_property.clear();
+        self.prop_keys_bytes = 0;
+        self.prop_keys_complete = false;
+    }
+
+    fn forget_sessions(&mut self) {
+        self.sessions.clear();
+        self.sessions_bytes = 0;
+        self.complete = Some(false);
+    }
+
+    /// Forgets everything: only the database holds what was written.
+    fn forget(&mut self) {
+        self.sites.clear();
+        self.forget_prop_keys();
+        self.forget_sessions();
+    }
+}
+
+#[async_trait]
+impl ProjectionWriter for Writer {
+    async fn apply(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<(), ProjectionError> {
+        self.apply_before(tx, events, &[]).await.map(|_| ())
+    }
+
+    /// Writes the batch; when the next one's fold needs nothing from the database (a rebuild's
+    /// batches, as a rule), it is folded meanwhile, so that the fold's CPU and the database's
+    /// writes overlap instead of taking turns.
+    async fn apply_before(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+        next: &[RecordedEvent],
+    ) -> Result<bool, ProjectionError> {
+        let delta = match self.ahead.take() {
+            Some(folded) if folded.of(events) => folded.delta,
+            stale => {
+                if stale.is_some() {
+                    // The caches hold a batch that was folded and not written (another came
+                    // first).
+                    self.caches.forget();
+                }
+                self.load_and_fold(tx, events).await?
+            }
+        };
+        let ahead = match (next.first(), next.last()) {
+            (Some(first), Some(last)) => self
+                .caches
+                .foldable(next)
+                .map(|decoded| (first.position, last.position, decoded)),
+            _ => None,
+        };
+        match ahead {
+            Some((first, last, decoded)) => {
+                let keys = visitors(&decoded);
+                let latest = self.caches.cached(&keys).collect();
+                let (written, folded) = tokio::join!(
+                    self.store.write(tx, &delta),
+                    self.caches.fold(decoded, latest, HashMap::new())
+                );
+                written?;
+                self.ahead = Some(Folded {
+                    first,
+                    last,
+                    len: next.len(),
+                    delta: folded?,
+                });
+            }
+            None => self.store.write(tx, &delta).await?,
+        }
+        metrics::counter!(crate::telemetry::PROPS_NOT_ROLLED_UP).increment(delta.props_refused);
+        Ok(self.ahead.is_some())
     }
 }
 

@@ -84,6 +84,18 @@ pub trait ProjectionWriter: Send {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError>;
+
+    /// Applies a batch as [`apply`](Self::apply) does, knowing that `next` (when not empty) is
+    /// the batch the runner applies after it: a writer may prepare it meanwhile, on the state
+    /// this batch leaves. Whether it did.
+    async fn apply_before(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[RecordedEvent],
+        _next: &[RecordedEvent],
+    ) -> Result<bool, ProjectionError> {
+        self.apply(tx, events).await.map(|()| false)
+    }
 }
 
 /// The table of generation `g` of a read model.

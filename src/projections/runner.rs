@@ -13,6 +13,7 @@
 //! [`super::manager::ProjectionManager`] keeps a runner alive for every live or building
 //! generation.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -215,8 +216,10 @@ async fn project(
         at_last_analyze: start.0,
     };
     let mut replays_checked = Instant::now();
-    // The next batch of a backlog, read while the previous one was applied.
-    let mut ahead: Option<Vec<RecordedEvent>> = None;
+    // The batches of a backlog read ahead, oldest first: while one is applied, the writer may
+    // prepare the next, and the one after is read. A read follows only a full batch, so a batch
+    // short of full (the backlog's end, or nothing) is always the last one read.
+    let mut ahead: VecDeque<Vec<RecordedEvent>> = VecDeque::new();
     loop {
         if team.should_yield(slot) {
             // Between batches: everything applied is committed with its checkpoint.
@@ -228,11 +231,11 @@ async fn project(
                 return Ok(Ended::Retired);
             }
         }
-        let mut events = match ahead.take() {
-            Some(events) => events,
-            None => subscription.next(IDLE_WAIT).await?,
+        let (mut events, read_ahead) = match ahead.pop_front() {
+            Some(events) => (events, true),
+            None => (subscription.next(IDLE_WAIT).await?, false),
         };
-        if !events.is_empty() && events.len() < LINGER_EVENTS {
+        if !read_ahead && !events.is_empty() && events.len() < LINGER_EVENTS {
             // One read after the wait: reading at every append while events trickle in cost a
             // few statements per append and runner.
             subscription
@@ -273,19 +276,31 @@ async fn project(
             rate: &mut rate,
             reading,
         };
-        // In a backlog, the next batch is read (on another connection, its records decoded here)
-        // while this one is folded on the blocking pool and written: the two overlap instead of
-        // leaving a core idle in turn. Only the checkpoint says what was applied, so a batch read
-        // ahead and then dropped (the runner retired, yielding or failing) is simply read again.
+        // In a backlog, the batch after this one is in hand before this one is applied, so that
+        // the writer can fold it while this one is written; the one after it is read meanwhile
+        // (on another connection, its records decoded here). Only the checkpoint says what was
+        // applied, so batches read ahead and then dropped (the runner retired, yielding or
+        // failing) are simply read again.
         let applied = if reading == Reading::Backlog {
-            let (applied, next) = tokio::join!(
-                batch.apply_or_park(&events, last_position),
-                subscription.next(Duration::ZERO)
-            );
-            ahead = Some(next?);
+            if ahead.is_empty() {
+                ahead.push_back(subscription.next(Duration::ZERO).await?);
+            }
+            let next = &ahead[0];
+            let more = next.len() >= BATCH_SIZE;
+            let (applied, after) =
+                tokio::join!(batch.apply_or_park(&events, last_position, next), async {
+                    if more {
+                        Some(subscription.next(Duration::ZERO).await)
+                    } else {
+                        None
+                    }
+                });
+            if let Some(after) = after {
+                ahead.push_back(after?);
+            }
             applied?
         } else {
-            batch.apply_or_park(&events, last_position).await?
+            batch.apply_or_park(&events, last_position, &[]).await?
         };
         if !applied {
             return Ok(Ended::Retired);
@@ -320,11 +335,13 @@ impl Batch<'_> {
     /// Applies the slot's events in order, then moves its checkpoint to `read_to` (the last event
     /// read, whichever partition it belonged to). A part that fails because of an event's own
     /// data is halved until that event stands alone, which is then parked (see [`parked`]);
-    /// every other event is applied. `false` when the generation was retired meanwhile.
+    /// every other event is applied. `next` is the batch to be applied after these, which the
+    /// writer may prepare meanwhile. `false` when the generation was retired meanwhile.
     async fn apply_or_park(
         &mut self,
         events: &[RecordedEvent],
         read_to: Position,
+        next: &[RecordedEvent],
     ) -> Result<bool, ProjectionError> {
         let (projection, generation) = (&*self.slot.projection, self.slot.generation);
         let name = projection.name();
@@ -337,14 +354,20 @@ impl Batch<'_> {
         while let Some(part) = parts.pop() {
             let Some(last) = part.last() else { continue };
             // The last part also takes the checkpoint past the other partitions' events.
-            let to = if parts.is_empty() {
-                read_to
+            let (to, then) = if parts.is_empty() {
+                (read_to, next)
             } else {
-                last.position
+                (last.position, &[][..])
             };
             let mut tx = sqlx::Connection::begin(&mut *self.conn).await?;
-            let failure = match self.writer.apply(&mut tx, part).await {
-                Ok(()) => None,
+            let failure = match self.writer.apply_before(&mut tx, part, then).await {
+                Ok(prepared) => {
+                    if prepared {
+                        metrics::counter!(telemetry::PROJECTION_PREPARED_AHEAD, "projection" => name)
+                            .increment(1);
+                    }
+                    None
+                }
                 Err(e) if parked::is_data_error(&e) => Some(e),
                 Err(e) => return Err(e),
             };

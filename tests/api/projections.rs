@@ -557,6 +557,80 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
     }
 }
 
+/// A writer given the batch after the one it writes folds it meanwhile when that needs nothing
+/// from the database (a rebuild's backlog): the tables come out row for row as when each batch is
+/// folded in its turn, across visits that span batches, prop keys and both properties.
+#[actix_web::test]
+async fn a_batch_folded_while_the_one_before_is_written_gives_the_same_tables() {
+    use footfall::eventlog::{postgres::PgEventLog, EventLog, Position};
+    use footfall::projections::hits::HitsProjection;
+    use footfall::projections::Projection;
+    let (app, _) = seeded(6_000).await;
+    let projection = HitsProjection::default();
+    let events = PgEventLog::new(app.pool.clone())
+        .read_all(Position(0), 100_000, &projection.filter())
+        .await
+        .unwrap();
+    let batches: Vec<_> = events.chunks(1_000).collect();
+    let mut prepared = Vec::new();
+    for (g, ahead) in [(50, false), (51, true)] {
+        for ddl in projection.ddl(g) {
+            sqlx::raw_sql(&ddl).execute(&app.pool).await.unwrap();
+        }
+        let mut writer = projection.writer(g, 0);
+        let mut conn = app.pool.acquire().await.unwrap();
+        let mut count = 0;
+        for (i, batch) in batches.iter().enumerate() {
+            let next = match ahead {
+                true => batches.get(i + 1).copied().unwrap_or_default(),
+                false => &[],
+            };
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.unwrap();
+            count += usize::from(writer.apply_before(&mut tx, batch, next).await.unwrap());
+            tx.commit().await.unwrap();
+        }
+        prepared.push(count);
+    }
+    eprintln!(
+        "{} events in {} batches; prepared ahead: {prepared:?}",
+        events.len(),
+        batches.len()
+    );
+    assert_eq!(
+        prepared,
+        [0, batches.len() - 1],
+        "every next batch was folded ahead"
+    );
+    for table in footfall::readmodel::schema::TABLES {
+        // The pending units' times are when they were written.
+        let rows = match *table {
+            "rollup_pending" => "(t.property_id, t.day, t.partition, t.dimensions)::text",
+            _ => "t::text",
+        };
+        let contents = |g: i32| {
+            let pool = app.pool.clone();
+            let sql = format!("SELECT {rows} FROM {table}_g{g} t ORDER BY 1");
+            async move {
+                sqlx::query_scalar::<_, String>(&sql)
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap()
+            }
+        };
+        let (one_by_one, folded_ahead) = (contents(50).await, contents(51).await);
+        let differ = one_by_one.iter().zip(&folded_ahead).find(|(a, b)| a != b);
+        assert!(
+            one_by_one.len() == folded_ahead.len() && differ.is_none(),
+            "{table}: {} rows one by one, {} folded ahead; first difference {differ:?}",
+            one_by_one.len(),
+            folded_ahead.len()
+        );
+        if ["hits", "sessions", "rollup_daily", "rollup_visits"].contains(table) {
+            assert!(!one_by_one.is_empty(), "{table} has rows");
+        }
+    }
+}
+
 /// An app whose projections run without the merger, so that nothing merges before the test does.
 async fn spawn_app_without_merger() -> TestApp {
     use footfall::eventlog::postgres::PgEventLog;
