@@ -628,7 +628,7 @@ impl Caches {
 
     /// The fold, on the blocking pool: it is pure CPU work (tens of milliseconds for a large
     /// batch), so the actors and connections sharing this thread are not held up. The caches
-    /// take what it changed.
+    /// take what it changed; a fold that failed (a panic) leaves them empty.
     async fn fold(
         &mut self,
         events: Vec<(u64, Event)>,
@@ -636,12 +636,20 @@ impl Caches {
         earlier: HashMap<(PropertyId, i64), Vec<Session>>,
     ) -> Result<Delta, ProjectionError> {
         let mut sites = std::mem::take(&mut self.sites);
-        let mut keys = std::mem::replace(&mut self.prop_keys, PropKeys::new(0));
-        let (mut delta, sites, keys) = tokio::task::spawn_blocking(move || {
+        let max_prop_keys = self.prop_keys.max;
+        let mut keys = std::mem::replace(&mut self.prop_keys, PropKeys::new(max_prop_keys));
+        let folded = tokio::task::spawn_blocking(move || {
             let delta = fold(&events, &mut sites, &mut keys, latest, earlier);
             (delta, sites, keys)
         })
-        .await?;
+        .await;
+        let (mut delta, sites, keys) = match folded {
+            Ok(folded) => folded,
+            Err(e) => {
+                self.forget();
+                return Err(e.into());
+            }
+        };
         self.sites = sites;
         self.prop_keys = keys;
         self.prop_keys_bytes += delta
@@ -730,11 +738,13 @@ impl ProjectionWriter for Writer {
                     self.caches.fold(decoded, latest, HashMap::new())
                 );
                 written?;
-                self.ahead = Some(Folded {
+                // A next batch whose fold failed is folded again in its turn, where the failure
+                // is its own (and parks its event), not this batch's.
+                self.ahead = folded.ok().map(|delta| Folded {
                     first,
                     last,
                     len: next.len(),
-                    delta: folded?,
+                    delta,
                 });
             }
             None => self.store.write(tx, &delta).await?,
