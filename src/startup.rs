@@ -224,6 +224,7 @@ impl Core {
         if project {
             let hits = projections::hits::HitsProjection {
                 max_prop_keys: config.max_prop_keys,
+                ..Default::default()
             };
             ProjectionManager::new(
                 projections::configured(hits),

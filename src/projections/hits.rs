@@ -30,12 +30,15 @@ pub const NAME: &str = "hits";
 pub struct HitsProjection {
     /// Prop keys a partition rolls up per property (`FOOTFALL_MAX_PROP_KEYS`).
     pub max_prop_keys: usize,
+    /// The bytes of visits a partition's writer remembers at most.
+    pub max_cached_visit_bytes: usize,
 }
 
 impl Default for HitsProjection {
     fn default() -> Self {
         Self {
             max_prop_keys: schema::DEFAULT_MAX_PROP_KEYS,
+            max_cached_visit_bytes: 64 << 20,
         }
     }
 }
@@ -98,10 +101,7 @@ impl Projection for HitsProjection {
     }
 
     fn writer(&self, g: Generation, partition: i32) -> Box<dyn ProjectionWriter> {
-        Box::new(writer::Writer::new(
-            Store::new(g, partition),
-            self.max_prop_keys,
-        ))
+        Box::new(writer::Writer::new(Store::new(g, partition), self))
     }
 }
 

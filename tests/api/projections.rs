@@ -557,23 +557,34 @@ async fn any_number_of_partitions_builds_the_same_read_model() {
     }
 }
 
-/// A writer given the batch after the one it writes folds it meanwhile when that needs nothing
-/// from the database (a rebuild's backlog): the tables come out row for row as when each batch is
-/// folded in its turn, across visits that span batches, prop keys and both properties.
+/// A writer given the batch after the one it writes folds it meanwhile (a rebuild's backlog): the
+/// tables come out row for row as when each batch is folded in its turn, across visits that span
+/// batches, prop keys and both properties. So they do when the writer cannot remember every
+/// visitor: with room for about two batches' visitors it drops the older half and looks up those
+/// of them who come back; with no room at all, it forgets them all and looks up everyone.
 #[actix_web::test]
 async fn a_batch_folded_while_the_one_before_is_written_gives_the_same_tables() {
     use footfall::eventlog::{postgres::PgEventLog, EventLog, Position};
     use footfall::projections::hits::HitsProjection;
     use footfall::projections::Projection;
     let (app, _) = seeded(6_000).await;
-    let projection = HitsProjection::default();
     let events = PgEventLog::new(app.pool.clone())
-        .read_all(Position(0), 100_000, &projection.filter())
+        .read_all(Position(0), 100_000, &HitsProjection::default().filter())
         .await
         .unwrap();
     let batches: Vec<_> = events.chunks(1_000).collect();
     let mut prepared = Vec::new();
-    for (g, ahead) in [(50, false), (51, true)] {
+    let generations = [
+        (50, false, 64 << 20),
+        (51, true, 64 << 20),
+        (52, true, 300_000),
+        (53, true, 1),
+    ];
+    for (g, ahead, max_cached_visit_bytes) in generations {
+        let projection = HitsProjection {
+            max_cached_visit_bytes,
+            ..Default::default()
+        };
         for ddl in projection.ddl(g) {
             sqlx::raw_sql(&ddl).execute(&app.pool).await.unwrap();
         }
@@ -596,11 +607,8 @@ async fn a_batch_folded_while_the_one_before_is_written_gives_the_same_tables() 
         events.len(),
         batches.len()
     );
-    assert_eq!(
-        prepared,
-        [0, batches.len() - 1],
-        "every next batch was folded ahead"
-    );
+    let n = batches.len() - 1;
+    assert_eq!(prepared, [0, n, n, n], "every next batch was folded ahead");
     for table in footfall::readmodel::schema::TABLES {
         // The pending units' times are when they were written.
         let rows = match *table {
@@ -617,14 +625,18 @@ async fn a_batch_folded_while_the_one_before_is_written_gives_the_same_tables() 
                     .unwrap()
             }
         };
-        let (one_by_one, folded_ahead) = (contents(50).await, contents(51).await);
-        let differ = one_by_one.iter().zip(&folded_ahead).find(|(a, b)| a != b);
-        assert!(
-            one_by_one.len() == folded_ahead.len() && differ.is_none(),
-            "{table}: {} rows one by one, {} folded ahead; first difference {differ:?}",
-            one_by_one.len(),
-            folded_ahead.len()
-        );
+        let one_by_one = contents(50).await;
+        for (g, ..) in &generations[1..] {
+            let folded_ahead = contents(*g).await;
+            let differ = one_by_one.iter().zip(&folded_ahead).find(|(a, b)| a != b);
+            assert!(
+                one_by_one.len() == folded_ahead.len() && differ.is_none(),
+                "{table}: {} rows one by one, {} folded ahead in generation {g}; first \
+                 difference {differ:?}",
+                one_by_one.len(),
+                folded_ahead.len()
+            );
+        }
         if ["hits", "sessions", "rollup_daily", "rollup_visits"].contains(table) {
             assert!(!one_by_one.is_empty(), "{table} has rows");
         }

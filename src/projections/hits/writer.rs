@@ -2,7 +2,7 @@
 //! batches changed, and writes each batch's [`Delta`] through [`Store`]; in a backlog it folds the
 //! next batch while it writes the one before.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
@@ -32,6 +32,9 @@ struct Caches {
     sessions: HashMap<(PropertyId, i64), Session>,
     /// About the bytes `sessions` holds.
     sessions_bytes: usize,
+    /// The bytes `sessions` may hold; past them it drops the older half (see
+    /// [`Caches::evict_sessions`]).
+    max_sessions_bytes: usize,
     /// The prop keys rolled up for the properties seen so far.
     prop_keys: PropKeys,
     /// About the bytes `prop_keys` holds.
@@ -39,15 +42,19 @@ struct Caches {
     /// Whether `prop_keys` holds the keys of every property this partition has stored keys for
     /// (as `complete` says of the visits, until this cache overflows).
     prop_keys_complete: bool,
-    /// Whether `sessions` holds every visitor this partition has stored, so that a visitor it
-    /// lacks has no visit yet (a rebuild's writer, from the start, until the cache overflows).
+    /// Whether `sessions` holds every visitor this partition has stored but those in `evicted`,
+    /// so that any other visitor it lacks has no visit yet (a rebuild's writer, from the start).
     /// Unknown until the first batch.
     complete: Option<bool>,
+    /// The visitors (by [`evicted_key`]) whose visits a complete cache dropped to stay within its
+    /// bytes: of those it lacks, only they are looked up. Two visitors may share a key; the other
+    /// one is then looked up too, and found to have no visit.
+    evicted: HashSet<u64>,
 }
 
-/// The bytes of visits a writer (one per partition) remembers at most; past them it forgets all
-/// and looks visitors up again.
-const MAX_CACHED_SESSION_BYTES: usize = 64 << 20;
+/// The visitors a complete cache remembers having dropped at most (about 16 MiB); past them it is
+/// no longer complete, and looks up every visitor it lacks.
+const MAX_EVICTED_VISITORS: usize = 1 << 20;
 
 /// The bytes of prop keys a writer remembers at most; past them it forgets all and loads them
 /// again.
@@ -67,6 +74,12 @@ fn session_bytes(s: &Session) -> usize {
         + 64
 }
 
+/// A visitor's key in [`Caches::evicted`]: the visitor key (a hash already) mixed with the
+/// property's.
+fn evicted_key(&(property, visitor): &(PropertyId, i64)) -> u64 {
+    visitor as u64 ^ property.as_uuid().as_u64_pair().0
+}
+
 /// A batch folded ahead, while the batch before it was written.
 struct Folded {
     first: Position,
@@ -84,17 +97,19 @@ impl Folded {
 }
 
 impl Writer {
-    pub(super) fn new(store: Store, max_prop_keys: usize) -> Self {
+    pub(super) fn new(store: Store, projection: &super::HitsProjection) -> Self {
         Self {
             store,
             caches: Caches {
                 sites: HashMap::new(),
-                prop_keys: PropKeys::new(max_prop_keys),
+                prop_keys: PropKeys::new(projection.max_prop_keys),
                 prop_keys_bytes: 0,
                 prop_keys_complete: false,
                 sessions: HashMap::new(),
                 sessions_bytes: 0,
+                max_sessions_bytes: projection.max_cached_visit_bytes,
                 complete: None,
+                evicted: HashSet::new(),
             },
             ahead: None,
         }
@@ -106,54 +121,70 @@ impl Writer {
         tx: &mut PgConnection,
         events: &[RecordedEvent],
     ) -> Result<Delta, ProjectionError> {
-        let (store, c) = (&mut self.store, &mut self.caches);
         let events = decode_all(events)?;
-        let unknown = properties_of(&events, |h| !c.sites.contains_key(&h.property_id));
+        let latest = self.load(tx, &events).await?;
+        let late = late_hits(&events);
+        let earlier = self.store.load_earlier_sessions(tx, &late).await?;
+        self.caches.fold(events, latest, earlier).await
+    }
+
+    /// Loads into the caches what they lack of the state a batch's fold starts from (its
+    /// properties' settings and rolled-up prop keys), and returns its visitors' latest visits.
+    ///
+    /// It may run before the batch before it is written: what that batch's fold changed is in the
+    /// caches until it is (see [`Caches::fold`]), so what is looked up here is what that batch
+    /// did not change.
+    async fn load(
+        &mut self,
+        tx: &mut PgConnection,
+        events: &[(u64, Event)],
+    ) -> Result<HashMap<(PropertyId, i64), Session>, ProjectionError> {
+        let (store, c) = (&mut self.store, &mut self.caches);
+        let unknown = properties_of(events, |h| !c.sites.contains_key(&h.property_id));
         c.sites.extend(store.load_sites(tx, &unknown).await?);
-        let unknown = properties_of(&events, |h| {
+        let unknown = properties_of(events, |h| {
             !h.props.is_empty() && !c.prop_keys.by_property.contains_key(&h.property_id)
         });
         c.prop_keys_bytes += 64 * unknown.len();
         c.prop_keys
             .by_property
             .extend(store.load_prop_keys(tx, &unknown).await?);
-        let keys = visitors(&events);
+        let keys = visitors(events);
         if c.complete.is_none() {
             c.complete = Some(!store.applied_any(tx).await?);
             c.prop_keys_complete = c.complete == Some(true);
         }
-        let missing: Vec<_> = keys
-            .iter()
-            .filter(|k| c.complete != Some(true) && !c.sessions.contains_key(k))
-            .copied()
-            .collect();
+        let missing: Vec<_> = keys.iter().filter(|k| c.must_load(k)).copied().collect();
         let mut latest = store.load_latest_sessions(tx, &missing).await?;
         latest.extend(c.cached(&keys));
-        let earlier = store.load_earlier_sessions(tx, &late_hits(&events)).await?;
-        c.fold(events, latest, earlier).await
+        Ok(latest)
     }
 }
 
 impl Caches {
-    /// The decoded events of a batch whose fold needs nothing from the database: every property
-    /// and prop key it names and every visitor it continues is here, and no hit is late.
+    /// The decoded events of a batch that can be folded before the one before it is written:
+    /// what it needs from the database, that batch did not change. That holds for visitors and
+    /// properties (the caches keep what a batch changed until it is written), not for the prop
+    /// keys of a cache that forgot them, nor for the earlier visits of late hits.
     fn foldable(&self, events: &[RecordedEvent]) -> Option<Vec<(u64, Event)>> {
         // An event that does not decode is for the batch's own turn to report (and park).
         let events = decode_all(events).ok()?;
         let known = events.iter().all(|(_, e)| match e {
             Event::HitRecorded(h) => {
-                self.sites.contains_key(&h.property_id)
-                    && (h.props.is_empty()
-                        || self.prop_keys_complete
-                        || self.prop_keys.by_property.contains_key(&h.property_id))
-                    && (self.complete == Some(true)
-                        || self
-                            .sessions
-                            .contains_key(&(h.property_id, h.visitor_key.as_u64() as i64)))
+                h.props.is_empty()
+                    || self.prop_keys_complete
+                    || self.prop_keys.by_property.contains_key(&h.property_id)
             }
             _ => true,
         });
         (known && late_hits(&events).is_empty()).then_some(events)
+    }
+
+    /// Whether a visitor's latest visit must be looked up: the cache lacks it and cannot vouch that
+    /// there is none.
+    fn must_load(&self, key: &(PropertyId, i64)) -> bool {
+        !self.sessions.contains_key(key)
+            && (self.complete != Some(true) || self.evicted.contains(&evicted_key(key)))
     }
 
     /// The latest visits of these visitors that the cache holds.
@@ -199,16 +230,50 @@ impl Caches {
         if self.prop_keys_bytes > MAX_CACHED_PROP_KEY_BYTES {
             self.forget_prop_keys();
         }
-        for (key, session) in std::mem::take(&mut delta.latest) {
+        // Room is made before the batch's visits go in, so that they stay until it is written.
+        let latest = std::mem::take(&mut delta.latest);
+        let incoming: usize = latest.values().map(session_bytes).sum();
+        if self.sessions_bytes + incoming > self.max_sessions_bytes {
+            self.evict_sessions();
+        }
+        for (key, session) in latest {
             self.sessions_bytes += session_bytes(&session);
             if let Some(old) = self.sessions.insert(key, session) {
                 self.sessions_bytes -= session_bytes(&old);
             }
         }
-        if self.sessions_bytes > MAX_CACHED_SESSION_BYTES {
-            self.forget_sessions();
-        }
         Ok(delta)
+    }
+
+    /// Drops the half of the visitors whose latest visit ended first (those least likely to come
+    /// back, in a log's order). A complete cache remembers who they were, and stays complete while
+    /// it can remember them all.
+    fn evict_sessions(&mut self) {
+        if self.sessions.is_empty() {
+            return;
+        }
+        let mut ends: Vec<_> = self.sessions.values().map(|s| s.last_at).collect();
+        let middle = ends.len() / 2;
+        let cutoff = *ends.select_nth_unstable(middle).1;
+        let complete = self.complete == Some(true);
+        let (bytes, evicted) = (&mut self.sessions_bytes, &mut self.evicted);
+        self.sessions.retain(|key, s| {
+            let keep = s.last_at >= cutoff;
+            if !keep {
+                *bytes -= session_bytes(s);
+                if complete {
+                    evicted.insert(evicted_key(key));
+                }
+            }
+            keep
+        });
+        if self.sessions_bytes > self.max_sessions_bytes * 3 / 4 {
+            // Most visits ended at one time: none of them is the likelier to come back.
+            self.forget_sessions();
+        } else if self.evicted.len() > MAX_EVICTED_VISITORS {
+            self.evicted = HashSet::new();
+            self.complete = Some(false);
+        }
     }
 
     fn forget_prop_keys(&mut self) {
@@ -220,6 +285,7 @@ impl Caches {
     fn forget_sessions(&mut self) {
         self.sessions.clear();
         self.sessions_bytes = 0;
+        self.evicted = HashSet::new();
         self.complete = Some(false);
     }
 
@@ -270,8 +336,7 @@ impl ProjectionWriter for Writer {
         };
         match ahead {
             Some((first, last, decoded)) => {
-                let keys = visitors(&decoded);
-                let latest = self.caches.cached(&keys).collect();
+                let latest = self.load(tx, &decoded).await?;
                 let (written, folded) = tokio::join!(
                     self.store.write(tx, &delta),
                     self.caches.fold(decoded, latest, HashMap::new())
