@@ -220,6 +220,9 @@ async fn project(
     // prepare the next, and the one after is read. A read follows only a full batch, so a batch
     // short of full (the backlog's end, or nothing) is always the last one read.
     let mut ahead: VecDeque<Vec<RecordedEvent>> = VecDeque::new();
+    // Whether the last batch ended a backlog: the read after it does not wait, so that a runner
+    // that has just caught up says so at once (a rebuild is switched in on it).
+    let mut backlog_ended = false;
     loop {
         if team.should_yield(slot) {
             // Between batches: everything applied is committed with its checkpoint.
@@ -231,9 +234,14 @@ async fn project(
                 return Ok(Ended::Retired);
             }
         }
+        let wait = if std::mem::take(&mut backlog_ended) {
+            Duration::ZERO
+        } else {
+            IDLE_WAIT
+        };
         let (mut events, read_ahead) = match ahead.pop_front() {
             Some(events) => (events, true),
-            None => (subscription.next(IDLE_WAIT).await?, false),
+            None => (subscription.next(wait).await?, false),
         };
         if !read_ahead && !events.is_empty() && events.len() < LINGER_EVENTS {
             // One read after the wait: reading at every append while events trickle in cost a
@@ -305,6 +313,7 @@ async fn project(
         if !applied {
             return Ok(Ended::Retired);
         }
+        backlog_ended = read_ahead && ahead.is_empty();
 
         let head = log.head().await?.position;
         metrics::counter!(telemetry::PROJECTION_EVENTS, "projection" => name)
