@@ -176,6 +176,10 @@ pub fn fold(
     // User agents repeat: each is checked against the bot lists, and parsed, once per batch.
     let mut bots: HashMap<&str, Option<String>> = HashMap::new();
     let mut clients: HashMap<&str, Client> = HashMap::new();
+    // Only late hits look at earlier visits: a batch without any keeps none.
+    let with_late = events
+        .iter()
+        .any(|(_, e)| matches!(e, Event::HitRecorded(h) if may_be_late(h)));
 
     for (position, event) in events {
         let hit: &HitRecorded = match event {
@@ -238,7 +242,7 @@ pub fn fold(
                 before.entry((pid, s.id)).or_insert_with(|| Some(s.clone()));
                 s.extend_to(hit.occurred_at);
                 after.insert((pid, s.id), s.clone());
-                remember(&mut latest, &mut earlier, key, &s);
+                remember(&mut latest, with_late.then_some(&mut earlier), key, &s);
             }
             continue;
         }
@@ -264,7 +268,12 @@ pub fn fold(
             .entry((pid, session.id))
             .or_insert_with(|| previous.filter(|p| p.id == session.id));
         after.insert((pid, session.id), session.clone());
-        remember(&mut latest, &mut earlier, key, &session);
+        remember(
+            &mut latest,
+            with_late.then_some(&mut earlier),
+            key,
+            &session,
+        );
 
         let hour = delta.hours.entry((pid, hour_of(local_time))).or_default();
         hour.events += 1;
@@ -362,16 +371,18 @@ fn visit_of_hit(
 /// Records a visit's new state. A visitor's latest visit is the one with the greatest
 /// `(last_at, id)`, whatever order hits are processed in (the table lookup orders the same way),
 /// so batch boundaries cannot change results; visits the batch knows besides it stay candidates
-/// for late hits.
+/// for late hits, in `earlier` (given only to a batch that has any).
 fn remember(
     latest: &mut HashMap<(PropertyId, i64), Session>,
-    earlier: &mut HashMap<(PropertyId, i64), Vec<Session>>,
+    earlier: Option<&mut HashMap<(PropertyId, i64), Vec<Session>>>,
     key: (PropertyId, i64),
     s: &Session,
 ) {
-    let visits = earlier.entry(key).or_default();
-    visits.retain(|v| v.id != s.id);
-    visits.push(s.clone());
+    if let Some(earlier) = earlier {
+        let visits = earlier.entry(key).or_default();
+        visits.retain(|v| v.id != s.id);
+        visits.push(s.clone());
+    }
     let newer = latest
         .get(&key)
         .is_none_or(|cur| cur.id == s.id || (s.last_at, s.id) >= (cur.last_at, cur.id));
@@ -386,12 +397,16 @@ pub fn late_hits(events: &[(u64, Event)]) -> Vec<(PropertyId, i64, DateTime<Utc>
     events
         .iter()
         .filter_map(|(_, e)| match e {
-            Event::HitRecorded(h) if h.occurred_at < h.received_at - Duration::minutes(1) => {
+            Event::HitRecorded(h) if may_be_late(h) => {
                 Some((h.property_id, h.visitor_key.as_u64() as i64, h.occurred_at))
             }
             _ => None,
         })
         .collect()
+}
+
+fn may_be_late(h: &HitRecorded) -> bool {
+    h.occurred_at < h.received_at - Duration::minutes(1)
 }
 
 fn contribute(

@@ -14,7 +14,6 @@ use crate::domain::{Event, PropertyId};
 use crate::eventlog::{Position, RecordedEvent};
 use crate::projections::{decode_all, ProjectionError, ProjectionWriter};
 use crate::readmodel::rows::{Delta, PropKeys, Site};
-use crate::readmodel::schema::VISIT_ROLLUP_DIMENSIONS;
 use crate::readmodel::store::Store;
 
 pub(super) struct Writer {
@@ -62,16 +61,8 @@ const MAX_CACHED_PROP_KEY_BYTES: usize = 16 << 20;
 
 /// About what a remembered visit holds in memory.
 fn session_bytes(s: &Session) -> usize {
-    let attributes: usize = VISIT_ROLLUP_DIMENSIONS
-        .iter()
-        .map(|d| s.attribute(d).len())
-        .sum();
-    std::mem::size_of::<Session>()
-        + std::mem::size_of::<Visit>()
-        + s.entry_page.len()
-        + s.exit_page.len()
-        + attributes
-        + 64
+    let attributes: usize = s.attributes().iter().map(|a| a.len()).sum();
+    std::mem::size_of::<Session>() + std::mem::size_of::<Visit>() + attributes + 64
 }
 
 /// A visitor's key in [`Caches::evicted`]: the visitor key (a hash already) mixed with the
