@@ -114,8 +114,10 @@ impl Writer {
     ) -> Result<Delta, ProjectionError> {
         let events = decode_all(events)?;
         let latest = self.load(tx, &events).await?;
-        let late = late_hits(&events);
-        let earlier = self.store.load_earlier_sessions(tx, &late).await?;
+        let earlier = self
+            .store
+            .load_earlier_sessions(tx, &late_hits(&events))
+            .await?;
         self.caches.fold(events, latest, earlier).await
     }
 
