@@ -300,9 +300,10 @@ impl ProjectionWriter for Writer {
         self.apply_before(tx, events, &[]).await.map(|_| ())
     }
 
-    /// Writes the batch; when the next one's fold needs nothing from the database (a rebuild's
-    /// batches, as a rule), it is folded meanwhile, so that the fold's CPU and the database's
-    /// writes overlap instead of taking turns.
+    /// Writes the batch; when the next one can be folded before it is written (see
+    /// [`Caches::foldable`]: a rebuild's batches, as a rule), what that fold needs is looked up
+    /// first and the fold runs meanwhile, so that the fold's CPU and the database's writes overlap
+    /// instead of taking turns.
     async fn apply_before(
         &mut self,
         tx: &mut PgConnection,
